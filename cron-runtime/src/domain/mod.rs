@@ -1,0 +1,11 @@
+//! Domain types: what a job and a run are, and the schedule maths.
+//!
+//! Values here are parsed at the boundary (API, database) and valid by construction inside.
+
+pub mod job;
+pub mod run;
+pub mod schedule;
+
+pub use job::{JobDefinition, JobKey, JobKeyError, JobStatus, ScheduleType};
+pub use run::{JobRun, RunStatus, TriggerType};
+pub use schedule::{Schedule, ScheduleError};

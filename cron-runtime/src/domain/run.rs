@@ -1,0 +1,91 @@
+//! Job runs.
+//!
+//! Run status state machine, each transition with its one owner:
+//!
+//! | from    | to        | owner                                                        |
+//! |---------|-----------|--------------------------------------------------------------|
+//! | (new)   | pending   | scheduler at a slot; API run-now                             |
+//! | (new)   | skipped   | the same, when an active run of the key exists (overlap `skip`) |
+//! | pending | running   | the scheduler that claims it (`FOR UPDATE SKIP LOCKED`)      |
+//! | running | succeeded | the executing scheduler                                      |
+//! | running | failed    | the executing scheduler (error, panic, timeout, shutdown)    |
+//! | running | failed    | the stale sweep, after `CRON_STALE_AFTER` without a heartbeat |
+//!
+//! `pending` and `running` are *active*: at most one active run per `job_key`.
+//! `succeeded`, `failed` and `skipped` are terminal.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Status of a run (see the module docs for the transitions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl RunStatus {
+    /// The status as stored and serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+
+    /// `true` for `succeeded`, `failed` and `skipped`.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Skipped)
+    }
+}
+
+/// What caused a run: its schedule, or an admin's run-now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerType {
+    Scheduled,
+    Manual,
+}
+
+impl TriggerType {
+    /// The trigger type as stored and serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerType::Scheduled => "scheduled",
+            TriggerType::Manual => "manual",
+        }
+    }
+}
+
+/// A row of `cron_job_runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct JobRun {
+    pub id: Uuid,
+    pub job_definition_id: Uuid,
+    pub job_key: String,
+    pub job_version: i32,
+    pub target: String,
+    pub trigger_type: TriggerType,
+    pub scheduled_at: DateTime<Utc>,
+    pub status: RunStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    #[serde(skip)]
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub output: Option<serde_json::Value>,
+    pub triggered_by: Option<String>,
+    pub scheduler_instance: Option<String>,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,19 @@
+//! cronjobs runtime: a durable cron service on PostgreSQL.
+//!
+//! - [`domain`]: jobs, runs and schedules (parsed, valid by construction);
+//! - [`registry`]: the targets registered with `#[cron_target]`;
+//! - [`store`]: SQL, one module per table;
+//! - [`api`]: the admin REST API;
+//! - [`scheduler`]: timers, execution, recovery and shutdown.
+
+pub mod context;
+pub mod domain;
+pub mod registry;
+pub mod store;
+
+pub use context::JobContext;
+pub use cron_macros::cron_target;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

@@ -1,0 +1,154 @@
+//! The compile-time registry of targets.
+//!
+//! `#[cron_target]` emits one [`Target`] per function through `inventory::submit!`;
+//! this module collects them, checks them once at startup, and looks them up by key.
+//! inventory's iteration order is unspecified, so every listing here is sorted by key.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::context::JobContext;
+use crate::domain::JobKey;
+
+/// The future a target's type-erased entry point returns: its output as JSON, or its error message.
+pub type RunFuture = Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'static>>;
+
+/// One registered target, as emitted by `#[cron_target]`.
+pub struct Target {
+    /// The key jobs name in their `target` field.
+    pub key: &'static str,
+    /// The function's doc comment.
+    pub description: &'static str,
+    /// How long a run may take before it is cancelled and failed.
+    pub timeout: Duration,
+    /// The payload type, if the function takes one.
+    pub payload: Option<PayloadSpec>,
+    /// Runs the function: decodes the payload, calls it, encodes its output.
+    pub run: fn(JobContext, Value) -> RunFuture,
+    /// The function's name, for messages.
+    pub function: &'static str,
+    /// Where the function is, for messages.
+    pub file: &'static str,
+    /// Where the function is, for messages.
+    pub line: u32,
+}
+
+/// The typed payload a target takes.
+pub struct PayloadSpec {
+    /// The Rust type's name as written in the signature.
+    pub type_name: &'static str,
+    /// Checks that a JSON value deserializes into the type.
+    pub validate: fn(&Value) -> Result<(), PayloadError>,
+    /// A JSON Schema of the type, when it implements `schemars::JsonSchema`.
+    pub schema: fn() -> Option<Value>,
+}
+
+inventory::collect!(Target);
+
+impl Target {
+    /// Where the target is defined, as `function (file:line)`.
+    pub fn location(&self) -> String {
+        format!("{} ({}:{})", self.function, self.file, self.line)
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("key", &self.key)
+            .field("timeout", &self.timeout)
+            .field("payload", &self.payload.as_ref().map(|p| p.type_name))
+            .field("location", &self.location())
+            .finish()
+    }
+}
+
+/// Why a payload does not fit its target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("no target is registered under {0:?}")]
+    UnknownTarget(String),
+    #[error("must be a JSON object")]
+    NotAnObject,
+    #[error("target {0:?} takes no payload: send {{}} or omit the field")]
+    Unexpected(String),
+    #[error("{}{message}", if path.is_empty() || path == "." { String::new() } else { format!("at {path}: ") })]
+    Invalid {
+        /// Where in the payload the problem is (serde's path, e.g. `items[2].name`; `.` for the root).
+        path: String,
+        /// serde's message, e.g. `missing field `seconds``.
+        message: String,
+    },
+}
+
+/// Why the registry is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("target key {key:?} is registered twice: by {first} and by {second}")]
+    DuplicateKey { key: String, first: String, second: String },
+    #[error("target key {key:?} of {location} is malformed: {reason}")]
+    MalformedKey { key: String, location: String, reason: String },
+}
+
+/// Every registered target, sorted by key.
+pub fn all() -> Vec<&'static Target> {
+    let mut targets: Vec<&'static Target> = inventory::iter::<Target>.into_iter().collect();
+    targets.sort_by(|a, b| a.key.cmp(b.key).then(a.file.cmp(b.file)).then(a.line.cmp(&b.line)));
+    targets
+}
+
+/// Checks the registry: every key well-formed and unique. Run once at startup.
+pub fn check() -> Result<(), Vec<RegistryError>> {
+    let mut errors = Vec::new();
+    let targets = all();
+    for target in &targets {
+        if let Err(reason) = JobKey::parse(target.key) {
+            errors.push(RegistryError::MalformedKey {
+                key: target.key.to_owned(),
+                location: target.location(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+    for pair in targets.windows(2) {
+        if pair[0].key == pair[1].key {
+            errors.push(RegistryError::DuplicateKey {
+                key: pair[0].key.to_owned(),
+                first: pair[0].location(),
+                second: pair[1].location(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Looks a target up by key.
+pub fn get(key: &str) -> Option<&'static Target> {
+    static BY_KEY: OnceLock<HashMap<&'static str, &'static Target>> = OnceLock::new();
+    BY_KEY
+        .get_or_init(|| all().into_iter().map(|t| (t.key, t)).collect())
+        .get(key)
+        .copied()
+}
+
+/// Checks that `payload` fits the target `key`: an object that deserializes into its payload
+/// type, or `{}` for a target that takes none.
+pub fn validate_payload(key: &str, payload: &Value) -> Result<(), PayloadError> {
+    let target = get(key).ok_or_else(|| PayloadError::UnknownTarget(key.to_owned()))?;
+    let object = payload.as_object().ok_or(PayloadError::NotAnObject)?;
+    match &target.payload {
+        Some(spec) => (spec.validate)(payload),
+        None if object.is_empty() => Ok(()),
+        None => Err(PayloadError::Unexpected(key.to_owned())),
+    }
+}
