@@ -38,7 +38,15 @@ impl JobContext {
         db: PgPool,
         cancel: CancellationToken,
     ) -> Self {
-        JobContext { run_id, job_key, job_version, trigger_type, scheduled_at, db, cancel }
+        JobContext {
+            run_id,
+            job_key,
+            job_version,
+            trigger_type,
+            scheduled_at,
+            db,
+            cancel,
+        }
     }
 
     /// The application's database pool.

@@ -93,7 +93,11 @@ pub enum RegistryError {
     #[error("target key {key:?} is registered twice: by {first} and by {second}")]
     DuplicateKey { key: String, first: String, second: String },
     #[error("target key {key:?} of {location} is malformed: {reason}")]
-    MalformedKey { key: String, location: String, reason: String },
+    MalformedKey {
+        key: String,
+        location: String,
+        reason: String,
+    },
 }
 
 /// Every registered target, sorted by key.

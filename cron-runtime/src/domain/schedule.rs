@@ -33,14 +33,18 @@ impl ScheduleError {
 
 /// Parses an IANA timezone name.
 pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
-    name.parse().map_err(|_| ScheduleError::UnknownTimezone(name.to_owned()))
+    name.parse()
+        .map_err(|_| ScheduleError::UnknownTimezone(name.to_owned()))
 }
 
 impl Schedule {
     /// Parses `expression` (5 or 6 fields, or a macro) to be evaluated in `timezone`.
     pub fn parse(expression: &str, timezone: &str) -> Result<Self, ScheduleError> {
         let timezone = parse_timezone(timezone)?;
-        Ok(Schedule { expression: expression.to_owned(), timezone })
+        Ok(Schedule {
+            expression: expression.to_owned(),
+            timezone,
+        })
     }
 
     /// The first fire time strictly after `after`.

@@ -1,0 +1,254 @@
+//! Queries on `cron_job_definitions`.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{notify, violated_constraint, Change, Cursor, Page, StoreError};
+use crate::domain::{JobDefinition, JobKey, JobStatus, ScheduleType};
+
+/// When a new definition fires.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleSpec {
+    Recurring { cron_expression: String },
+    OneTime { run_at: DateTime<Utc> },
+}
+
+/// A validated definition to insert (by create or new-version).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDefinition {
+    pub job_key: JobKey,
+    pub target: String,
+    pub schedule: ScheduleSpec,
+    pub timezone: String,
+    pub payload: Value,
+    pub description: Option<String>,
+    pub created_by: String,
+}
+
+/// Filters of the job list; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub target: Option<String>,
+    pub schedule_type: Option<ScheduleType>,
+    pub job_key: Option<String>,
+}
+
+const UNIQUE_LIVE_KEY: &str = "cron_job_definitions_one_live_per_key";
+const UNIQUE_KEY_VERSION: &str = "cron_job_definitions_key_version";
+
+/// Creates version 1 of a key, or the next version of a key whose versions are all retired.
+#[tracing::instrument(skip_all, fields(job_key = %new.job_key), err)]
+pub async fn create(pool: &PgPool, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
+    let mut tx = pool.begin().await?;
+    let created = match insert_next_version(&mut tx, new).await {
+        Err(StoreError::Database(e)) if is_key_conflict(&e) => {
+            drop(tx);
+            return Err(key_taken(pool, new.job_key.as_str()).await);
+        }
+        other => other?,
+    };
+    notify(&mut tx, Change::Definition(created.id)).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Replaces the live definition `previous_id` with `new` (which keeps its key): the old one
+/// is retired and the new one inserted as the next version, in one transaction. Of several
+/// concurrent calls on the same definition exactly one succeeds; the others find it retired.
+#[tracing::instrument(skip_all, fields(%previous_id), err)]
+pub async fn new_version(pool: &PgPool, previous_id: Uuid, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
+    let mut tx = pool.begin().await?;
+    let previous: Option<JobDefinition> = sqlx::query_as("SELECT * FROM cron_job_definitions WHERE id = $1 FOR UPDATE")
+        .bind(previous_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let previous = previous.ok_or(StoreError::JobNotFound(previous_id))?;
+    if previous.status == JobStatus::Retired {
+        return Err(StoreError::WrongStatus {
+            id: previous_id,
+            actual: JobStatus::Retired,
+            required: "active or paused",
+            action: "new-version",
+        });
+    }
+    sqlx::query(
+        "UPDATE cron_job_definitions SET status = 'retired', retired_at = now(), updated_at = now() WHERE id = $1",
+    )
+    .bind(previous_id)
+    .execute(&mut *tx)
+    .await?;
+    let created = insert_next_version(&mut tx, new).await?;
+    notify(&mut tx, Change::Definition(previous_id)).await?;
+    notify(&mut tx, Change::Definition(created.id)).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+async fn insert_next_version(conn: &mut PgConnection, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
+    let (schedule_type, cron_expression, run_at) = match &new.schedule {
+        ScheduleSpec::Recurring { cron_expression } => (ScheduleType::Recurring, Some(cron_expression.as_str()), None),
+        ScheduleSpec::OneTime { run_at } => (ScheduleType::OneTime, None, Some(*run_at)),
+    };
+    let created = sqlx::query_as(
+        "INSERT INTO cron_job_definitions
+             (id, job_key, version, target, schedule_type, cron_expression, timezone, run_at,
+              payload, description, status, created_by)
+         SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9, 'active', $10
+         FROM cron_job_definitions WHERE job_key = $2
+         RETURNING *",
+    )
+    .bind(Uuid::now_v7())
+    .bind(new.job_key.as_str())
+    .bind(&new.target)
+    .bind(schedule_type)
+    .bind(cron_expression)
+    .bind(&new.timezone)
+    .bind(run_at)
+    .bind(&new.payload)
+    .bind(&new.description)
+    .bind(&new.created_by)
+    .fetch_one(conn)
+    .await?;
+    Ok(created)
+}
+
+fn is_key_conflict(error: &sqlx::Error) -> bool {
+    matches!(violated_constraint(error), Some(UNIQUE_LIVE_KEY | UNIQUE_KEY_VERSION))
+}
+
+async fn key_taken(pool: &PgPool, job_key: &str) -> StoreError {
+    let existing: Result<Option<Uuid>, _> =
+        sqlx::query_scalar("SELECT id FROM cron_job_definitions WHERE job_key = $1 AND status <> 'retired'")
+            .bind(job_key)
+            .fetch_optional(pool)
+            .await;
+    match existing {
+        Ok(existing) => StoreError::KeyTaken {
+            job_key: job_key.to_owned(),
+            // A concurrent create that won and was retired since is vanishingly rare; nil says "unknown".
+            existing_id: existing.unwrap_or_else(Uuid::nil),
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// Reads one definition.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<JobDefinition, StoreError> {
+    sqlx::query_as("SELECT * FROM cron_job_definitions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::JobNotFound(id))
+}
+
+/// Lists definitions newest first, `limit` at a time, continuing after `after`.
+pub async fn list(
+    pool: &PgPool,
+    filter: &JobFilter,
+    after: Option<Cursor>,
+    limit: usize,
+) -> Result<Page<JobDefinition>, StoreError> {
+    let mut query = QueryBuilder::<Postgres>::new("SELECT * FROM cron_job_definitions WHERE TRUE");
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status);
+    }
+    if let Some(target) = &filter.target {
+        query.push(" AND target = ").push_bind(target);
+    }
+    if let Some(schedule_type) = filter.schedule_type {
+        query.push(" AND schedule_type = ").push_bind(schedule_type);
+    }
+    if let Some(job_key) = &filter.job_key {
+        query.push(" AND job_key = ").push_bind(job_key);
+    }
+    if let Some(cursor) = after {
+        query
+            .push(" AND (created_at, id) < (")
+            .push_bind(cursor.at)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit as i64 + 1);
+    let rows: Vec<JobDefinition> = query.build_query_as().fetch_all(pool).await?;
+    Ok(Page::from_rows(rows, limit, |d| Cursor {
+        at: d.created_at,
+        id: d.id,
+    }))
+}
+
+/// Every active definition: what the scheduler arms timers for.
+pub async fn list_active(pool: &PgPool) -> Result<Vec<JobDefinition>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT * FROM cron_job_definitions WHERE status = 'active'")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// `active` → `paused`, recording why and by whom. Any other status is a conflict.
+#[tracing::instrument(skip(pool, reason), err)]
+pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result<JobDefinition, StoreError> {
+    transition(
+        pool,
+        id,
+        "UPDATE cron_job_definitions
+         SET status = 'paused', pause_reason = $2, paused_at = now(), paused_by = $3, updated_at = now()
+         WHERE id = $1 AND status = 'active' RETURNING *",
+        &[reason, actor],
+        ("active", "pause"),
+    )
+    .await
+}
+
+/// `paused` → `active`, clearing the pause record. Any other status is a conflict.
+#[tracing::instrument(skip(pool), err)]
+pub async fn resume(pool: &PgPool, id: Uuid) -> Result<JobDefinition, StoreError> {
+    transition(
+        pool,
+        id,
+        "UPDATE cron_job_definitions
+         SET status = 'active', pause_reason = NULL, paused_at = NULL, paused_by = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'paused' RETURNING *",
+        &[],
+        ("paused", "resume"),
+    )
+    .await
+}
+
+/// Runs a conditional status update; when it matches nothing, says whether the job is
+/// missing or in the wrong status (never overwrites a concurrent change).
+async fn transition(
+    pool: &PgPool,
+    id: Uuid,
+    sql: &'static str,
+    binds: &[&str],
+    (required, action): (&'static str, &'static str),
+) -> Result<JobDefinition, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut query = sqlx::query_as::<_, JobDefinition>(sql).bind(id);
+    for value in binds {
+        query = query.bind(*value);
+    }
+    match query.fetch_optional(&mut *tx).await? {
+        Some(updated) => {
+            notify(&mut tx, Change::Definition(id)).await?;
+            tx.commit().await?;
+            Ok(updated)
+        }
+        None => {
+            let current = get(pool, id).await?;
+            Err(StoreError::WrongStatus {
+                id,
+                actual: current.status,
+                required,
+                action,
+            })
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! PostgreSQL access: one module per table, one function per named query.
+//!
+//! Every write the scheduler must see sends a notification on [`CHANGES_CHANNEL`] in the
+//! same transaction, so a listener never hears of a change it cannot yet read.
+
+pub mod definitions;
+pub mod page;
+pub mod runs;
+pub mod schema;
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use crate::domain::JobStatus;
+
+pub use page::{Cursor, InvalidCursor, Page};
+
+/// The `LISTEN`/`NOTIFY` channel that carries [`Change`]s to the schedulers.
+pub const CHANGES_CHANNEL: &str = "cronjobs_changes";
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no job with id {0}")]
+    JobNotFound(Uuid),
+    #[error("no run with id {0}")]
+    RunNotFound(Uuid),
+    #[error("job key {job_key:?} is already used by job {existing_id}, which is not retired: change it with new-version, or pick another key")]
+    KeyTaken { job_key: String, existing_id: Uuid },
+    #[error("job {id} is {actual}; {action} needs a job that is {required}")]
+    WrongStatus {
+        id: Uuid,
+        actual: JobStatus,
+        required: &'static str,
+        action: &'static str,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A change a scheduler must react to, as carried on [`CHANGES_CHANNEL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A definition was created or changed status: re-read it and re-arm its timer.
+    Definition(Uuid),
+    /// A run was requested (run-now): claim pending runs.
+    RunRequested(Uuid),
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Definition(id) => write!(f, "definition:{id}"),
+            Change::RunRequested(id) => write!(f, "run:{id}"),
+        }
+    }
+}
+
+impl FromStr for Change {
+    type Err = String;
+
+    fn from_str(payload: &str) -> Result<Self, Self::Err> {
+        let (kind, id) = payload
+            .split_once(':')
+            .ok_or_else(|| format!("malformed change {payload:?}"))?;
+        let id = Uuid::parse_str(id).map_err(|e| format!("malformed change {payload:?}: {e}"))?;
+        match kind {
+            "definition" => Ok(Change::Definition(id)),
+            "run" => Ok(Change::RunRequested(id)),
+            _ => Err(format!("unknown change kind in {payload:?}")),
+        }
+    }
+}
+
+/// Sends `change` on [`CHANGES_CHANNEL`]; delivered when the surrounding transaction commits.
+pub(crate) async fn notify(conn: &mut sqlx::PgConnection, change: Change) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(change.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The name of the constraint a database error violated, if any.
+pub(crate) fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    error.as_database_error().and_then(|e| e.constraint())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_round_trips_through_its_payload() {
+        let id = Uuid::now_v7();
+        for change in [Change::Definition(id), Change::RunRequested(id)] {
+            assert_eq!(change.to_string().parse::<Change>(), Ok(change));
+        }
+        assert!("job:nope".parse::<Change>().is_err());
+        assert!("definition:nope".parse::<Change>().is_err());
+    }
+}
+
+/// Opens a connection pool to `url`.
+pub async fn connect(url: &crate::config::Secret) -> Result<sqlx::PgPool, sqlx::Error> {
+    connect_with(url, 10).await
+}
+
+/// Opens a pool of at most `max_connections` connections.
+pub async fn connect_with(url: &crate::config::Secret, max_connections: u32) -> Result<sqlx::PgPool, sqlx::Error> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url.expose())
+        .await
+}

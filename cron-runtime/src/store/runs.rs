@@ -1,0 +1,408 @@
+//! Queries on `cron_job_runs`. See [`crate::domain::run`] for the state machine these
+//! queries implement; each function names the transition it owns.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{notify, Change, Cursor, Page, StoreError};
+use crate::domain::{JobDefinition, JobRun, JobStatus, RunStatus, TriggerType};
+
+/// A slot of a definition that is due: what the scheduler inserts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueSlot {
+    pub definition_id: Uuid,
+    pub job_key: String,
+    pub job_version: i32,
+    pub target: String,
+    pub scheduled_at: DateTime<Utc>,
+}
+
+impl DueSlot {
+    /// The slot of `definition` at `scheduled_at`.
+    pub fn of(definition: &JobDefinition, scheduled_at: DateTime<Utc>) -> Self {
+        DueSlot {
+            definition_id: definition.id,
+            job_key: definition.job_key.clone(),
+            job_version: definition.version,
+            target: definition.target.clone(),
+            scheduled_at,
+        }
+    }
+}
+
+/// What inserting a batch of due slots did.
+#[derive(Debug, Default)]
+pub struct InsertedSlots {
+    /// Runs this call inserted as `pending`: the caller claims and executes them.
+    pub pending: Vec<JobRun>,
+    /// Runs this call recorded as `skipped` because a run of the key was still active.
+    pub skipped: Vec<JobRun>,
+    // Slots in neither list were already recorded, by another scheduler replica.
+}
+
+/// What a run-now request did.
+#[derive(Debug)]
+pub enum RunNowOutcome {
+    /// The run was recorded as `pending`; a scheduler will claim it.
+    Pending(JobRun),
+    /// A run of the key was active, so this one was recorded as `skipped`.
+    Skipped { run: JobRun, active_run_id: Uuid },
+}
+
+/// How an executed run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    Succeeded { output: Value },
+    Failed { error: String },
+}
+
+/// Filters of the run list; `None` matches everything. `from`/`to` bound `scheduled_at`
+/// (`from` inclusive, `to` exclusive).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    pub job_id: Option<Uuid>,
+    pub job_key: Option<String>,
+    pub status: Option<RunStatus>,
+    pub target: Option<String>,
+    pub trigger_type: Option<TriggerType>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// (new) → `pending` or `skipped` for a batch of due slots, in at most two statements.
+///
+/// The slot guard makes every slot a single row however many replicas insert it; the
+/// one-active-run-per-key index makes the overlap check race-free. A slot that found an
+/// active run is recorded `skipped`.
+#[tracing::instrument(skip_all, fields(slots = slots.len()), err)]
+pub async fn insert_scheduled(pool: &PgPool, slots: &[DueSlot]) -> Result<InsertedSlots, StoreError> {
+    if slots.is_empty() {
+        return Ok(InsertedSlots::default());
+    }
+    let pending: Vec<JobRun> = insert_slots(pool, slots, RunStatus::Pending).await?;
+    if pending.len() == slots.len() {
+        return Ok(InsertedSlots {
+            pending,
+            skipped: Vec::new(),
+        });
+    }
+    let inserted: HashSet<(Uuid, DateTime<Utc>)> =
+        pending.iter().map(|r| (r.job_definition_id, r.scheduled_at)).collect();
+    let not_inserted: Vec<DueSlot> = slots
+        .iter()
+        .filter(|s| !inserted.contains(&(s.definition_id, s.scheduled_at)))
+        .cloned()
+        .collect();
+    let mut tx = pool.begin().await?;
+    let skipped = insert_slots(&mut *tx, &not_inserted, RunStatus::Skipped).await?;
+    retire_finished_one_time(&mut tx, &skipped).await?;
+    tx.commit().await?;
+    Ok(InsertedSlots { pending, skipped })
+}
+
+async fn insert_slots(
+    conn: impl sqlx::PgExecutor<'_>,
+    slots: &[DueSlot],
+    status: RunStatus,
+) -> Result<Vec<JobRun>, StoreError> {
+    let ids: Vec<Uuid> = slots.iter().map(|_| Uuid::now_v7()).collect();
+    let definition_ids: Vec<Uuid> = slots.iter().map(|s| s.definition_id).collect();
+    let keys: Vec<&str> = slots.iter().map(|s| s.job_key.as_str()).collect();
+    let versions: Vec<i32> = slots.iter().map(|s| s.job_version).collect();
+    let targets: Vec<&str> = slots.iter().map(|s| s.target.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = slots.iter().map(|s| s.scheduled_at).collect();
+    let runs = sqlx::query_as(
+        "INSERT INTO cron_job_runs
+             (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
+              status, finished_at, error)
+         SELECT s.id, s.definition_id, s.job_key, s.job_version, s.target, 'scheduled', s.scheduled_at,
+                $7, CASE WHEN $7 = 'skipped' THEN now() END,
+                CASE WHEN $7 = 'skipped' THEN COALESCE('skipped: run ' || (
+                    SELECT a.id FROM cron_job_runs a
+                    WHERE a.job_key = s.job_key AND a.status IN ('pending', 'running') LIMIT 1
+                ) || ' of this job was still active (overlap policy: skip)',
+                'skipped: another run of this job was active (overlap policy: skip)') END
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
+              AS s(id, definition_id, job_key, job_version, target, scheduled_at)
+         ON CONFLICT DO NOTHING
+         RETURNING *",
+    )
+    .bind(ids)
+    .bind(definition_ids)
+    .bind(keys)
+    .bind(versions)
+    .bind(targets)
+    .bind(times)
+    .bind(status)
+    .fetch_all(conn)
+    .await?;
+    Ok(runs)
+}
+
+/// (new) → `pending` for an admin's run-now, or `skipped` when a run of the key is active.
+/// Allowed on active and paused jobs; a retired job is a conflict.
+#[tracing::instrument(skip(pool), err)]
+pub async fn request_run(pool: &PgPool, definition_id: Uuid, actor: &str) -> Result<RunNowOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    // FOR SHARE: a concurrent new-version cannot retire the job under this request.
+    let definition: Option<JobDefinition> =
+        sqlx::query_as("SELECT * FROM cron_job_definitions WHERE id = $1 FOR SHARE")
+            .bind(definition_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let definition = definition.ok_or(StoreError::JobNotFound(definition_id))?;
+    if definition.status == JobStatus::Retired {
+        return Err(StoreError::WrongStatus {
+            id: definition_id,
+            actual: JobStatus::Retired,
+            required: "active or paused",
+            action: "run-now",
+        });
+    }
+    // The active run can finish between the failed insert and the lookup: then try again.
+    for _ in 0..3 {
+        if let Some(run) = insert_manual(&mut tx, &definition, actor, RunStatus::Pending, None).await? {
+            notify(&mut tx, Change::RunRequested(run.id)).await?;
+            tx.commit().await?;
+            return Ok(RunNowOutcome::Pending(run));
+        }
+        let active: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM cron_job_runs WHERE job_key = $1 AND status IN ('pending', 'running')")
+                .bind(&definition.job_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(active_run_id) = active {
+            let error = format!("skipped: run {active_run_id} of this job was still active (overlap policy: skip)");
+            if let Some(run) = insert_manual(&mut tx, &definition, actor, RunStatus::Skipped, Some(&error)).await? {
+                tx.commit().await?;
+                return Ok(RunNowOutcome::Skipped { run, active_run_id });
+            }
+        }
+    }
+    Err(StoreError::Database(sqlx::Error::Protocol(
+        "run-now could not record a run after 3 attempts (the job's runs changed too fast)".into(),
+    )))
+}
+
+async fn insert_manual(
+    conn: &mut PgConnection,
+    definition: &JobDefinition,
+    actor: &str,
+    status: RunStatus,
+    error: Option<&str>,
+) -> Result<Option<JobRun>, StoreError> {
+    let run = sqlx::query_as(
+        "INSERT INTO cron_job_runs
+             (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
+              status, finished_at, error, triggered_by)
+         VALUES ($1, $2, $3, $4, $5, 'manual', clock_timestamp(), $6,
+                 CASE WHEN $6 = 'skipped' THEN clock_timestamp() END, $7, $8)
+         ON CONFLICT DO NOTHING
+         RETURNING *",
+    )
+    .bind(Uuid::now_v7())
+    .bind(definition.id)
+    .bind(&definition.job_key)
+    .bind(definition.version)
+    .bind(&definition.target)
+    .bind(status)
+    .bind(error)
+    .bind(actor)
+    .fetch_optional(conn)
+    .await?;
+    Ok(run)
+}
+
+/// `pending` → `running` for the given runs, by this scheduler instance. Runs another
+/// instance holds or already claimed are left out of the result.
+pub async fn claim(pool: &PgPool, run_ids: &[Uuid], instance: &str) -> Result<Vec<JobRun>, StoreError> {
+    claim_where(pool, "id = ANY($1)", run_ids, i64::MAX, instance).await
+}
+
+/// `pending` → `running` for up to `limit` pending runs of any job, oldest first: runs
+/// requested while no scheduler claimed them (run-now, or a replica that died after inserting).
+pub async fn claim_pending(pool: &PgPool, limit: i64, instance: &str) -> Result<Vec<JobRun>, StoreError> {
+    claim_where(pool, "$1::uuid[] IS NOT NULL", &[], limit, instance).await
+}
+
+async fn claim_where(
+    pool: &PgPool,
+    condition: &'static str,
+    run_ids: &[Uuid],
+    limit: i64,
+    instance: &str,
+) -> Result<Vec<JobRun>, StoreError> {
+    let sql = format!(
+        "UPDATE cron_job_runs
+         SET status = 'running', started_at = clock_timestamp(), heartbeat_at = clock_timestamp(),
+             scheduler_instance = $3
+         WHERE id IN (
+             SELECT id FROM cron_job_runs
+             WHERE status = 'pending' AND {condition}
+             ORDER BY scheduled_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         )
+         RETURNING *"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(run_ids)
+        .bind(limit)
+        .bind(instance)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Records a sign of life for running runs (the executing scheduler calls this periodically).
+pub async fn heartbeat(pool: &PgPool, run_ids: &[Uuid]) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE cron_job_runs SET heartbeat_at = clock_timestamp() WHERE id = ANY($1) AND status = 'running'",
+    )
+    .bind(run_ids)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// `running` → `succeeded` | `failed`. Returns `None` if the run was no longer running
+/// (the stale sweep got there first). A scheduled one-time job is retired with its run.
+#[tracing::instrument(skip(pool, outcome), err)]
+pub async fn finish(pool: &PgPool, run_id: Uuid, outcome: &RunOutcome) -> Result<Option<JobRun>, StoreError> {
+    let (status, output, error) = match outcome {
+        RunOutcome::Succeeded { output } => (RunStatus::Succeeded, Some(output), None),
+        RunOutcome::Failed { error } => (RunStatus::Failed, None, Some(error.as_str())),
+    };
+    let mut tx = pool.begin().await?;
+    let finished: Option<JobRun> = sqlx::query_as(
+        "UPDATE cron_job_runs
+         SET status = $2, output = $3, error = $4, finished_at = clock_timestamp(),
+             duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - started_at) * 1000)::bigint)
+         WHERE id = $1 AND status = 'running'
+         RETURNING *",
+    )
+    .bind(run_id)
+    .bind(status)
+    .bind(output)
+    .bind(error)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(run) = &finished {
+        retire_finished_one_time(&mut tx, std::slice::from_ref(run)).await?;
+    }
+    tx.commit().await?;
+    Ok(finished)
+}
+
+/// `running` → `failed` for runs without a heartbeat for `stale_after`, whichever
+/// scheduler ran them (a replica recovers another's dead runs).
+#[tracing::instrument(skip(pool), err)]
+pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobRun>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let failed: Vec<JobRun> = sqlx::query_as(
+        "UPDATE cron_job_runs
+         SET status = 'failed', finished_at = clock_timestamp(),
+             duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - started_at) * 1000)::bigint),
+             error = 'stale: no heartbeat for more than ' || $2 || ' (last at '
+                     || to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                     || ' from scheduler ' || COALESCE(scheduler_instance, 'unknown')
+                     || '); presumed dead'
+         WHERE id IN (
+             SELECT id FROM cron_job_runs
+             WHERE status = 'running' AND heartbeat_at < clock_timestamp() - make_interval(secs => $1)
+             FOR UPDATE SKIP LOCKED
+         )
+         RETURNING *",
+    )
+    .bind(stale_after.as_secs_f64())
+    .bind(humantime::format_duration(stale_after).to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    retire_finished_one_time(&mut tx, &failed).await?;
+    tx.commit().await?;
+    Ok(failed)
+}
+
+/// active → retired for one-time definitions whose scheduled run reached a terminal status.
+async fn retire_finished_one_time(conn: &mut PgConnection, runs: &[JobRun]) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = runs
+        .iter()
+        .filter(|r| r.trigger_type == TriggerType::Scheduled && r.status.is_terminal())
+        .map(|r| r.job_definition_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let retired: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE cron_job_definitions SET status = 'retired', retired_at = now(), updated_at = now()
+         WHERE id = ANY($1) AND schedule_type = 'one_time' AND status <> 'retired'
+         RETURNING id",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in retired {
+        notify(conn, Change::Definition(id)).await?;
+    }
+    Ok(())
+}
+
+/// Reads one run.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<JobRun, StoreError> {
+    sqlx::query_as("SELECT * FROM cron_job_runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::RunNotFound(id))
+}
+
+/// Lists runs newest first (by `scheduled_at`), `limit` at a time, continuing after `after`.
+pub async fn list(
+    pool: &PgPool,
+    filter: &RunFilter,
+    after: Option<Cursor>,
+    limit: usize,
+) -> Result<Page<JobRun>, StoreError> {
+    let mut query = QueryBuilder::<Postgres>::new("SELECT * FROM cron_job_runs WHERE TRUE");
+    if let Some(job_id) = filter.job_id {
+        query.push(" AND job_definition_id = ").push_bind(job_id);
+    }
+    if let Some(job_key) = &filter.job_key {
+        query.push(" AND job_key = ").push_bind(job_key);
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status);
+    }
+    if let Some(target) = &filter.target {
+        query.push(" AND target = ").push_bind(target);
+    }
+    if let Some(trigger_type) = filter.trigger_type {
+        query.push(" AND trigger_type = ").push_bind(trigger_type);
+    }
+    if let Some(from) = filter.from {
+        query.push(" AND scheduled_at >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        query.push(" AND scheduled_at < ").push_bind(to);
+    }
+    if let Some(cursor) = after {
+        query
+            .push(" AND (scheduled_at, id) < (")
+            .push_bind(cursor.at)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY scheduled_at DESC, id DESC LIMIT ")
+        .push_bind(limit as i64 + 1);
+    let rows: Vec<JobRun> = query.build_query_as().fetch_all(pool).await?;
+    Ok(Page::from_rows(rows, limit, |r| Cursor {
+        at: r.scheduled_at,
+        id: r.id,
+    }))
+}

@@ -1,0 +1,387 @@
+//! The runs store against a real PostgreSQL (a fresh database per test), races included.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, RunStatus, TriggerType};
+use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
+use cron_runtime::store::runs::{self, DueSlot, RunFilter, RunNowOutcome, RunOutcome};
+use cron_runtime::store::StoreError;
+use serde_json::json;
+use sqlx::PgPool;
+
+async fn job(pool: &PgPool, key: &str) -> JobDefinition {
+    definitions::create(
+        pool,
+        &NewDefinition {
+            job_key: JobKey::parse(key).unwrap(),
+            target: "system.heartbeat".into(),
+            schedule: ScheduleSpec::Recurring {
+                cron_expression: "* * * * * *".into(),
+            },
+            timezone: "UTC".into(),
+            payload: json!({}),
+            description: None,
+            created_by: "test".into(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn at(second: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap()
+}
+
+async fn finish_ok(pool: &PgPool, run_id: uuid::Uuid) {
+    runs::finish(pool, run_id, &RunOutcome::Succeeded { output: json!(null) })
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_slot_runs_through_claim_heartbeat_and_finish(pool: PgPool) {
+    let def = job(&pool, "k").await;
+    let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+        .await
+        .unwrap();
+    assert_eq!((inserted.pending.len(), inserted.skipped.len()), (1, 0));
+    let run = &inserted.pending[0];
+    assert_eq!(
+        (run.status, run.trigger_type, run.scheduled_at, run.job_version),
+        (RunStatus::Pending, TriggerType::Scheduled, at(0), 1)
+    );
+
+    let claimed = runs::claim(&pool, &[run.id], "sched-a").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].status, RunStatus::Running);
+    assert_eq!(claimed[0].scheduler_instance.as_deref(), Some("sched-a"));
+    assert!(
+        runs::claim(&pool, &[run.id], "sched-b").await.unwrap().is_empty(),
+        "claimed once"
+    );
+    assert_eq!(runs::heartbeat(&pool, &[run.id]).await.unwrap(), 1);
+
+    let done = runs::finish(
+        &pool,
+        run.id,
+        &RunOutcome::Succeeded {
+            output: json!({"n": 1}),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(done.output, Some(json!({"n": 1})));
+    assert!(done.finished_at.is_some() && done.duration_ms.is_some());
+    assert!(
+        runs::finish(&pool, run.id, &RunOutcome::Failed { error: "late".into() })
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(runs::get(&pool, run.id).await.unwrap().status, RunStatus::Succeeded);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn failure_records_the_error(pool: PgPool) {
+    let def = job(&pool, "k").await;
+    let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+        .await
+        .unwrap()
+        .pending
+        .remove(0);
+    runs::claim(&pool, &[run.id], "s").await.unwrap();
+    let failed = runs::finish(&pool, run.id, &RunOutcome::Failed { error: "boom".into() })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref(), failed.output),
+        (RunStatus::Failed, Some("boom"), None)
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
+    let def = job(&pool, "k").await;
+    let first = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+        .await
+        .unwrap()
+        .pending
+        .remove(0);
+    let second = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(1))])
+        .await
+        .unwrap();
+    assert!(second.pending.is_empty());
+    assert_eq!(second.skipped.len(), 1);
+    let skipped = &second.skipped[0];
+    assert_eq!((skipped.status, skipped.scheduled_at), (RunStatus::Skipped, at(1)));
+    assert!(skipped.error.as_deref().unwrap().contains(&first.id.to_string()));
+    // The same slot again (another replica) adds nothing.
+    let again = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(1))])
+        .await
+        .unwrap();
+    assert!(again.pending.is_empty() && again.skipped.is_empty());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn fifty_tasks_inserting_the_same_slot_make_one_row(pool: PgPool) {
+    let def = job(&pool, "k").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (pool, slot) = (pool.clone(), DueSlot::of(&def, at(7)));
+            tokio::spawn(async move { runs::insert_scheduled(&pool, &[slot]).await.unwrap() })
+        })
+        .collect();
+    let mut inserted = 0;
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        inserted += outcome.pending.len() + outcome.skipped.len();
+    }
+    assert_eq!(inserted, 1);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM cron_job_runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn fifty_tasks_claiming_ten_pending_runs_claim_each_once(pool: PgPool) {
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let def = job(&pool, &format!("k{i}")).await;
+        ids.push(
+            runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+                .await
+                .unwrap()
+                .pending
+                .remove(0)
+                .id,
+        );
+    }
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move { runs::claim_pending(&pool, 3, &format!("s{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap().into_iter().map(|r| r.id));
+    }
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids, "every pending run claimed exactly once");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn batch_insert_handles_a_herd(pool: PgPool) {
+    let mut slots = Vec::new();
+    for i in 0..200 {
+        slots.push(DueSlot::of(&job(&pool, &format!("herd-{i}")).await, at(0)));
+    }
+    let first = runs::insert_scheduled(&pool, &slots).await.unwrap();
+    assert_eq!(first.pending.len(), 200);
+    let claimed = runs::claim(&pool, &first.pending.iter().map(|r| r.id).collect::<Vec<_>>(), "s")
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 200);
+    // The next second: every job is still running, so every slot is skipped, in one call.
+    let next: Vec<DueSlot> = slots
+        .iter()
+        .map(|s| DueSlot {
+            scheduled_at: at(1),
+            ..s.clone()
+        })
+        .collect();
+    let second = runs::insert_scheduled(&pool, &next).await.unwrap();
+    assert_eq!((second.pending.len(), second.skipped.len()), (0, 200));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn stale_runs_fail_and_fresh_ones_do_not(pool: PgPool) {
+    let (a, b) = (job(&pool, "a").await, job(&pool, "b").await);
+    let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))])
+        .await
+        .unwrap();
+    let ids: Vec<_> = inserted.pending.iter().map(|r| r.id).collect();
+    runs::claim(&pool, &ids, "dead-scheduler").await.unwrap();
+    sqlx::query("UPDATE cron_job_runs SET heartbeat_at = now() - interval '20 minutes' WHERE job_key = 'a'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let failed = runs::fail_stale(&pool, Duration::from_secs(15 * 60)).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0].job_key.as_str(), failed[0].status), ("a", RunStatus::Failed));
+    let error = failed[0].error.as_deref().unwrap();
+    assert!(
+        error.starts_with("stale") && error.contains("dead-scheduler") && error.contains("15m"),
+        "{error}"
+    );
+    let b_run = runs::list(
+        &pool,
+        &RunFilter {
+            job_key: Some("b".into()),
+            ..Default::default()
+        },
+        None,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(b_run.items[0].status, RunStatus::Running);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn run_now_records_pending_then_skips_while_active(pool: PgPool) {
+    let def = job(&pool, "k").await;
+    let RunNowOutcome::Pending(first) = runs::request_run(&pool, def.id, "alice").await.unwrap() else {
+        panic!("expected a pending run")
+    };
+    assert_eq!(
+        (first.trigger_type, first.triggered_by.as_deref()),
+        (TriggerType::Manual, Some("alice"))
+    );
+    match runs::request_run(&pool, def.id, "bob").await.unwrap() {
+        RunNowOutcome::Skipped { run, active_run_id } => {
+            assert_eq!(active_run_id, first.id);
+            assert_eq!(run.status, RunStatus::Skipped);
+        }
+        other => panic!("expected a skip, got {other:?}"),
+    }
+    // Paused jobs may be run by hand; retired ones may not.
+    runs::claim(&pool, &[first.id], "s").await.unwrap();
+    finish_ok(&pool, first.id).await;
+    definitions::pause(&pool, def.id, "on hold", "x").await.unwrap();
+    assert!(matches!(
+        runs::request_run(&pool, def.id, "x").await.unwrap(),
+        RunNowOutcome::Pending(_)
+    ));
+    let v2 = definitions::new_version(&pool, def.id, &{
+        let mut n = NewDefinition {
+            job_key: JobKey::parse("k").unwrap(),
+            target: "system.heartbeat".into(),
+            schedule: ScheduleSpec::Recurring {
+                cron_expression: "* * * * *".into(),
+            },
+            timezone: "UTC".into(),
+            payload: json!({}),
+            description: None,
+            created_by: "x".into(),
+        };
+        n.description = Some("v2".into());
+        n
+    })
+    .await
+    .unwrap();
+    assert_eq!(v2.status, JobStatus::Active);
+    assert!(matches!(
+        runs::request_run(&pool, def.id, "x").await,
+        Err(StoreError::WrongStatus {
+            actual: JobStatus::Retired,
+            ..
+        })
+    ));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn fifty_concurrent_run_nows_make_one_pending_run(pool: PgPool) {
+    let def = job(&pool, "k").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { runs::request_run(&pool, def.id, "x").await.unwrap() })
+        })
+        .collect();
+    let mut pending = 0;
+    for task in tasks {
+        if let RunNowOutcome::Pending(_) = task.await.unwrap() {
+            pending += 1;
+        }
+    }
+    assert_eq!(pending, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
+    let def = definitions::create(
+        &pool,
+        &NewDefinition {
+            job_key: JobKey::parse("once").unwrap(),
+            target: "system.heartbeat".into(),
+            schedule: ScheduleSpec::OneTime { run_at: at(5) },
+            timezone: "UTC".into(),
+            payload: json!({}),
+            description: None,
+            created_by: "x".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(5))])
+        .await
+        .unwrap()
+        .pending
+        .remove(0);
+    runs::claim(&pool, &[run.id], "s").await.unwrap();
+    assert_eq!(definitions::get(&pool, def.id).await.unwrap().status, JobStatus::Active);
+    finish_ok(&pool, run.id).await;
+    let def = definitions::get(&pool, def.id).await.unwrap();
+    assert_eq!(def.status, JobStatus::Retired);
+    assert!(def.retired_at.is_some());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn run_list_filters_and_paginates(pool: PgPool) {
+    let (a, b) = (job(&pool, "a").await, job(&pool, "b").await);
+    for second in 0..30 {
+        let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&a, at(second)), DueSlot::of(&b, at(second))])
+            .await
+            .unwrap();
+        let ids: Vec<_> = inserted.pending.iter().map(|r| r.id).collect();
+        runs::claim(&pool, &ids, "s").await.unwrap();
+        for id in ids {
+            finish_ok(&pool, id).await;
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut cursor = None;
+    let mut last_at = None;
+    loop {
+        let page = runs::list(&pool, &RunFilter::default(), cursor, 7).await.unwrap();
+        for run in &page.items {
+            assert!(seen.insert(run.id));
+            if let Some(last) = last_at {
+                assert!(run.scheduled_at <= last, "newest first");
+            }
+            last_at = Some(run.scheduled_at);
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 60);
+    let filter = RunFilter {
+        job_id: Some(a.id),
+        from: Some(at(10)),
+        to: Some(at(20)),
+        ..Default::default()
+    };
+    let page = runs::list(&pool, &filter, None, 200).await.unwrap();
+    assert_eq!(page.items.len(), 10);
+    assert!(page
+        .items
+        .iter()
+        .all(|r| r.job_key == "a" && r.scheduled_at >= at(10) && r.scheduled_at < at(20)));
+    let filter = RunFilter {
+        status: Some(RunStatus::Failed),
+        ..Default::default()
+    };
+    assert!(runs::list(&pool, &filter, None, 200).await.unwrap().items.is_empty());
+}
