@@ -10,7 +10,9 @@ pub mod config;
 pub mod context;
 pub mod domain;
 pub mod registry;
+pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 
 pub use context::JobContext;
 pub use cron_macros::cron_target;

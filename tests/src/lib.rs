@@ -1,1 +1,7 @@
+//! Test harness for the black-box tests: fresh databases, the API served on a random
+//! port, and `cronjobs` processes.
 
+// Link the targets so the in-process registry matches the binary's.
+use targets as _;
+
+pub mod db;
