@@ -90,3 +90,5 @@ CREATE INDEX cron_job_runs_created_idx ON cron_job_runs (created_at);
 -- Run history is listed newest first by scheduled time (keyset pagination).
 CREATE INDEX cron_job_runs_scheduled_idx ON cron_job_runs (scheduled_at DESC, id DESC);
 CREATE INDEX cron_job_runs_key_scheduled_idx ON cron_job_runs (job_key, scheduled_at DESC, id DESC);
+-- The scheduler's reconcile fingerprint (count, max(updated_at)) of active definitions.
+CREATE INDEX cron_job_definitions_active_updated_idx ON cron_job_definitions (updated_at) WHERE status = 'active';

@@ -56,8 +56,9 @@ async fn a_slot_runs_through_claim_heartbeat_and_finish(pool: PgPool) {
 
     let claimed = runs::claim(&pool, &[run.id], "sched-a").await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].status, RunStatus::Running);
-    assert_eq!(claimed[0].scheduler_instance.as_deref(), Some("sched-a"));
+    assert_eq!(claimed[0].run.status, RunStatus::Running);
+    assert_eq!(claimed[0].payload, json!({}));
+    assert_eq!(claimed[0].run.scheduler_instance.as_deref(), Some("sched-a"));
     assert!(
         runs::claim(&pool, &[run.id], "sched-b").await.unwrap().is_empty(),
         "claimed once"
@@ -167,12 +168,16 @@ async fn fifty_tasks_claiming_ten_pending_runs_claim_each_once(pool: PgPool) {
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let pool = pool.clone();
-            tokio::spawn(async move { runs::claim_pending(&pool, 3, &format!("s{i}")).await.unwrap() })
+            tokio::spawn(async move {
+                runs::claim_pending(&pool, &["system.heartbeat"], 3, &format!("s{i}"))
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut claimed = Vec::new();
     for task in tasks {
-        claimed.extend(task.await.unwrap().into_iter().map(|r| r.id));
+        claimed.extend(task.await.unwrap().into_iter().map(|c| c.run.id));
     }
     claimed.sort();
     ids.sort();
@@ -384,4 +389,41 @@ async fn run_list_filters_and_paginates(pool: PgPool) {
         ..Default::default()
     };
     assert!(runs::list(&pool, &filter, None, 200).await.unwrap().items.is_empty());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn paused_definitions_do_not_fire_and_unknown_targets_are_not_claimed(pool: PgPool) {
+    let def = job(&pool, "k").await;
+    definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
+    let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+        .await
+        .unwrap();
+    assert!(
+        inserted.pending.is_empty() && inserted.skipped.is_empty(),
+        "a paused job's slot is dropped"
+    );
+    let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x").await.unwrap() else {
+        panic!()
+    };
+    assert!(runs::claim_pending(&pool, &["other.target"], 10, "old-replica")
+        .await
+        .unwrap()
+        .is_empty());
+    let claimed = runs::claim_pending(&pool, &["system.heartbeat"], 10, "new-replica")
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|c| c.run.id).collect::<Vec<_>>(), [run.id]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
+    let empty = definitions::active_fingerprint(&pool).await.unwrap();
+    let def = job(&pool, "k").await;
+    let one = definitions::active_fingerprint(&pool).await.unwrap();
+    assert_ne!(empty, one);
+    definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
+    let paused = definitions::active_fingerprint(&pool).await.unwrap();
+    assert_ne!(one, paused);
+    definitions::resume(&pool, def.id).await.unwrap();
+    assert_ne!(definitions::active_fingerprint(&pool).await.unwrap(), paused);
 }

@@ -28,11 +28,18 @@ impl TestDb {
     pub async fn create_empty() -> TestDb {
         let server = server_url();
         let name = format!("cronjobs_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = PgPool::connect(&server).await.expect("connect to the test PostgreSQL server");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+        let admin = PgPool::connect(&server)
+            .await
+            .expect("connect to the test PostgreSQL server");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create test database");
         admin.close().await;
         let url = database_url(&server, &name);
-        let pool = store::connect(&Secret::new(url.clone())).await.expect("connect to the test database");
+        let pool = store::connect(&Secret::new(url.clone()))
+            .await
+            .expect("connect to the test database");
         TestDb { name, url, pool }
     }
 }

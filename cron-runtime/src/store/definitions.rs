@@ -191,6 +191,16 @@ pub async fn list_active(pool: &PgPool) -> Result<Vec<JobDefinition>, StoreError
     )
 }
 
+/// A cheap summary of the active definitions: it changes whenever one is added, removed,
+/// paused or resumed. The scheduler's reconcile compares it before reloading everything.
+pub async fn active_fingerprint(pool: &PgPool) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+    Ok(
+        sqlx::query_as("SELECT count(*), max(updated_at) FROM cron_job_definitions WHERE status = 'active'")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// `active` → `paused`, recording why and by whom. Any other status is a conflict.
 #[tracing::instrument(skip(pool, reason), err)]
 pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result<JobDefinition, StoreError> {

@@ -78,7 +78,7 @@ pub struct RunFilter {
 ///
 /// The slot guard makes every slot a single row however many replicas insert it; the
 /// one-active-run-per-key index makes the overlap check race-free. A slot that found an
-/// active run is recorded `skipped`.
+/// active run is recorded `skipped`. Slots of definitions no longer active are dropped.
 #[tracing::instrument(skip_all, fields(slots = slots.len()), err)]
 pub async fn insert_scheduled(pool: &PgPool, slots: &[DueSlot]) -> Result<InsertedSlots, StoreError> {
     if slots.is_empty() {
@@ -129,6 +129,8 @@ async fn insert_slots(
                 'skipped: another run of this job was active (overlap policy: skip)') END
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
               AS s(id, definition_id, job_key, job_version, target, scheduled_at)
+         -- A definition paused or retired a moment ago (its notification still in flight) does not fire.
+         JOIN cron_job_definitions d ON d.id = s.definition_id AND d.status = 'active'
          ON CONFLICT DO NOTHING
          RETURNING *",
     )
@@ -218,40 +220,61 @@ async fn insert_manual(
     Ok(run)
 }
 
+/// A run this scheduler claimed, with what it needs to execute it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ClaimedRun {
+    #[sqlx(flatten)]
+    pub run: JobRun,
+    /// The definition's payload, handed to the target.
+    pub payload: Value,
+}
+
 /// `pending` → `running` for the given runs, by this scheduler instance. Runs another
 /// instance holds or already claimed are left out of the result.
-pub async fn claim(pool: &PgPool, run_ids: &[Uuid], instance: &str) -> Result<Vec<JobRun>, StoreError> {
+pub async fn claim(pool: &PgPool, run_ids: &[Uuid], instance: &str) -> Result<Vec<ClaimedRun>, StoreError> {
     claim_where(pool, "id = ANY($1)", run_ids, i64::MAX, instance).await
 }
 
-/// `pending` → `running` for up to `limit` pending runs of any job, oldest first: runs
-/// requested while no scheduler claimed them (run-now, or a replica that died after inserting).
-pub async fn claim_pending(pool: &PgPool, limit: i64, instance: &str) -> Result<Vec<JobRun>, StoreError> {
-    claim_where(pool, "$1::uuid[] IS NOT NULL", &[], limit, instance).await
-}
-
-async fn claim_where(
+/// `pending` → `running` for up to `limit` pending runs of the given targets, oldest first:
+/// runs requested while no scheduler claimed them (run-now, or a replica that died between
+/// inserting and claiming). Only targets this binary has are claimed, so during a deploy an
+/// old replica leaves a new target's runs to the new one.
+pub async fn claim_pending(
     pool: &PgPool,
-    condition: &'static str,
-    run_ids: &[Uuid],
+    targets: &[&str],
     limit: i64,
     instance: &str,
-) -> Result<Vec<JobRun>, StoreError> {
+) -> Result<Vec<ClaimedRun>, StoreError> {
+    let targets: Vec<String> = targets.iter().map(|t| (*t).to_owned()).collect();
+    claim_where(pool, "target = ANY($1::text[])", &targets, limit, instance).await
+}
+
+async fn claim_where<T>(
+    pool: &PgPool,
+    condition: &'static str,
+    values: &[T],
+    limit: i64,
+    instance: &str,
+) -> Result<Vec<ClaimedRun>, StoreError>
+where
+    for<'a> &'a [T]: sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres>,
+{
     let sql = format!(
-        "UPDATE cron_job_runs
+        "UPDATE cron_job_runs r
          SET status = 'running', started_at = clock_timestamp(), heartbeat_at = clock_timestamp(),
              scheduler_instance = $3
-         WHERE id IN (
+         FROM cron_job_definitions d
+         WHERE d.id = r.job_definition_id AND r.id IN (
              SELECT id FROM cron_job_runs
              WHERE status = 'pending' AND {condition}
              ORDER BY scheduled_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED
          )
-         RETURNING *"
+         RETURNING r.*, d.payload"
     );
     Ok(sqlx::query_as(&sql)
-        .bind(run_ids)
+        .bind(values)
         .bind(limit)
         .bind(instance)
         .fetch_all(pool)
