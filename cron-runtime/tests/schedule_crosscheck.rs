@@ -38,7 +38,11 @@ fn fire_times_match_croniter() {
         };
         let actual = schedule.upcoming(start, expected.len());
         if actual != expected {
-            let first = actual.iter().zip(&expected).position(|(a, e)| a != e).unwrap_or(actual.len());
+            let first = actual
+                .iter()
+                .zip(&expected)
+                .position(|(a, e)| a != e)
+                .unwrap_or(actual.len());
             mismatches.push(format!(
                 "{expression:?}: fire #{first} differs: ours {:?}, croniter {:?}",
                 actual.get(first),
