@@ -61,7 +61,9 @@ impl Field {
                 } else if let Some((a, b)) = range.split_once('-') {
                     (a.parse().unwrap(), b.parse().unwrap())
                 } else if item.contains('/') {
-                    (range.parse().unwrap(), max)
+                    // `a/n` in day-of-week ends on Saturday (6), not on Sunday again (7).
+                    let a: u32 = range.parse().unwrap();
+                    (a, if dow { a.max(6) } else { max })
                 } else {
                     let n = range.parse().unwrap();
                     (n, n)

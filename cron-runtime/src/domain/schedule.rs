@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Each field is a comma-separated list of `*`, a value, a range `a-b`, or a step `*/n`,
-//! `a-b/n` or `a/n` (from `a` to the end of the field's range). Names are case-insensitive.
+//! `a-b/n` or `a/n` (from `a` to the end of the field's range; in day-of-week that end is
+//! Saturday, so `1/2` is Mon, Wed, Fri). Names are case-insensitive.
 //! `?` is a synonym for `*` in the two day fields. Macros: `@yearly`/`@annually`
 //! (`0 0 1 1 *`), `@monthly` (`0 0 1 * *`), `@weekly` (`0 0 * * 0`), `@daily`/`@midnight`
 //! (`0 0 * * *`) and `@hourly` (`0 * * * *`). A year field and `@reboot` are rejected.
@@ -398,6 +399,11 @@ fn normalize_item(kind: FieldKind, item: &str) -> Result<String, ScheduleError> 
             )));
         }
         format!("{start}-{end}")
+    } else if kind == FieldKind::DayOfWeek && step.is_some() {
+        // `a/n` runs to the end of the week, Saturday: croner would run on to 7 and add Sunday
+        // again (`1/2` would be Mon, Wed, Fri and Sun). croniter agrees with this reading.
+        let start = value(kind, range, false)?;
+        format!("{start}-{}", start.max(6))
     } else {
         value(kind, range, false)?.to_string()
     };
