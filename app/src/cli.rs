@@ -3,8 +3,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cron_runtime::config::{self, ProcessEnv};
-use cron_runtime::{registry, store};
+use std::time::Duration;
+
+use cron_runtime::config::{self, CommonConfig, ConfigError, ProcessEnv, SchedulerConfig, Secret};
+use cron_runtime::{registry, scheduler, shutdown, store, telemetry};
+use tokio_util::sync::CancellationToken;
 
 /// A durable cron service on PostgreSQL.
 #[derive(Debug, Parser)]
@@ -20,6 +23,8 @@ enum Command {
     Migrate,
     /// Print the registered targets: key, timeout, payload type and description.
     Targets,
+    /// Run the scheduler: fire jobs at their times and record every run.
+    Scheduler,
 }
 
 /// Parses the command line and runs the subcommand; the exit code says whether it worked.
@@ -28,6 +33,7 @@ pub async fn run() -> ExitCode {
     let result = match cli.command {
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
+        Command::Scheduler => scheduler().await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,6 +50,58 @@ async fn migrate() -> anyhow::Result<()> {
     store::schema::migrate(&pool).await?;
     println!("migrations applied: {}", store::schema::MIGRATOR.iter().count());
     Ok(())
+}
+
+async fn scheduler() -> anyhow::Result<()> {
+    let (common, config) = (CommonConfig::from_env(&ProcessEnv), SchedulerConfig::from_env(&ProcessEnv));
+    let (common, config) = both(common, config)?;
+    telemetry::init(&common, "scheduler");
+    check_registry()?;
+    let shutdown = shutdown_on_signal();
+    let Some(pool) = connect_until(&config.database_url, &shutdown).await else {
+        return Ok(());
+    };
+    scheduler::run(pool, config, shutdown).await
+}
+
+/// Both configurations, or every problem of both in one error.
+fn both<A, B>(a: Result<A, ConfigError>, b: Result<B, ConfigError>) -> Result<(A, B), ConfigError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => {
+            let mut problems = a.err().map(|e| e.0).unwrap_or_default();
+            problems.extend(b.err().map(|e| e.0).unwrap_or_default());
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        cancel.cancel();
+    });
+    token
+}
+
+/// Connects, retrying with backoff while the database is unreachable (a scheduler that
+/// starts before its database waits for it); `None` if shut down first.
+async fn connect_until(url: &Secret, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store::connect_with(url, 20).await {
+            Ok(pool) => return Some(pool),
+            Err(e) => tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 fn print_targets() -> anyhow::Result<()> {

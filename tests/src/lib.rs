@@ -5,3 +5,4 @@
 use targets as _;
 
 pub mod db;
+pub mod process;
