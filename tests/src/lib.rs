@@ -5,4 +5,5 @@
 use targets as _;
 
 pub mod db;
+pub mod fixtures;
 pub mod process;
