@@ -13,7 +13,7 @@ use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, ItemFn, Lit, LitStr, Meta, ReturnType, Token, Type};
+use syn::{Expr, FnArg, Ident, ItemFn, Lit, LitStr, Meta, ReturnType, Token, Type};
 
 /// Arguments that may be given by name.
 const NAMED_ARGS: &str = "`timeout`";
@@ -75,6 +75,8 @@ impl Config {
         let parsed = Punctuated::<Arg, Token![,]>::parse_terminated.parse2(args)?;
 
         let mut key: Option<LitStr> = None;
+        // A key written wrongly is reported as such, not also as missing.
+        let mut key_attempted = false;
         let mut timeout: Option<Duration> = None;
         let mut errors: Option<syn::Error> = None;
         let mut fail = |e: syn::Error| match &mut errors {
@@ -86,18 +88,27 @@ impl Config {
             match arg {
                 Arg::Key(Lit::Str(lit)) => {
                     if key.is_some() {
-                        fail(syn::Error::new_spanned(&lit, "the target key is given twice"));
+                        fail(syn::Error::new_spanned(
+                            &lit,
+                            "the target key is given twice",
+                        ));
                     } else {
                         if let Err(reason) = check_key(&lit.value()) {
-                            fail(syn::Error::new_spanned(&lit, format!("malformed target key: {reason}")));
+                            fail(syn::Error::new_spanned(
+                                &lit,
+                                format!("malformed target key: {reason}"),
+                            ));
                         }
                         key = Some(lit);
                     }
                 }
-                Arg::Key(other) => fail(syn::Error::new_spanned(
+                Arg::Key(other) => {
+                    key_attempted = true;
+                    fail(syn::Error::new_spanned(
                     other,
-                    "the target key must be a string literal, e.g. #[cron_target(\"reports.digest\")]",
-                )),
+                        "the target key must be a string literal, e.g. #[cron_target(\"reports.digest\")]",
+                    ))
+                }
                 Arg::Named(meta) => {
                     let name = meta.path().get_ident().map(|i| i.unraw().to_string());
                     match (name.as_deref(), meta.as_ref()) {
@@ -112,10 +123,13 @@ impl Config {
                             &meta,
                             "expected `timeout = \"...\"`, e.g. `timeout = \"5m\"`",
                         )),
-                        (Some("key"), _) => fail(syn::Error::new_spanned(
-                            meta.path(),
-                            "the key is given without a name: #[cron_target(\"reports.digest\")]",
-                        )),
+                        (Some("key"), _) => {
+                            key_attempted = true;
+                            fail(syn::Error::new_spanned(
+                                meta.path(),
+                                "the key is given without a name: #[cron_target(\"reports.digest\")]",
+                            ))
+                        }
                         _ => fail(syn::Error::new_spanned(
                             meta.path(),
                             format!(
@@ -129,7 +143,7 @@ impl Config {
             }
         }
 
-        if key.is_none() {
+        if key.is_none() && !key_attempted {
             fail(syn::Error::new(
                 Span::call_site(),
                 "missing target key: write #[cron_target(\"reports.digest\")]",
@@ -141,7 +155,7 @@ impl Config {
                 key,
                 timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
             }),
-            (None, None) => unreachable!("a missing key is reported above"),
+            (None, None) => unreachable!("a missing or mistyped key is reported above"),
         }
     }
 }
@@ -318,8 +332,9 @@ fn description(attrs: &[syn::Attribute]) -> String {
             },
             _ => None,
         })
+        // `split`, not `lines`: an empty `///` line is `#[doc = ""]`, a paragraph break to keep.
         .flat_map(|doc| {
-            doc.lines()
+            doc.split('\n')
                 .map(|line| line.trim().to_owned())
                 .collect::<Vec<_>>()
         })
@@ -336,31 +351,28 @@ fn generate(input: &ItemFn, config: &Config, handler: &Handler) -> TokenStream {
     let secs = config.timeout.as_secs();
     let nanos = config.timeout.subsec_nanos();
 
-    // Spanned so that a wrong context type or a non-serializable output is reported on the
-    // user's signature rather than on the attribute.
-    let ctx = quote_spanned!(handler.ctx_span=> ctx);
-    let encode = quote_spanned!(handler.output_span=> #p::encode_output);
+    // Locals are `__cron_`-prefixed so they cannot shadow the user's function (which may well be
+    // called `payload`). Some carry the span of the user's token so that a type error lands on
+    // the signature rather than on the attribute; each is declared and used with the same span.
+    let ctx = Ident::new("__cron_ctx", handler.ctx_span);
+    let result = Ident::new("__cron_result", handler.output_span);
+    let encode = quote_spanned!(handler.output_span=> #p::encode_output(#result));
 
-    let (call, schema_fn, payload_spec) = match &handler.payload {
+    let (params, decode, args, schema_fn, payload_spec) = match &handler.payload {
         Some(ty) => {
-            let decode = quote_spanned!(ty.span()=> #p::decode_payload::<#ty>);
-            let call = quote! {
-                let args = match #decode(payload) {
-                    ::core::result::Result::Ok(args) => args,
-                    ::core::result::Result::Err(e) => {
-                        return ::core::result::Result::Err(::std::format!("invalid payload: {e}"));
+            let payload = Ident::new("__cron_payload", Span::call_site());
+            let args = Ident::new("__cron_args", ty.span());
+            let decode = quote_spanned! {ty.span()=>
+                let #args = match #p::decode_payload::<#ty>(#payload) {
+                    ::core::result::Result::Ok(#args) => #args,
+                    ::core::result::Result::Err(__cron_error) => {
+                        return ::core::result::Result::Err(
+                            ::std::format!("invalid payload: {}", __cron_error),
+                        );
                     }
                 };
-                #encode(#ident(#ctx, args).await)
             };
             let type_name = LitStr::new(&type_name(ty), ty.span());
-            let spec = quote! {
-                ::core::option::Option::Some(#p::PayloadSpec {
-                    type_name: #type_name,
-                    validate: #p::validate_payload::<#ty>,
-                    schema: __cron_schema,
-                })
-            };
             let schema_fn = quote! {
                 fn __cron_schema() -> ::core::option::Option<#p::Value> {
                     #[allow(unused_imports)]
@@ -368,23 +380,45 @@ fn generate(input: &ItemFn, config: &Config, handler: &Handler) -> TokenStream {
                     (&&#p::SchemaProbe::<#ty>::new()).schema()
                 }
             };
-            (call, schema_fn, spec)
-        }
-        None => {
-            let call = quote! {
-                let _ = payload;
-                #encode(#ident(#ctx).await)
+            let spec = quote! {
+                ::core::option::Option::Some(#p::PayloadSpec {
+                    type_name: #type_name,
+                    validate: #p::validate_payload::<#ty>,
+                    schema: __cron_schema,
+                })
             };
-            (call, quote!(), quote!(::core::option::Option::None))
+            (
+                quote!(#ctx: #p::JobContext, #payload: #p::Value),
+                decode,
+                quote!(#ctx, #args),
+                schema_fn,
+                spec,
+            )
         }
+        None => (
+            quote!(#ctx: #p::JobContext, _: #p::Value),
+            quote!(),
+            quote!(#ctx),
+            quote!(),
+            quote!(::core::option::Option::None),
+        ),
+    };
+
+    // Spanned on the function's name so that a future that is not `Send` is reported there.
+    let boxed = quote_spanned! {ident.span()=>
+        ::std::boxed::Box::pin(async move {
+            #decode
+            let #result = #ident(#args).await;
+            #encode
+        })
     };
 
     quote! {
         #input
 
         const _: () = {
-            fn __cron_run(ctx: #p::JobContext, payload: #p::Value) -> #p::RunFuture {
-                ::std::boxed::Box::pin(async move { #call })
+            fn __cron_run(#params) -> #p::RunFuture {
+                #boxed
             }
 
             #schema_fn
