@@ -46,7 +46,11 @@ pub async fn run() -> ExitCode {
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
         Command::Scheduler => scheduler().await,
-        Command::Prune { older_than, dry_run, batch_size } => prune(older_than, dry_run, batch_size).await,
+        Command::Prune {
+            older_than,
+            dry_run,
+            batch_size,
+        } => prune(older_than, dry_run, batch_size).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,7 +92,10 @@ async fn prune(older_than: Duration, dry_run: bool, batch_size: i64) -> anyhow::
 }
 
 async fn scheduler() -> anyhow::Result<()> {
-    let (common, config) = (CommonConfig::from_env(&ProcessEnv), SchedulerConfig::from_env(&ProcessEnv));
+    let (common, config) = (
+        CommonConfig::from_env(&ProcessEnv),
+        SchedulerConfig::from_env(&ProcessEnv),
+    );
     let (common, config) = both(common, config)?;
     telemetry::init(&common, "scheduler");
     check_registry()?;
@@ -129,7 +136,9 @@ async fn connect_until(url: &Secret, shutdown: &CancellationToken) -> Option<sql
     loop {
         match store::connect_with(url, 20).await {
             Ok(pool) => return Some(pool),
-            Err(e) => tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database"),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database")
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return None,
@@ -145,10 +154,8 @@ fn print_targets() -> anyhow::Result<()> {
     for target in registry::all() {
         let payload = target.payload.as_ref().map_or("-", |p| p.type_name);
         let timeout = humantime_short(target.timeout);
-        println!(
-            "{:<24} {:>8}  {:<16} {}",
-            target.key, timeout, payload, target.description
-        );
+        let description = target.description.split_whitespace().collect::<Vec<_>>().join(" ");
+        println!("{:<24} {:>8}  {:<16} {description}", target.key, timeout, payload);
     }
     Ok(())
 }

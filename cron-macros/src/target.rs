@@ -88,16 +88,10 @@ impl Config {
             match arg {
                 Arg::Key(Lit::Str(lit)) => {
                     if key.is_some() {
-                        fail(syn::Error::new_spanned(
-                            &lit,
-                            "the target key is given twice",
-                        ));
+                        fail(syn::Error::new_spanned(&lit, "the target key is given twice"));
                     } else {
                         if let Err(reason) = check_key(&lit.value()) {
-                            fail(syn::Error::new_spanned(
-                                &lit,
-                                format!("malformed target key: {reason}"),
-                            ));
+                            fail(syn::Error::new_spanned(&lit, format!("malformed target key: {reason}")));
                         }
                         key = Some(lit);
                     }
@@ -105,7 +99,7 @@ impl Config {
                 Arg::Key(other) => {
                     key_attempted = true;
                     fail(syn::Error::new_spanned(
-                    other,
+                        other,
                         "the target key must be a string literal, e.g. #[cron_target(\"reports.digest\")]",
                     ))
                 }
@@ -163,37 +157,26 @@ impl Config {
 /// The rule of `JobKey::parse` in cron-runtime (`^[a-z0-9][a-z0-9._-]{0,99}$`), applied at
 /// compile time. The registry checks it again at startup; both must agree.
 fn check_key(key: &str) -> Result<(), String> {
-    let first = key
-        .chars()
-        .next()
-        .ok_or_else(|| "must not be empty".to_owned())?;
+    let first = key.chars().next().ok_or_else(|| "must not be empty".to_owned())?;
     let len = key.chars().count();
     if len > KEY_MAX_LEN {
-        return Err(format!(
-            "must be at most {KEY_MAX_LEN} characters (got {len})"
-        ));
+        return Err(format!("must be at most {KEY_MAX_LEN} characters (got {len})"));
     }
     if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-        return Err(format!(
-            "must start with a lowercase letter or digit (found {first:?})"
-        ));
+        return Err(format!("must start with a lowercase letter or digit (found {first:?})"));
     }
     if let Some(bad) = key
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
-            "may contain only a-z, 0-9, '.', '_' and '-' (found {bad:?})"
-        ));
+        return Err(format!("may contain only a-z, 0-9, '.', '_' and '-' (found {bad:?})"));
     }
     Ok(())
 }
 
 fn parse_timeout(value: &Expr) -> syn::Result<Duration> {
     let lit = match value {
-        Expr::Lit(syn::ExprLit {
-            lit: Lit::Str(lit), ..
-        }) => lit,
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(lit), .. }) => lit,
         other => {
             return Err(syn::Error::new_spanned(
                 other,
@@ -204,16 +187,11 @@ fn parse_timeout(value: &Expr) -> syn::Result<Duration> {
     let timeout = humantime::parse_duration(&lit.value()).map_err(|e| {
         syn::Error::new_spanned(
             lit,
-            format!(
-                "invalid `timeout`: {e}; write a duration such as \"90s\", \"5m\" or \"1h 30m\""
-            ),
+            format!("invalid `timeout`: {e}; write a duration such as \"90s\", \"5m\" or \"1h 30m\""),
         )
     })?;
     if timeout.is_zero() {
-        return Err(syn::Error::new_spanned(
-            lit,
-            "`timeout` must be greater than zero",
-        ));
+        return Err(syn::Error::new_spanned(lit, "`timeout` must be greater than zero"));
     }
     Ok(timeout)
 }
@@ -241,10 +219,7 @@ impl Handler {
             ));
         }
         if let Some(unsafety) = &sig.unsafety {
-            errors.push(syn::Error::new_spanned(
-                unsafety,
-                "a cron target must not be `unsafe`",
-            ));
+            errors.push(syn::Error::new_spanned(unsafety, "a cron target must not be `unsafe`"));
         }
         if !sig.generics.params.is_empty() {
             errors.push(syn::Error::new_spanned(
@@ -259,10 +234,7 @@ impl Handler {
             ));
         }
         if let Some(variadic) = &sig.variadic {
-            errors.push(syn::Error::new_spanned(
-                variadic,
-                "a cron target must not be variadic",
-            ));
+            errors.push(syn::Error::new_spanned(variadic, "a cron target must not be variadic"));
         }
 
         let mut typed = Vec::new();
@@ -325,19 +297,13 @@ fn description(attrs: &[syn::Attribute]) -> String {
         .filter(|attr| attr.path().is_ident("doc"))
         .filter_map(|attr| match &attr.meta {
             Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(syn::ExprLit {
-                    lit: Lit::Str(lit), ..
-                }) => Some(lit.value()),
+                Expr::Lit(syn::ExprLit { lit: Lit::Str(lit), .. }) => Some(lit.value()),
                 _ => None,
             },
             _ => None,
         })
         // `split`, not `lines`: an empty `///` line is `#[doc = ""]`, a paragraph break to keep.
-        .flat_map(|doc| {
-            doc.split('\n')
-                .map(|line| line.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|doc| doc.split('\n').map(|line| line.trim().to_owned()).collect::<Vec<_>>())
         .collect();
     lines.join("\n").trim().to_owned()
 }

@@ -32,10 +32,7 @@ fn a_duplicate_key_names_both_functions() {
     };
     assert_eq!(key, "dup.key");
     // Sorted by file and line: `one` is defined first.
-    assert!(
-        first.starts_with("one (") && first.contains("duplicate.rs:"),
-        "{first}"
-    );
+    assert!(first.starts_with("one (") && first.contains("duplicate.rs:"), "{first}");
     assert!(
         second.starts_with("two (") && second.contains("duplicate.rs:"),
         "{second}"

@@ -17,9 +17,7 @@ use serde_json::json;
 #[cron_target("test.wait", timeout = "1m 30s")]
 async fn wait(_ctx: JobContext, args: WaitArgs) -> anyhow::Result<Waited> {
     anyhow::ensure!(args.seconds >= 0.0, "seconds must not be negative");
-    Ok(Waited {
-        waited: args.seconds,
-    })
+    Ok(Waited { waited: args.seconds })
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -82,29 +80,18 @@ fn registrations_are_listed_sorted_with_their_metadata() {
     let payload = wait.payload.as_ref().expect("takes a payload");
     assert_eq!(payload.type_name, "WaitArgs");
     let schema = (payload.schema)().expect("WaitArgs derives JsonSchema");
-    assert_eq!(
-        schema["properties"]["seconds"]["type"], "number",
-        "{schema}"
-    );
+    assert_eq!(schema["properties"]["seconds"]["type"], "number", "{schema}");
 
     let whoami = registry::get("test.whoami").expect("registered");
     assert_eq!(whoami.description, "Reports the run it belongs to.");
-    assert_eq!(
-        whoami.timeout,
-        Duration::from_secs(600),
-        "the default timeout"
-    );
+    assert_eq!(whoami.timeout, Duration::from_secs(600), "the default timeout");
     assert!(whoami.payload.is_none());
 
     let no_schema = registry::get("test.no-schema").expect("registered");
     assert_eq!(no_schema.description, "");
     let payload = no_schema.payload.as_ref().expect("takes a payload");
     assert_eq!(payload.type_name, "Untyped");
-    assert_eq!(
-        (payload.schema)(),
-        None,
-        "Untyped does not implement JsonSchema"
-    );
+    assert_eq!((payload.schema)(), None, "Untyped does not implement JsonSchema");
 }
 
 #[test]
@@ -128,10 +115,7 @@ fn payloads_are_validated_with_a_path() {
         registry::validate_payload("test.whoami", &json!({"x": 1})),
         Err(PayloadError::Unexpected("test.whoami".into()))
     );
-    assert_eq!(
-        registry::validate_payload("test.whoami", &json!({})),
-        Ok(())
-    );
+    assert_eq!(registry::validate_payload("test.whoami", &json!({})), Ok(()));
 }
 
 #[tokio::test]
@@ -145,10 +129,7 @@ async fn run_decodes_calls_and_encodes() {
 
     let invalid = (wait.run)(context("a.job"), json!({"seconds": "x"})).await;
     let message = invalid.expect_err("a bad payload fails the run");
-    assert!(
-        message.starts_with("invalid payload: at seconds: "),
-        "{message}"
-    );
+    assert!(message.starts_with("invalid payload: at seconds: "), "{message}");
 
     let whoami = registry::get("test.whoami").expect("registered");
     let output = (whoami.run)(context("the.key"), json!({})).await;

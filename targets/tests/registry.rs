@@ -25,17 +25,10 @@ fn the_system_targets_are_registered() {
     ];
     for (key, payload) in expected {
         let target = registry::get(key).unwrap_or_else(|| panic!("{key} is not registered"));
-        assert_eq!(
-            target.payload.as_ref().map(|p| p.type_name),
-            payload,
-            "{key}"
-        );
+        assert_eq!(target.payload.as_ref().map(|p| p.type_name), payload, "{key}");
         assert!(!target.description.is_empty(), "{key} has no description");
         if let Some(spec) = &target.payload {
-            assert!(
-                (spec.schema)().is_some(),
-                "{key}'s payload has no JSON Schema"
-            );
+            assert!((spec.schema)().is_some(), "{key}'s payload has no JSON Schema");
         }
     }
     let system: Vec<_> = registry::all()
@@ -101,8 +94,5 @@ fn targets_without_a_payload_refuse_one() {
         registry::validate_payload("system.heartbeat", &json!({"x": 1})),
         Err(PayloadError::Unexpected("system.heartbeat".into()))
     );
-    assert_eq!(
-        registry::validate_payload("system.heartbeat", &json!({})),
-        Ok(())
-    );
+    assert_eq!(registry::validate_payload("system.heartbeat", &json!({})), Ok(()));
 }

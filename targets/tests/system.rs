@@ -43,12 +43,7 @@ async fn heartbeat_succeeds_without_output() {
 #[tokio::test]
 async fn sleep_sleeps_and_reports_how_long() {
     let started = Instant::now();
-    let output = run(
-        "system.sleep",
-        json!({"seconds": 0.05}),
-        CancellationToken::new(),
-    )
-    .await;
+    let output = run("system.sleep", json!({"seconds": 0.05}), CancellationToken::new()).await;
     assert_eq!(output, Ok(json!({"slept_seconds": 0.05})));
     assert!(started.elapsed() >= Duration::from_millis(50));
 }
@@ -56,11 +51,7 @@ async fn sleep_sleeps_and_reports_how_long() {
 #[tokio::test]
 async fn sleep_stops_early_when_cancelled() {
     let cancel = CancellationToken::new();
-    let run = tokio::spawn(run(
-        "system.sleep",
-        json!({"seconds": 3600}),
-        cancel.clone(),
-    ));
+    let run = tokio::spawn(run("system.sleep", json!({"seconds": 3600}), cancel.clone()));
     tokio::task::yield_now().await;
     cancel.cancel();
     let output = tokio::time::timeout(Duration::from_secs(5), run)
@@ -72,12 +63,7 @@ async fn sleep_stops_early_when_cancelled() {
 
 #[tokio::test]
 async fn sleep_refuses_an_out_of_range_payload_at_run_time_too() {
-    let output = run(
-        "system.sleep",
-        json!({"seconds": -1}),
-        CancellationToken::new(),
-    )
-    .await;
+    let output = run("system.sleep", json!({"seconds": -1}), CancellationToken::new()).await;
     let message = output.expect_err("a negative sleep is refused");
     assert!(
         message.starts_with("invalid payload: at seconds: must be between 0"),
@@ -87,12 +73,7 @@ async fn sleep_refuses_an_out_of_range_payload_at_run_time_too() {
 
 #[tokio::test]
 async fn fail_fails_with_the_message() {
-    let output = run(
-        "system.fail",
-        json!({"message": "boom"}),
-        CancellationToken::new(),
-    )
-    .await;
+    let output = run("system.fail", json!({"message": "boom"}), CancellationToken::new()).await;
     assert_eq!(output, Err("boom".to_owned()));
 }
 
@@ -100,8 +81,5 @@ async fn fail_fails_with_the_message() {
 async fn panic_panics_with_its_message() {
     let joined = tokio::spawn(run("system.panic", json!({}), CancellationToken::new())).await;
     let panic = joined.expect_err("the target panics").into_panic();
-    assert_eq!(
-        panic.downcast_ref::<&str>(),
-        Some(&"system.panic was asked to panic")
-    );
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"system.panic was asked to panic"));
 }

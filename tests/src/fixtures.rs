@@ -14,12 +14,28 @@ use crate::process::Cronjobs;
 
 /// Creates an active recurring job.
 pub async fn recurring(pool: &PgPool, key: &str, target: &str, expression: &str, payload: Value) -> JobDefinition {
-    create(pool, key, target, ScheduleSpec::Recurring { cron_expression: expression.into() }, payload).await
+    create(
+        pool,
+        key,
+        target,
+        ScheduleSpec::Recurring {
+            cron_expression: expression.into(),
+        },
+        payload,
+    )
+    .await
 }
 
 /// Creates an active one-time job.
 pub async fn one_time(pool: &PgPool, key: &str, target: &str, run_at: DateTime<Utc>) -> JobDefinition {
-    create(pool, key, target, ScheduleSpec::OneTime { run_at }, serde_json::json!({})).await
+    create(
+        pool,
+        key,
+        target,
+        ScheduleSpec::OneTime { run_at },
+        serde_json::json!({}),
+    )
+    .await
 }
 
 async fn create(pool: &PgPool, key: &str, target: &str, schedule: ScheduleSpec, payload: Value) -> JobDefinition {
@@ -55,7 +71,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -13,7 +13,11 @@ pub fn binary() -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/cronjobs
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
     let binary = profile_dir.join("cronjobs");
-    assert!(binary.exists(), "{} is missing: run `cargo build -p app` (scripts/test does)", binary.display());
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p app` (scripts/test does)",
+        binary.display()
+    );
     binary
 }
 
@@ -27,7 +31,10 @@ impl Cronjobs {
     /// Starts `cronjobs <args>` with exactly `env` (plus PATH), capturing stdout and stderr.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Cronjobs {
         let mut command = Command::new(binary());
-        command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
         for (key, value) in env {
             command.env(key, value);
         }

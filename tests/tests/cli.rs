@@ -11,7 +11,10 @@ use tests::process::binary;
 
 fn cronjobs(args: &[&str], database_url: Option<&str>) -> Output {
     let mut command = Command::new(binary());
-    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
@@ -31,7 +34,11 @@ fn targets_lists_every_registered_target() {
     let expected = registry::all();
     assert!(expected.len() >= 5, "the diagnostic targets are registered");
     for target in expected {
-        assert!(listed.lines().any(|l| l.starts_with(target.key)), "{} missing from:\n{listed}", target.key);
+        assert!(
+            listed.lines().any(|l| l.starts_with(target.key)),
+            "{} missing from:\n{listed}",
+            target.key
+        );
     }
     assert!(listed.contains("SleepArgs"), "payload types are shown:\n{listed}");
 }
@@ -74,16 +81,30 @@ async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
     let job = recurring(&db.pool, "old", "system.heartbeat", "* * * * *", json!({})).await;
     for minute in 0..3 {
         let at = chrono::Utc::now() - chrono::Duration::minutes(10 - minute);
-        let run = runs::insert_scheduled(&db.pool, &[DueSlot::of(&job, at)]).await.unwrap().pending.remove(0);
+        let run = runs::insert_scheduled(&db.pool, &[DueSlot::of(&job, at)])
+            .await
+            .unwrap()
+            .pending
+            .remove(0);
         runs::claim(&db.pool, &[run.id], "test").await.unwrap();
-        runs::finish(&db.pool, run.id, &RunOutcome::Succeeded { output: json!(null) }).await.unwrap();
+        runs::finish(&db.pool, run.id, &RunOutcome::Succeeded { output: json!(null) })
+            .await
+            .unwrap();
     }
-    sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '181 days'").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '181 days'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
 
     let dry = cronjobs(&["prune", "--older-than", "180d", "--dry-run"], Some(&db.url));
     assert!(dry.status.success(), "{dry:?}");
     assert!(stdout(&dry).starts_with("would delete 3 runs"), "{}", stdout(&dry));
-    let count = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cron_job_runs").fetch_one(&db.pool).await.unwrap() };
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cron_job_runs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
     assert_eq!(count().await, 3);
 
     let real = cronjobs(&["prune", "--older-than", "180d", "--batch-size", "2"], Some(&db.url));

@@ -15,10 +15,14 @@ async fn pause_stops_new_runs_within_a_second_and_resume_restarts_them() {
     let db = TestDb::create().await;
     let job = recurring(&db.pool, "beat", "system.heartbeat", "* * * * * *", json!({})).await;
     let _process = scheduler(&db, &[]);
-    wait_for(Duration::from_secs(15), "2 runs", || async { (runs_of(&db.pool, "beat").await.len() >= 2).then_some(()) })
-        .await;
+    wait_for(Duration::from_secs(15), "2 runs", || async {
+        (runs_of(&db.pool, "beat").await.len() >= 2).then_some(())
+    })
+    .await;
 
-    let paused = definitions::pause(&db.pool, job.id, "testing pause", "test").await.unwrap();
+    let paused = definitions::pause(&db.pool, job.id, "testing pause", "test")
+        .await
+        .unwrap();
     let paused_at = paused.paused_at.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let late: Vec<_> = runs_of(&db.pool, "beat")
@@ -31,7 +35,11 @@ async fn pause_stops_new_runs_within_a_second_and_resume_restarts_them() {
     let resumed_at = Utc::now();
     definitions::resume(&db.pool, job.id).await.unwrap();
     wait_for(Duration::from_secs(3), "a run after resume", || async {
-        runs_of(&db.pool, "beat").await.iter().any(|r| r.scheduled_at > resumed_at).then_some(())
+        runs_of(&db.pool, "beat")
+            .await
+            .iter()
+            .any(|r| r.scheduled_at > resumed_at)
+            .then_some(())
     })
     .await;
 }
@@ -41,12 +49,16 @@ async fn new_version_switches_target_and_payload() {
     let db = TestDb::create().await;
     let v1 = recurring(&db.pool, "switch", "system.heartbeat", "* * * * * *", json!({})).await;
     let _process = scheduler(&db, &[]);
-    wait_for(Duration::from_secs(15), "a v1 run", || async { (!runs_of(&db.pool, "switch").await.is_empty()).then_some(()) })
-        .await;
+    wait_for(Duration::from_secs(15), "a v1 run", || async {
+        (!runs_of(&db.pool, "switch").await.is_empty()).then_some(())
+    })
+    .await;
     let v2 = NewDefinition {
         job_key: JobKey::parse("switch").unwrap(),
         target: "system.fail".into(),
-        schedule: ScheduleSpec::Recurring { cron_expression: "* * * * * *".into() },
+        schedule: ScheduleSpec::Recurring {
+            cron_expression: "* * * * * *".into(),
+        },
         timezone: "UTC".into(),
         payload: json!({"message": "version two"}),
         description: None,
@@ -64,9 +76,16 @@ async fn new_version_switches_target_and_payload() {
     })
     .await;
     for run in later {
-        assert_eq!((run.job_version, run.target.as_str(), run.status), (2, "system.fail", RunStatus::Failed));
+        assert_eq!(
+            (run.job_version, run.target.as_str(), run.status),
+            (2, "system.fail", RunStatus::Failed)
+        );
         assert_eq!(run.job_definition_id, v2.id);
-        assert_eq!(run.error.as_deref(), Some("version two"), "the new payload reached the target");
+        assert_eq!(
+            run.error.as_deref(),
+            Some("version two"),
+            "the new payload reached the target"
+        );
     }
 }
 
@@ -89,7 +108,10 @@ async fn run_now_executes_within_a_second_and_a_second_request_during_the_run_is
     let pickup = (started.1 - requested.created_at).num_milliseconds();
     eprintln!("run-now pickup: {pickup} ms");
     assert!(pickup < 1000, "run-now took {pickup} ms to start");
-    assert_eq!((started.0.trigger_type, started.0.triggered_by.as_deref()), (TriggerType::Manual, Some("alice")));
+    assert_eq!(
+        (started.0.trigger_type, started.0.triggered_by.as_deref()),
+        (TriggerType::Manual, Some("alice"))
+    );
 
     match runs::request_run(&db.pool, job.id, "bob").await.unwrap() {
         RunNowOutcome::Skipped { active_run_id, run } => {
@@ -121,10 +143,16 @@ async fn scheduled_overlap_is_skipped_and_never_runs_twice_at_once() {
     for pair in executed.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         let a_end = a.finished_at.expect("the earlier run finished before the next started");
-        assert!(b.started_at.unwrap() >= a_end, "two runs of the key were active at once: {a:?} {b:?}");
+        assert!(
+            b.started_at.unwrap() >= a_end,
+            "two runs of the key were active at once: {a:?} {b:?}"
+        );
     }
     let skipped = runs.iter().filter(|r| r.status == RunStatus::Skipped).count();
     assert!(skipped >= 2, "the slots during a run are recorded skipped ({skipped})");
-    let seconds = runs.iter().map(|r| r.scheduled_at).collect::<std::collections::HashSet<_>>();
+    let seconds = runs
+        .iter()
+        .map(|r| r.scheduled_at)
+        .collect::<std::collections::HashSet<_>>();
     assert_eq!(seconds.len(), runs.len(), "one row per slot");
 }

@@ -15,7 +15,14 @@ use tests::fixtures::{recurring, runs_of, scheduler, wait_for};
 async fn three_replicas_run_each_slot_exactly_once() {
     let db = TestDb::create().await;
     for i in 0..3 {
-        recurring(&db.pool, &format!("count-{i}"), "system.record", "* * * * * *", json!({})).await;
+        recurring(
+            &db.pool,
+            &format!("count-{i}"),
+            "system.record",
+            "* * * * * *",
+            json!({}),
+        )
+        .await;
     }
     let replicas: Vec<_> = (0..3).map(|_| scheduler(&db, &[])).collect();
     let start = Utc::now();
@@ -24,7 +31,10 @@ async fn three_replicas_run_each_slot_exactly_once() {
     drop(replicas);
 
     let executions: Vec<(uuid::Uuid, String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT run_id, job_key, scheduled_at FROM cron_test_executions").fetch_all(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT run_id, job_key, scheduled_at FROM cron_test_executions")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     let mut per_slot: BTreeMap<(String, DateTime<Utc>), usize> = BTreeMap::new();
     for (_, key, at) in &executions {
         *per_slot.entry((key.clone(), *at)).or_default() += 1;
@@ -42,12 +52,23 @@ async fn three_replicas_run_each_slot_exactly_once() {
         // Every whole second well inside the window ran (nothing lost).
         let first = start + chrono::Duration::seconds(3);
         let last = end - chrono::Duration::seconds(2);
-        let inside: Vec<_> = runs.iter().filter(|r| r.scheduled_at >= first && r.scheduled_at <= last).collect();
+        let inside: Vec<_> = runs
+            .iter()
+            .filter(|r| r.scheduled_at >= first && r.scheduled_at <= last)
+            .collect();
         let expected = (last - first).num_seconds() as usize;
-        assert!(inside.len() >= expected, "{key}: {} runs for {expected} seconds", inside.len());
+        assert!(
+            inside.len() >= expected,
+            "{key}: {} runs for {expected} seconds",
+            inside.len()
+        );
         for run in inside {
             assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
-            assert_eq!(per_slot.get(&(key.clone(), run.scheduled_at)), Some(&1), "executed exactly once: {run:?}");
+            assert_eq!(
+                per_slot.get(&(key.clone(), run.scheduled_at)),
+                Some(&1),
+                "executed exactly once: {run:?}"
+            );
         }
     }
     eprintln!("slots executed: {}, by {} replicas", executions.len(), instances.len());
@@ -60,7 +81,9 @@ async fn a_run_orphaned_by_kill_9_is_failed_as_stale_after_restart() {
     let env = [("CRON_STALE_AFTER", "3s"), ("CRON_HEARTBEAT_EVERY", "1s")];
     let mut first = scheduler(&db, &env);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let RunNowOutcome::Pending(run) = runs::request_run(&db.pool, job.id, "test").await.unwrap() else { panic!() };
+    let RunNowOutcome::Pending(run) = runs::request_run(&db.pool, job.id, "test").await.unwrap() else {
+        panic!()
+    };
     wait_for(Duration::from_secs(5), "the run to start", || async {
         (runs::get(&db.pool, run.id).await.ok()?.status == RunStatus::Running).then_some(())
     })
@@ -117,10 +140,19 @@ async fn the_scheduler_survives_its_connections_being_terminated() {
 
 async fn sigterm_during(seconds: f64, grace: &str) -> (cron_runtime::domain::JobRun, Duration, String) {
     let db = TestDb::create().await;
-    let job = recurring(&db.pool, "work", "system.sleep", "0 0 1 1 *", json!({"seconds": seconds})).await;
+    let job = recurring(
+        &db.pool,
+        "work",
+        "system.sleep",
+        "0 0 1 1 *",
+        json!({"seconds": seconds}),
+    )
+    .await;
     let mut process = scheduler(&db, &[("CRON_SHUTDOWN_GRACE", grace)]);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let RunNowOutcome::Pending(run) = runs::request_run(&db.pool, job.id, "test").await.unwrap() else { panic!() };
+    let RunNowOutcome::Pending(run) = runs::request_run(&db.pool, job.id, "test").await.unwrap() else {
+        panic!()
+    };
     wait_for(Duration::from_secs(5), "the run to start", || async {
         (runs::get(&db.pool, run.id).await.ok()?.status == RunStatus::Running).then_some(())
     })

@@ -21,12 +21,20 @@ async fn every_second_heartbeat_runs_once_per_second_on_whole_seconds() {
     .await;
     let done: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Succeeded).collect();
     for pair in done.windows(2) {
-        assert_eq!((pair[1].scheduled_at - pair[0].scheduled_at).num_milliseconds(), 1000, "one run per second");
+        assert_eq!(
+            (pair[1].scheduled_at - pair[0].scheduled_at).num_milliseconds(),
+            1000,
+            "one run per second"
+        );
     }
     let mut lags: Vec<i64> = done
         .iter()
         .map(|r| {
-            assert_eq!(r.scheduled_at, r.scheduled_at.trunc_subsecs(0), "slot on a whole second");
+            assert_eq!(
+                r.scheduled_at,
+                r.scheduled_at.trunc_subsecs(0),
+                "slot on a whole second"
+            );
             (r.started_at.expect("started") - r.scheduled_at).num_milliseconds()
         })
         .collect();
@@ -34,7 +42,10 @@ async fn every_second_heartbeat_runs_once_per_second_on_whole_seconds() {
     let p95 = lags[(lags.len() * 95).div_ceil(100) - 1];
     eprintln!("fire lag ms (sorted): {lags:?}; p95 {p95}");
     assert!(p95 < 500, "p95 lag {p95} ms");
-    assert!(process.output().contains("cron heartbeat"), "the heartbeat target logs its line");
+    assert!(
+        process.output().contains("cron heartbeat"),
+        "the heartbeat target logs its line"
+    );
 }
 
 #[tokio::test]
@@ -80,12 +91,19 @@ async fn a_panicking_target_fails_its_run_and_the_next_slot_still_runs() {
     recurring(&db.pool, "beats", "system.heartbeat", "* * * * * *", json!({})).await;
     let mut process = scheduler(&db, &[]);
     let failed = wait_for(Duration::from_secs(15), "3 failed runs", || async {
-        let failed: Vec<_> =
-            runs_of(&db.pool, "panics").await.into_iter().filter(|r| r.status == RunStatus::Failed).collect();
+        let failed: Vec<_> = runs_of(&db.pool, "panics")
+            .await
+            .into_iter()
+            .filter(|r| r.status == RunStatus::Failed)
+            .collect();
         (failed.len() >= 3).then_some(failed)
     })
     .await;
-    assert!(failed[0].error.as_deref().unwrap_or("").contains("panicked"), "{:?}", failed[0].error);
+    assert!(
+        failed[0].error.as_deref().unwrap_or("").contains("panicked"),
+        "{:?}",
+        failed[0].error
+    );
     assert!(process.is_running());
     let beats = runs_of(&db.pool, "beats").await;
     assert!(beats.iter().filter(|r| r.status == RunStatus::Succeeded).count() >= 2);

@@ -63,7 +63,10 @@ impl Executor {
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, JobRun>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
-        self.inner.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts executing claimed runs, each in its own task.
@@ -122,7 +125,10 @@ impl Executor {
     async fn record(&self, run: &JobRun, outcome: RunOutcome) {
         let pool = &self.inner.pool;
         let started = Instant::now();
-        let recorded = retry_until(&self.inner.interrupt, "record a run's outcome", || runs::finish(pool, run.id, &outcome)).await;
+        let recorded = retry_until(&self.inner.interrupt, "record a run's outcome", || {
+            runs::finish(pool, run.id, &outcome)
+        })
+        .await;
         match recorded {
             Some(Some(finished)) => log_finished(&finished),
             Some(None) => tracing::warn!(
@@ -170,10 +176,19 @@ impl Executor {
             tracing::info!(running, grace = %humantime::format_duration(grace), "waiting for in-flight runs");
         }
         if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
-            tracing::warn!(running = self.in_flight().len(), "grace period over: interrupting in-flight runs");
+            tracing::warn!(
+                running = self.in_flight().len(),
+                "grace period over: interrupting in-flight runs"
+            );
             self.inner.interrupt.cancel();
-            if tokio::time::timeout(CANCEL_GRACE * 3, self.inner.tasks.wait()).await.is_err() {
-                tracing::error!(running = self.in_flight().len(), "runs still unrecorded at exit; the stale sweep will fail them");
+            if tokio::time::timeout(CANCEL_GRACE * 3, self.inner.tasks.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    running = self.in_flight().len(),
+                    "runs still unrecorded at exit; the stale sweep will fail them"
+                );
             }
         }
     }

@@ -69,7 +69,10 @@ pub async fn ensure_schema(pool: &PgPool) -> anyhow::Result<()> {
     match schema::status(pool).await? {
         SchemaStatus::Current => Ok(()),
         SchemaStatus::Ahead { unknown } => {
-            tracing::warn!(?unknown, "the database has migrations this binary does not know (a newer deploy?); continuing");
+            tracing::warn!(
+                ?unknown,
+                "the database has migrations this binary does not know (a newer deploy?); continuing"
+            );
             Ok(())
         }
         SchemaStatus::Behind { missing } => anyhow::bail!(
@@ -83,7 +86,11 @@ pub async fn ensure_schema(pool: &PgPool) -> anyhow::Result<()> {
 pub fn instance_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "scheduler".to_owned());
     let suffix = Uuid::new_v4().simple().to_string();
@@ -99,24 +106,36 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     let background = CancellationToken::new();
 
     // Recovery first: fail what died with a previous scheduler, then run what is pending.
-    if retry_until(&shutdown, "sweep stale runs at startup", || sweeper::sweep_once(&pool, config.stale_after))
-        .await
-        .is_none()
+    if retry_until(&shutdown, "sweep stale runs at startup", || {
+        sweeper::sweep_once(&pool, config.stale_after)
+    })
+    .await
+    .is_none()
     {
         return Ok(());
     }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let _ = events_tx.send(Event::ClaimPending);
-    let watcher = tokio::spawn(watcher::run(pool.clone(), events_tx, config.reconcile_every, background.clone()));
+    let watcher = tokio::spawn(watcher::run(
+        pool.clone(),
+        events_tx,
+        config.reconcile_every,
+        background.clone(),
+    ));
     let sweeper = tokio::spawn(sweeper::run(pool.clone(), config.stale_after, background.clone()));
     let heartbeats = tokio::spawn({
         let (executor, every, stop) = (executor.clone(), config.heartbeat_every, background.clone());
         async move { executor.heartbeat_loop(every, stop).await }
     });
 
-    TimerLoop { pool, executor: executor.clone(), timers: TimerQueue::new(), shutdown: shutdown.clone() }
-        .run(events_rx)
-        .await;
+    TimerLoop {
+        pool,
+        executor: executor.clone(),
+        timers: TimerQueue::new(),
+        shutdown: shutdown.clone(),
+    }
+    .run(events_rx)
+    .await;
 
     tracing::info!("scheduler stopping: no more timers or claims");
     executor.shutdown(config.shutdown_grace).await;
@@ -170,14 +189,23 @@ impl TimerLoop {
                 for (id, why) in self.timers.replace_all(known, now) {
                     tracing::error!(job_id = %id, reason = ?why, "definition cannot be armed");
                 }
-                tracing::info!(armed = self.timers.len(), active = total, "timers armed for every active definition");
+                tracing::info!(
+                    armed = self.timers.len(),
+                    active = total,
+                    "timers armed for every active definition"
+                );
             }
             Event::ClaimPending => self.claim_pending(),
         }
     }
 
     fn arm(&mut self, definition: JobDefinition, now: DateTime<Utc>) {
-        let (id, key, version, status) = (definition.id, definition.job_key.clone(), definition.version, definition.status);
+        let (id, key, version, status) = (
+            definition.id,
+            definition.job_key.clone(),
+            definition.version,
+            definition.status,
+        );
         if !has_target(&definition) {
             self.timers.disarm(id);
             return;
@@ -187,7 +215,9 @@ impl TimerLoop {
             Err(timers::NotArmed::NotActive) => {
                 tracing::info!(job_key = %key, version, job_id = %id, %status, "timer disarmed")
             }
-            Err(why) => tracing::error!(job_key = %key, version, job_id = %id, reason = ?why, "definition cannot be armed"),
+            Err(why) => {
+                tracing::error!(job_key = %key, version, job_id = %id, reason = ?why, "definition cannot be armed")
+            }
         }
     }
 
@@ -239,7 +269,9 @@ async fn fire_batch(pool: &PgPool, executor: &Executor, batch: &[DueSlot], shutd
     let oldest = batch.iter().map(|s| s.scheduled_at).min().unwrap_or_else(Utc::now);
     let watchdog = {
         let (give_up, shutdown) = (give_up.clone(), shutdown.clone());
-        let window = (oldest + SLOT_RETRY_WINDOW - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let window = (oldest + SLOT_RETRY_WINDOW - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}

@@ -79,7 +79,14 @@ impl TimerQueue {
         self.next_generation += 1;
         let generation = self.next_generation;
         self.heap.push(Reverse((first, generation, definition.id)));
-        self.armed.insert(definition.id, Armed { definition, schedule, generation });
+        self.armed.insert(
+            definition.id,
+            Armed {
+                definition,
+                schedule,
+                generation,
+            },
+        );
         Ok(first)
     }
 
@@ -105,7 +112,8 @@ impl TimerQueue {
         }
         // Rebuild the heap when lazy deletion has left it much larger than the armed set.
         if self.heap.len() > 2 * self.armed.len() + 1024 {
-            self.heap.retain(|Reverse((_, generation, id))| self.armed.get(id).is_some_and(|a| a.generation == *generation));
+            self.heap
+                .retain(|Reverse((_, generation, id))| self.armed.get(id).is_some_and(|a| a.generation == *generation));
         }
         failed
     }
@@ -159,7 +167,11 @@ mod tests {
             job_key: "k".into(),
             version: 1,
             target: "t".into(),
-            schedule_type: if expression.is_some() { ScheduleType::Recurring } else { ScheduleType::OneTime },
+            schedule_type: if expression.is_some() {
+                ScheduleType::Recurring
+            } else {
+                ScheduleType::OneTime
+            },
             cron_expression: expression.map(str::to_owned),
             timezone: "UTC".into(),
             run_at,
@@ -202,11 +214,18 @@ mod tests {
         assert!(queue.pop_due(t(0, 0, 59)).is_empty());
 
         let due = queue.pop_due(t(0, 1, 0));
-        assert_eq!(due.iter().map(|s| (s.definition_id, s.scheduled_at)).collect::<Vec<_>>(), [(every_id, t(0, 1, 0))]);
+        assert_eq!(
+            due.iter()
+                .map(|s| (s.definition_id, s.scheduled_at))
+                .collect::<Vec<_>>(),
+            [(every_id, t(0, 1, 0))]
+        );
         assert_eq!(queue.next_due(), Some(t(0, 1, 30)));
         let due = queue.pop_due(t(0, 2, 0));
         assert_eq!(
-            due.iter().map(|s| (s.definition_id, s.scheduled_at)).collect::<Vec<_>>(),
+            due.iter()
+                .map(|s| (s.definition_id, s.scheduled_at))
+                .collect::<Vec<_>>(),
             [(once_id, t(0, 1, 30)), (every_id, t(0, 2, 0))]
         );
         assert_eq!(queue.len(), 1, "the one-time definition fired once and left the queue");
@@ -235,7 +254,14 @@ mod tests {
         assert_eq!(queue.pop_due(t(0, 1, 0)).len(), 1, "re-arming does not double a slot");
         assert!(queue.replace_all(vec![b], t(0, 1, 0)).is_empty());
         assert_eq!(queue.len(), 1);
-        assert_eq!(queue.pop_due(t(0, 5, 0)).iter().map(|s| s.definition_id).collect::<Vec<_>>(), [b_id]);
+        assert_eq!(
+            queue
+                .pop_due(t(0, 5, 0))
+                .iter()
+                .map(|s| s.definition_id)
+                .collect::<Vec<_>>(),
+            [b_id]
+        );
     }
 
     #[test]

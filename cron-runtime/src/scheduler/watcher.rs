@@ -20,7 +20,12 @@ use crate::store::{definitions, Change, StoreError, CHANGES_CHANNEL};
 type Fingerprint = (i64, Option<DateTime<Utc>>);
 
 /// Watches for changes until `stop` fires, reconnecting with backoff.
-pub async fn run(pool: PgPool, events: mpsc::UnboundedSender<Event>, reconcile_every: Duration, stop: CancellationToken) {
+pub async fn run(
+    pool: PgPool,
+    events: mpsc::UnboundedSender<Event>,
+    reconcile_every: Duration,
+    stop: CancellationToken,
+) {
     let mut delay = Duration::from_millis(100);
     loop {
         let connected = tokio::select! {
@@ -30,7 +35,11 @@ pub async fn run(pool: PgPool, events: mpsc::UnboundedSender<Event>, reconcile_e
         match connected {
             Ok(listener) => {
                 delay = Duration::from_millis(100);
-                let mut watcher = Watcher { pool: pool.clone(), events: events.clone(), fingerprint: None };
+                let mut watcher = Watcher {
+                    pool: pool.clone(),
+                    events: events.clone(),
+                    fingerprint: None,
+                };
                 if !watcher.watch(listener, reconcile_every, &stop).await {
                     return;
                 }
