@@ -131,6 +131,18 @@ pub struct JobDefinition {
     pub retired_at: Option<DateTime<Utc>>,
 }
 
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for ScheduleType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,17 +162,5 @@ mod tests {
         assert_eq!(JobKey::parse("Reports"), Err(JobKeyError::BadCharacter('R')));
         assert_eq!(JobKey::parse("a b"), Err(JobKeyError::BadCharacter(' ')));
         assert_eq!(JobKey::parse("é"), Err(JobKeyError::BadCharacter('é')));
-    }
-}
-
-impl std::fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::fmt::Display for ScheduleType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }

@@ -47,7 +47,7 @@ use timers::TimerQueue;
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A definition changed: arm it if active, disarm it otherwise.
-    Upsert(JobDefinition),
+    Upsert(Box<JobDefinition>),
     /// A definition is gone.
     Remove(Uuid),
     /// The complete set of active definitions.
@@ -177,7 +177,7 @@ impl TimerLoop {
     fn handle(&mut self, event: Event) {
         let now = Utc::now();
         match event {
-            Event::Upsert(definition) => self.arm(definition, now),
+            Event::Upsert(definition) => self.arm(*definition, now),
             Event::Remove(id) => {
                 if self.timers.disarm(id) {
                     tracing::info!(job_id = %id, "definition removed: timer disarmed");

@@ -102,7 +102,7 @@ impl Watcher {
     async fn apply(&mut self, change: Change) {
         match change {
             Change::Definition(id) => match definitions::get(&self.pool, id).await {
-                Ok(definition) => self.send(Event::Upsert(definition)),
+                Ok(definition) => self.send(Event::Upsert(Box::new(definition))),
                 Err(StoreError::JobNotFound(_)) => self.send(Event::Remove(id)),
                 Err(e) => {
                     tracing::warn!(error = %e, %id, "cannot read a changed definition; reloading at the next reconcile");

@@ -89,6 +89,20 @@ pub(crate) fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
     error.as_database_error().and_then(|e| e.constraint())
 }
 
+/// Opens a connection pool to `url`.
+pub async fn connect(url: &crate::config::Secret) -> Result<sqlx::PgPool, sqlx::Error> {
+    connect_with(url, 10).await
+}
+
+/// Opens a pool of at most `max_connections` connections.
+pub async fn connect_with(url: &crate::config::Secret, max_connections: u32) -> Result<sqlx::PgPool, sqlx::Error> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url.expose())
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,18 +116,4 @@ mod tests {
         assert!("job:nope".parse::<Change>().is_err());
         assert!("definition:nope".parse::<Change>().is_err());
     }
-}
-
-/// Opens a connection pool to `url`.
-pub async fn connect(url: &crate::config::Secret) -> Result<sqlx::PgPool, sqlx::Error> {
-    connect_with(url, 10).await
-}
-
-/// Opens a pool of at most `max_connections` connections.
-pub async fn connect_with(url: &crate::config::Secret, max_connections: u32) -> Result<sqlx::PgPool, sqlx::Error> {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(url.expose())
-        .await
 }
