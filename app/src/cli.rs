@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cron_runtime::config::{self, ProcessEnv};
-use cron_runtime::{registry, store};
+use cron_runtime::{registry, store, telemetry};
 
 /// A durable cron service on PostgreSQL.
 #[derive(Debug, Parser)]
@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the admin REST API on HOST:PORT (needs DATABASE_URL and CRON_ADMIN_TOKENS).
+    Api,
     /// Apply database migrations (idempotent; safe to run from several processes at once).
     Migrate,
     /// Print the registered targets: key, timeout, payload type and description.
@@ -26,6 +28,7 @@ enum Command {
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Api => api().await,
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
     };
@@ -36,6 +39,26 @@ pub async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn api() -> anyhow::Result<()> {
+    let common = config::CommonConfig::from_env(&ProcessEnv);
+    let api = config::ApiConfig::from_env(&ProcessEnv);
+    let (common, api) = match (common, api) {
+        (Ok(common), Ok(api)) => (common, api),
+        // Report the problems of both at once, so one deploy fixes them all.
+        (common, api) => {
+            let problems = [common.err(), api.err()]
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e.0)
+                .collect();
+            return Err(config::ConfigError(problems).into());
+        }
+    };
+    telemetry::init(&common, "api");
+    check_registry()?;
+    cron_runtime::api::run(api).await
 }
 
 async fn migrate() -> anyhow::Result<()> {

@@ -4,4 +4,5 @@
 // Link the targets so the in-process registry matches the binary's.
 use targets as _;
 
+pub mod api;
 pub mod db;

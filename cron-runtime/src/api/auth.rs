@@ -19,7 +19,11 @@ use crate::config::AdminToken;
 pub struct Actor(pub String);
 
 /// Middleware: lets the request through with an [`Actor`] when it carries an admin's token.
-pub async fn require_admin(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let token = request
         .headers()
         .get(AUTHORIZATION)
@@ -73,7 +77,10 @@ mod tests {
                 token: Secret::new("fedcba9876543210"),
             },
         ];
-        assert_eq!(find_admin(&admins, "fedcba9876543210").map(|a| a.name.as_str()), Some("bob"));
+        assert_eq!(
+            find_admin(&admins, "fedcba9876543210").map(|a| a.name.as_str()),
+            Some("bob")
+        );
         assert!(find_admin(&admins, "0123456789abcde").is_none());
         assert!(find_admin(&admins, "0123456789abcdef0").is_none());
         assert_eq!(bearer_token("Bearer abc"), Some("abc"));

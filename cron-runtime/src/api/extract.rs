@@ -108,7 +108,8 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
 fn decode_component(raw: &str) -> Result<String, ApiError> {
     let spaced = raw.replace('+', " ");
-    percent_decode(&spaced).ok_or_else(|| ApiError::invalid("query", "the query string is not valid percent-encoded UTF-8"))
+    percent_decode(&spaced)
+        .ok_or_else(|| ApiError::invalid("query", "the query string is not valid percent-encoded UTF-8"))
 }
 
 fn percent_decode(raw: &str) -> Option<String> {
@@ -205,7 +206,8 @@ async fn path_uuid<S: Send + Sync>(parts: &mut Parts, state: &S, name: &'static 
 
 /// Parses a UUID, saying what was expected.
 pub fn parse_uuid(raw: &str) -> Result<Uuid, String> {
-    Uuid::parse_str(raw).map_err(|_| format!("{raw:?} is not a UUID (expected e.g. 0190b5a2-7c1e-7d3a-9f0e-2b4c6d8e0f1a)"))
+    Uuid::parse_str(raw)
+        .map_err(|_| format!("{raw:?} is not a UUID (expected e.g. 0190b5a2-7c1e-7d3a-9f0e-2b4c6d8e0f1a)"))
 }
 
 #[cfg(test)]

@@ -283,7 +283,9 @@ fn validate_reason(reason: Option<&str>) -> Result<&str, ApiError> {
         let (min, max) = (PAUSE_REASON.start(), PAUSE_REASON.end());
         Err(ApiError::invalid(
             "reason",
-            format!("is required: say why the job is paused in {min} to {max} characters (got {length} after trimming)"),
+            format!(
+                "is required: say why the job is paused in {min} to {max} characters (got {length} after trimming)"
+            ),
         ))
     }
 }
@@ -369,7 +371,9 @@ struct Draft {
 impl Draft {
     /// `body` over `current`: omitted fields carry over, except the other schedule type's field.
     fn merge(current: &JobDefinition, body: NewVersion) -> Self {
-        let schedule_type = body.schedule_type.unwrap_or_else(|| current.schedule_type.as_str().to_owned());
+        let schedule_type = body
+            .schedule_type
+            .unwrap_or_else(|| current.schedule_type.as_str().to_owned());
         let same_type = schedule_type == current.schedule_type.as_str();
         Draft {
             job_key: Some(current.job_key.clone()),
@@ -404,7 +408,9 @@ impl Draft {
         };
         let schedule_type = match self.schedule_type.as_deref() {
             None => fail_none(&mut fail, "schedule_type", "is required: recurring or one_time".into()),
-            Some(raw) => parse_enum::<ScheduleType>(raw).map_err(|m| fail("schedule_type", m)).ok(),
+            Some(raw) => parse_enum::<ScheduleType>(raw)
+                .map_err(|m| fail("schedule_type", m))
+                .ok(),
         };
         let timezone = match parse_timezone(self.timezone.as_deref().unwrap_or("UTC")) {
             Ok(tz) => Some(tz),
@@ -414,7 +420,10 @@ impl Draft {
             None => None,
             Some(ScheduleType::Recurring) => {
                 if self.run_at.is_some() {
-                    fail("run_at", "must be omitted for a recurring job (run_at is for one_time jobs)".into());
+                    fail(
+                        "run_at",
+                        "must be omitted for a recurring job (run_at is for one_time jobs)".into(),
+                    );
                 }
                 match self.cron_expression {
                     None => fail_none(&mut fail, "cron_expression", "is required for a recurring job".into()),
@@ -443,7 +452,11 @@ impl Draft {
                     Some(Ok(run_at)) if run_at <= now => fail_none(
                         &mut fail,
                         "run_at",
-                        format!("must be in the future (got {}, now is {})", run_at.to_rfc3339(), now.to_rfc3339()),
+                        format!(
+                            "must be in the future (got {}, now is {})",
+                            run_at.to_rfc3339(),
+                            now.to_rfc3339()
+                        ),
                     ),
                     Some(Ok(run_at)) => Some(ScheduleSpec::OneTime { run_at }),
                 }
@@ -469,7 +482,10 @@ impl Draft {
         if let Some(description) = &self.description {
             let length = description.chars().count();
             if length > MAX_DESCRIPTION {
-                fail("description", format!("must be at most {MAX_DESCRIPTION} characters (got {length})"));
+                fail(
+                    "description",
+                    format!("must be at most {MAX_DESCRIPTION} characters (got {length})"),
+                );
             }
         }
         match (job_key, target, schedule, timezone) {
@@ -503,7 +519,10 @@ fn unknown_target(key: &str) -> String {
     let known: Vec<&str> = registry::all().iter().map(|t| t.key).collect();
     match known.len() {
         0 => format!("no target is registered under {key:?} (this build has no targets)"),
-        1..=20 => format!("no target is registered under {key:?}; registered targets: {}", known.join(", ")),
+        1..=20 => format!(
+            "no target is registered under {key:?}; registered targets: {}",
+            known.join(", ")
+        ),
         _ => format!("no target is registered under {key:?}; see GET /api/v2/admin/cron/targets"),
     }
 }
@@ -540,7 +559,15 @@ mod tests {
         fields.sort_unstable();
         assert_eq!(
             fields,
-            ["cron_expression", "description", "job_key", "payload", "run_at", "target", "timezone"]
+            [
+                "cron_expression",
+                "description",
+                "job_key",
+                "payload",
+                "run_at",
+                "target",
+                "timezone"
+            ]
         );
     }
 }

@@ -196,7 +196,10 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let pool = store::connect(&config.database_url)
         .await
         .context("cannot connect to the database at DATABASE_URL")?;
-    match schema::status(&pool).await.context("cannot read the database's migrations")? {
+    match schema::status(&pool)
+        .await
+        .context("cannot read the database's migrations")?
+    {
         SchemaStatus::Current => {}
         SchemaStatus::Ahead { unknown } => tracing::warn!(
             ?unknown,
@@ -211,7 +214,12 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     tracing::info!(address = %listener.local_addr()?, "admin API listening");
-    serve(listener, AppState::new(pool, config.admin_tokens), crate::shutdown::signal()).await?;
+    serve(
+        listener,
+        AppState::new(pool, config.admin_tokens),
+        crate::shutdown::signal(),
+    )
+    .await?;
     tracing::info!("admin API stopped");
     Ok(())
 }
@@ -220,7 +228,11 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
 fn parse_limit(raw: &str) -> Result<usize, String> {
     match raw.parse::<usize>() {
         Ok(n) if LIMIT.contains(&n) => Ok(n),
-        _ => Err(format!("must be a whole number from {} to {}", LIMIT.start(), LIMIT.end())),
+        _ => Err(format!(
+            "must be a whole number from {} to {}",
+            LIMIT.start(),
+            LIMIT.end()
+        )),
     }
 }
 

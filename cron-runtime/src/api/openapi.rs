@@ -61,7 +61,9 @@ impl Modify for Security {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A token from CRON_ADMIN_TOKENS (`name:token` pairs); the name is recorded as the actor."))
+                    .description(Some(
+                        "A token from CRON_ADMIN_TOKENS (`name:token` pairs); the name is recorded as the actor.",
+                    ))
                     .build(),
             ),
         );

@@ -46,7 +46,11 @@ pub async fn preview_schedule(mut query: QueryParams) -> Result<Json<Preview>, A
     let count = query
         .take("count", |v| match v.parse::<usize>() {
             Ok(n) if COUNT.contains(&n) => Ok(n),
-            _ => Err(format!("must be a whole number from {} to {}", COUNT.start(), COUNT.end())),
+            _ => Err(format!(
+                "must be a whole number from {} to {}",
+                COUNT.start(),
+                COUNT.end()
+            )),
         })
         .unwrap_or(5);
     let schedule = match expression {
