@@ -3,8 +3,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cron_runtime::config::{self, ProcessEnv};
-use cron_runtime::{registry, store, telemetry};
+use std::time::Duration;
+
+use cron_runtime::config::{self, ApiConfig, CommonConfig, ConfigError, ProcessEnv, SchedulerConfig, Secret};
+use cron_runtime::{registry, scheduler, shutdown, store, telemetry};
+use tokio_util::sync::CancellationToken;
 
 /// A durable cron service on PostgreSQL.
 #[derive(Debug, Parser)]
@@ -22,6 +25,8 @@ enum Command {
     Migrate,
     /// Print the registered targets: key, timeout, payload type and description.
     Targets,
+    /// Run the scheduler: fire jobs at their times and record every run.
+    Scheduler,
 }
 
 /// Parses the command line and runs the subcommand; the exit code says whether it worked.
@@ -31,6 +36,7 @@ pub async fn run() -> ExitCode {
         Command::Api => api().await,
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
+        Command::Scheduler => scheduler().await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,23 +48,10 @@ pub async fn run() -> ExitCode {
 }
 
 async fn api() -> anyhow::Result<()> {
-    let common = config::CommonConfig::from_env(&ProcessEnv);
-    let api = config::ApiConfig::from_env(&ProcessEnv);
-    let (common, api) = match (common, api) {
-        (Ok(common), Ok(api)) => (common, api),
-        // Report the problems of both at once, so one deploy fixes them all.
-        (common, api) => {
-            let problems = [common.err(), api.err()]
-                .into_iter()
-                .flatten()
-                .flat_map(|e| e.0)
-                .collect();
-            return Err(config::ConfigError(problems).into());
-        }
-    };
+    let (common, config) = both(CommonConfig::from_env(&ProcessEnv), ApiConfig::from_env(&ProcessEnv))?;
     telemetry::init(&common, "api");
     check_registry()?;
-    cron_runtime::api::run(api).await
+    cron_runtime::api::run(config).await
 }
 
 async fn migrate() -> anyhow::Result<()> {
@@ -67,6 +60,58 @@ async fn migrate() -> anyhow::Result<()> {
     store::schema::migrate(&pool).await?;
     println!("migrations applied: {}", store::schema::MIGRATOR.iter().count());
     Ok(())
+}
+
+async fn scheduler() -> anyhow::Result<()> {
+    let (common, config) = (CommonConfig::from_env(&ProcessEnv), SchedulerConfig::from_env(&ProcessEnv));
+    let (common, config) = both(common, config)?;
+    telemetry::init(&common, "scheduler");
+    check_registry()?;
+    let shutdown = shutdown_on_signal();
+    let Some(pool) = connect_until(&config.database_url, &shutdown).await else {
+        return Ok(());
+    };
+    scheduler::run(pool, config, shutdown).await
+}
+
+/// Both configurations, or every problem of both in one error.
+fn both<A, B>(a: Result<A, ConfigError>, b: Result<B, ConfigError>) -> Result<(A, B), ConfigError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => {
+            let mut problems = a.err().map(|e| e.0).unwrap_or_default();
+            problems.extend(b.err().map(|e| e.0).unwrap_or_default());
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        cancel.cancel();
+    });
+    token
+}
+
+/// Connects, retrying with backoff while the database is unreachable (a scheduler that
+/// starts before its database waits for it); `None` if shut down first.
+async fn connect_until(url: &Secret, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store::connect_with(url, 20).await {
+            Ok(pool) => return Some(pool),
+            Err(e) => tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 fn print_targets() -> anyhow::Result<()> {

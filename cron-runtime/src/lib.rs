@@ -11,6 +11,7 @@ pub mod config;
 pub mod context;
 pub mod domain;
 pub mod registry;
+pub mod scheduler;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

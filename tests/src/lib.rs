@@ -6,3 +6,5 @@ use targets as _;
 
 pub mod api;
 pub mod db;
+pub mod fixtures;
+pub mod process;

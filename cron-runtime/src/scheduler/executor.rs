@@ -1,0 +1,220 @@
+//! Executes claimed runs: each in its own task, under its target's timeout, with a
+//! cancellation signal, heartbeats while it runs, and its outcome recorded.
+//!
+//! A target that errors, panics or times out fails its run; the scheduler lives on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::retry::retry_until;
+use crate::context::JobContext;
+use crate::domain::JobRun;
+use crate::registry;
+use crate::store::runs::{self, ClaimedRun, RunOutcome};
+
+/// How long a cancelled target gets to return before its task is aborted.
+const CANCEL_GRACE: Duration = Duration::from_millis(500);
+
+/// The runs this scheduler executes, and the tasks executing them.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    instance: String,
+    /// Running runs (for heartbeats).
+    in_flight: Mutex<HashMap<Uuid, JobRun>>,
+    tasks: TaskTracker,
+    /// Cancelled when shutdown's grace period is over: in-flight runs are interrupted.
+    interrupt: CancellationToken,
+}
+
+impl Executor {
+    /// An executor recording outcomes in `pool` as scheduler `instance`.
+    pub fn new(pool: PgPool, instance: String) -> Self {
+        Executor {
+            inner: Arc::new(Inner {
+                pool,
+                instance,
+                in_flight: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                interrupt: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// This scheduler's instance name (recorded on the runs it claims).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Ids of the runs executing now.
+    pub fn in_flight(&self) -> Vec<Uuid> {
+        self.lock_in_flight().keys().copied().collect()
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, JobRun>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
+        self.inner.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts executing claimed runs, each in its own task.
+    pub fn spawn(&self, claimed: Vec<ClaimedRun>) {
+        for ClaimedRun { run, payload } in claimed {
+            log_started(&run);
+            self.lock_in_flight().insert(run.id, run.clone());
+            let executor = self.clone();
+            self.inner.tasks.spawn(async move {
+                let id = run.id;
+                let outcome = executor.execute(&run, payload).await;
+                executor.record(&run, outcome).await;
+                executor.lock_in_flight().remove(&id);
+            });
+        }
+    }
+
+    async fn execute(&self, run: &JobRun, payload: serde_json::Value) -> RunOutcome {
+        let Some(target) = registry::get(&run.target) else {
+            return RunOutcome::Failed {
+                error: format!("target {:?} is not registered in this build of cronjobs", run.target),
+            };
+        };
+        let cancel = CancellationToken::new();
+        let ctx = JobContext::new(
+            run.id,
+            run.job_key.clone(),
+            run.job_version,
+            run.trigger_type,
+            run.scheduled_at,
+            self.inner.pool.clone(),
+            cancel.clone(),
+        );
+        // Its own task, so a panic is caught as a JoinError instead of unwinding through us.
+        let mut handle = tokio::spawn((target.run)(ctx, payload));
+        let interrupted = tokio::select! {
+            joined = &mut handle => return match joined {
+                Ok(Ok(output)) => RunOutcome::Succeeded { output },
+                Ok(Err(error)) => RunOutcome::Failed { error },
+                Err(e) => RunOutcome::Failed { error: describe_join_error(e) },
+            },
+            () = tokio::time::sleep(target.timeout) => {
+                format!("timed out after {}", humantime::format_duration(target.timeout))
+            }
+            () = self.inner.interrupt.cancelled() => "interrupted by shutdown".to_owned(),
+        };
+        cancel.cancel();
+        if tokio::time::timeout(CANCEL_GRACE, &mut handle).await.is_err() {
+            handle.abort();
+        }
+        RunOutcome::Failed { error: interrupted }
+    }
+
+    /// `running` → terminal, retrying while the database is unreachable (until shutdown
+    /// is over, when the run is left to the stale sweep).
+    async fn record(&self, run: &JobRun, outcome: RunOutcome) {
+        let pool = &self.inner.pool;
+        let started = Instant::now();
+        let recorded = retry_until(&self.inner.interrupt, "record a run's outcome", || runs::finish(pool, run.id, &outcome)).await;
+        match recorded {
+            Some(Some(finished)) => log_finished(&finished),
+            Some(None) => tracing::warn!(
+                job_key = %run.job_key, version = run.job_version, run_id = %run.id,
+                "run finished, but it was no longer running (the stale sweep failed it first)"
+            ),
+            None => {
+                // Shutdown's grace is over; one last try, then the stale sweep will recover it.
+                match runs::finish(pool, run.id, &outcome).await {
+                    Ok(Some(finished)) => log_finished(&finished),
+                    _ => tracing::error!(
+                        job_key = %run.job_key, run_id = %run.id, waited_ms = started.elapsed().as_millis() as u64,
+                        "could not record the run's outcome; the stale sweep will fail it"
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Heartbeats every running run, every `every`, until `stop` fires.
+    pub async fn heartbeat_loop(&self, every: Duration, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let ids = self.in_flight();
+            if ids.is_empty() {
+                continue;
+            }
+            if let Err(e) = runs::heartbeat(&self.inner.pool, &ids).await {
+                tracing::warn!(error = %e, runs = ids.len(), "heartbeat failed; retrying at the next tick");
+            }
+        }
+    }
+
+    /// Waits up to `grace` for in-flight runs, then interrupts the rest: they are cancelled
+    /// and recorded `failed` ("interrupted by shutdown").
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.tasks.close();
+        let running = self.in_flight().len();
+        if running > 0 {
+            tracing::info!(running, grace = %humantime::format_duration(grace), "waiting for in-flight runs");
+        }
+        if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
+            tracing::warn!(running = self.in_flight().len(), "grace period over: interrupting in-flight runs");
+            self.inner.interrupt.cancel();
+            if tokio::time::timeout(CANCEL_GRACE * 3, self.inner.tasks.wait()).await.is_err() {
+                tracing::error!(running = self.in_flight().len(), "runs still unrecorded at exit; the stale sweep will fail them");
+            }
+        }
+    }
+}
+
+fn describe_join_error(error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return "the run's task was cancelled".to_owned();
+    }
+    let panic = error.into_panic();
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string panic payload)".to_owned());
+    format!("panicked: {message}")
+}
+
+/// One structured line per transition: pending → running.
+pub fn log_started(run: &JobRun) {
+    tracing::info!(
+        job_key = %run.job_key, version = run.job_version, run_id = %run.id, target = %run.target,
+        slot = %run.scheduled_at.to_rfc3339(), trigger = %run.trigger_type, status = "running",
+        "run started"
+    );
+}
+
+/// One structured line per transition: running → succeeded / failed, or (new) → skipped.
+pub fn log_finished(run: &JobRun) {
+    let (job_key, version, run_id, slot) = (&run.job_key, run.job_version, run.id, run.scheduled_at.to_rfc3339());
+    let duration_ms = run.duration_ms.unwrap_or(0);
+    match run.error.as_deref() {
+        None => tracing::info!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, "run finished"
+        ),
+        Some(error) if run.status == crate::domain::RunStatus::Skipped => tracing::info!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, error, "run skipped"
+        ),
+        Some(error) => tracing::warn!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, error,
+            "run finished"
+        ),
+    }
+}

@@ -1,0 +1,248 @@
+//! The timer queue: one min-heap of next fire times for every armed definition.
+//!
+//! The scheduler's loop sleeps until the earliest entry, pops everything due, and re-arms
+//! recurring definitions. Re-arming or disarming bumps a definition's generation, and heap
+//! entries of an older generation are dropped when they surface (lazy deletion), so every
+//! change is O(log n) and nothing scans the queue.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{JobDefinition, JobStatus, Schedule, ScheduleType};
+use crate::store::runs::DueSlot;
+
+/// One armed definition.
+#[derive(Debug)]
+struct Armed {
+    definition: JobDefinition,
+    /// `None` for one-time definitions.
+    schedule: Option<Schedule>,
+    generation: u64,
+}
+
+/// Why a definition is not armed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotArmed {
+    /// Paused or retired.
+    NotActive,
+    /// The stored expression or timezone no longer parses (it was validated when created).
+    BadSchedule(String),
+    /// The schedule has no future fire time.
+    NeverFires,
+}
+
+/// Next fire times of every armed definition.
+#[derive(Debug, Default)]
+pub struct TimerQueue {
+    armed: HashMap<Uuid, Armed>,
+    heap: BinaryHeap<Reverse<(DateTime<Utc>, u64, Uuid)>>,
+    next_generation: u64,
+}
+
+impl TimerQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many definitions are armed.
+    pub fn len(&self) -> usize {
+        self.armed.len()
+    }
+
+    /// `true` when nothing is armed.
+    pub fn is_empty(&self) -> bool {
+        self.armed.is_empty()
+    }
+
+    /// Arms (or re-arms) `definition` for its next fire time after `now`; a one-time
+    /// definition fires at `run_at`, immediately if that has passed.
+    pub fn arm(&mut self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DateTime<Utc>, NotArmed> {
+        self.disarm(definition.id);
+        if definition.status != JobStatus::Active {
+            return Err(NotArmed::NotActive);
+        }
+        let (schedule, first) = match (definition.schedule_type, &definition.cron_expression, definition.run_at) {
+            (ScheduleType::OneTime, _, Some(run_at)) => (None, run_at),
+            (ScheduleType::Recurring, Some(expression), _) => {
+                let schedule = Schedule::parse(expression, &definition.timezone)
+                    .map_err(|e| NotArmed::BadSchedule(e.to_string()))?;
+                let first = schedule.next_after(now).ok_or(NotArmed::NeverFires)?;
+                (Some(schedule), first)
+            }
+            // The database's CHECK constraint rules this out.
+            _ => return Err(NotArmed::BadSchedule("schedule type and fields disagree".into())),
+        };
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.heap.push(Reverse((first, generation, definition.id)));
+        self.armed.insert(definition.id, Armed { definition, schedule, generation });
+        Ok(first)
+    }
+
+    /// Forgets `id`; its heap entry is dropped when it surfaces.
+    pub fn disarm(&mut self, id: Uuid) -> bool {
+        self.armed.remove(&id).is_some()
+    }
+
+    /// Makes the armed set exactly `active`: arms new definitions and drops missing ones.
+    /// Definitions armed already keep their timers (definitions are immutable, so the
+    /// same id means the same schedule). Returns the ids that could not be armed.
+    pub fn replace_all(&mut self, active: Vec<JobDefinition>, now: DateTime<Utc>) -> Vec<(Uuid, NotArmed)> {
+        let keep: HashSet<Uuid> = active.iter().map(|d| d.id).collect();
+        self.armed.retain(|id, _| keep.contains(id));
+        let mut failed = Vec::new();
+        for definition in active {
+            if !self.armed.contains_key(&definition.id) {
+                let id = definition.id;
+                if let Err(why) = self.arm(definition, now) {
+                    failed.push((id, why));
+                }
+            }
+        }
+        // Rebuild the heap when lazy deletion has left it much larger than the armed set.
+        if self.heap.len() > 2 * self.armed.len() + 1024 {
+            self.heap.retain(|Reverse((_, generation, id))| self.armed.get(id).is_some_and(|a| a.generation == *generation));
+        }
+        failed
+    }
+
+    /// When the earliest armed definition is due.
+    pub fn next_due(&mut self) -> Option<DateTime<Utc>> {
+        while let Some(Reverse((at, generation, id))) = self.heap.peek() {
+            if self.armed.get(id).is_some_and(|a| a.generation == *generation) {
+                return Some(*at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Pops every slot due at or before `now`, re-arming recurring definitions for their
+    /// next fire time. A window missed by more than one period (the process was stopped
+    /// or starved) is not replayed: the next time is computed from `now`.
+    pub fn pop_due(&mut self, now: DateTime<Utc>) -> Vec<DueSlot> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, generation, id))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            let Some(armed) = self.armed.get(&id).filter(|a| a.generation == generation) else {
+                continue;
+            };
+            due.push(DueSlot::of(&armed.definition, at));
+            match armed.schedule.as_ref().and_then(|s| s.next_after(at.max(now))) {
+                Some(next) => self.heap.push(Reverse((next, generation, id))),
+                None => {
+                    self.armed.remove(&id);
+                }
+            }
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn definition(expression: Option<&str>, run_at: Option<DateTime<Utc>>) -> JobDefinition {
+        let now = Utc::now();
+        JobDefinition {
+            id: Uuid::now_v7(),
+            job_key: "k".into(),
+            version: 1,
+            target: "t".into(),
+            schedule_type: if expression.is_some() { ScheduleType::Recurring } else { ScheduleType::OneTime },
+            cron_expression: expression.map(str::to_owned),
+            timezone: "UTC".into(),
+            run_at,
+            payload: json!({}),
+            description: None,
+            status: JobStatus::Active,
+            pause_reason: None,
+            paused_at: None,
+            paused_by: None,
+            created_by: "x".into(),
+            created_at: now,
+            updated_at: now,
+            retired_at: None,
+        }
+    }
+
+    fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn inactive_definitions_are_not_armed() {
+        let mut queue = TimerQueue::new();
+        let mut paused = definition(Some("* * * * *"), None);
+        paused.status = JobStatus::Paused;
+        assert_eq!(queue.arm(paused, t(0, 0, 0)), Err(NotArmed::NotActive));
+        assert!(queue.is_empty());
+        assert_eq!(queue.next_due(), None);
+    }
+
+    #[test]
+    fn due_slots_pop_in_order_and_recurring_ones_rearm() {
+        let mut queue = TimerQueue::new();
+        let every_minute = definition(Some("* * * * *"), None);
+        let once = definition(None, Some(t(0, 1, 30)));
+        let (every_id, once_id) = (every_minute.id, once.id);
+        assert_eq!(queue.arm(every_minute, t(0, 0, 10)), Ok(t(0, 1, 0)));
+        assert_eq!(queue.arm(once, t(0, 0, 10)), Ok(t(0, 1, 30)));
+        assert_eq!(queue.next_due(), Some(t(0, 1, 0)));
+        assert!(queue.pop_due(t(0, 0, 59)).is_empty());
+
+        let due = queue.pop_due(t(0, 1, 0));
+        assert_eq!(due.iter().map(|s| (s.definition_id, s.scheduled_at)).collect::<Vec<_>>(), [(every_id, t(0, 1, 0))]);
+        assert_eq!(queue.next_due(), Some(t(0, 1, 30)));
+        let due = queue.pop_due(t(0, 2, 0));
+        assert_eq!(
+            due.iter().map(|s| (s.definition_id, s.scheduled_at)).collect::<Vec<_>>(),
+            [(once_id, t(0, 1, 30)), (every_id, t(0, 2, 0))]
+        );
+        assert_eq!(queue.len(), 1, "the one-time definition fired once and left the queue");
+    }
+
+    #[test]
+    fn missed_windows_are_not_replayed() {
+        let mut queue = TimerQueue::new();
+        queue.arm(definition(Some("* * * * *"), None), t(0, 0, 10)).unwrap();
+        // The process was starved for ten minutes: one slot fires, then the next after now.
+        assert_eq!(queue.pop_due(t(0, 10, 5)).len(), 1);
+        assert_eq!(queue.next_due(), Some(t(0, 11, 0)));
+    }
+
+    #[test]
+    fn disarm_and_replace_all_change_the_armed_set() {
+        let mut queue = TimerQueue::new();
+        let a = definition(Some("* * * * *"), None);
+        let b = definition(Some("*/5 * * * *"), None);
+        let (a_id, b_id) = (a.id, b.id);
+        queue.arm(a.clone(), t(0, 0, 0)).unwrap();
+        assert!(queue.disarm(a_id));
+        assert_eq!(queue.next_due(), None, "a disarmed entry never fires");
+        queue.arm(a.clone(), t(0, 0, 0)).unwrap();
+        queue.arm(a.clone(), t(0, 0, 0)).unwrap();
+        assert_eq!(queue.pop_due(t(0, 1, 0)).len(), 1, "re-arming does not double a slot");
+        assert!(queue.replace_all(vec![b], t(0, 1, 0)).is_empty());
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.pop_due(t(0, 5, 0)).iter().map(|s| s.definition_id).collect::<Vec<_>>(), [b_id]);
+    }
+
+    #[test]
+    fn a_definition_that_never_fires_is_reported() {
+        let mut queue = TimerQueue::new();
+        let mut bad = definition(Some("* * * * *"), None);
+        bad.timezone = "Mars/Olympus".into();
+        assert!(matches!(queue.arm(bad, t(0, 0, 0)), Err(NotArmed::BadSchedule(_))));
+    }
+}

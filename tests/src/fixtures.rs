@@ -1,0 +1,78 @@
+//! Jobs and waits for scheduler tests.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use cron_runtime::domain::{JobDefinition, JobKey, JobRun};
+use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::db::TestDb;
+use crate::process::Cronjobs;
+
+/// Creates an active recurring job.
+pub async fn recurring(pool: &PgPool, key: &str, target: &str, expression: &str, payload: Value) -> JobDefinition {
+    create(pool, key, target, ScheduleSpec::Recurring { cron_expression: expression.into() }, payload).await
+}
+
+/// Creates an active one-time job.
+pub async fn one_time(pool: &PgPool, key: &str, target: &str, run_at: DateTime<Utc>) -> JobDefinition {
+    create(pool, key, target, ScheduleSpec::OneTime { run_at }, serde_json::json!({})).await
+}
+
+async fn create(pool: &PgPool, key: &str, target: &str, schedule: ScheduleSpec, payload: Value) -> JobDefinition {
+    let new = NewDefinition {
+        job_key: JobKey::parse(key).expect("valid key"),
+        target: target.into(),
+        schedule,
+        timezone: "UTC".into(),
+        payload,
+        description: None,
+        created_by: "test".into(),
+    };
+    definitions::create(pool, &new).await.expect("create job")
+}
+
+/// Every run of `job_key`, oldest slot first.
+pub async fn runs_of(pool: &PgPool, job_key: &str) -> Vec<JobRun> {
+    sqlx::query_as("SELECT * FROM cron_job_runs WHERE job_key = $1 ORDER BY scheduled_at, created_at")
+        .bind(job_key)
+        .fetch_all(pool)
+        .await
+        .expect("read runs")
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts `cronjobs scheduler` on `db` with fast test settings, plus `extra` variables.
+pub fn scheduler(db: &TestDb, extra: &[(&str, &str)]) -> Cronjobs {
+    let mut env: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("CRON_HEARTBEAT_EVERY", "1s"),
+        ("CRON_RECONCILE_EVERY", "2s"),
+        ("CRON_SHUTDOWN_GRACE", "3s"),
+        ("LOG_FORMAT", "json"),
+        ("RUST_LOG", "info"),
+    ];
+    for (key, value) in extra {
+        env.retain(|(k, _)| k != key);
+        env.push((key, value));
+    }
+    Cronjobs::spawn(&["scheduler"], &env)
+}
