@@ -1,7 +1,7 @@
 //! The admin API served in-process on a random port, over a fresh database, with request
 //! helpers that authenticate as a known admin.
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, SecondsFormat, Utc};
 use cron_runtime::api::{self, AppState};
 use cron_runtime::config::{AdminToken, Secret};
 use reqwest::{Method, RequestBuilder};
@@ -133,7 +133,8 @@ pub fn one_time_body(job_key: &str) -> Value {
         "job_key": job_key,
         "target": "system.heartbeat",
         "schedule_type": "one_time",
-        "run_at": (Utc::now() + Duration::hours(1)).to_rfc3339(),
+        // Whole seconds: the database keeps microseconds, so finer input would not round-trip exactly.
+        "run_at": (Utc::now() + Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true),
     })
 }
 
