@@ -27,6 +27,18 @@ enum Command {
     Targets,
     /// Run the scheduler: fire jobs at their times and record every run.
     Scheduler,
+    /// Delete terminal runs older than a cut-off (retention: 180 days).
+    Prune {
+        /// Age of the newest run to delete, e.g. `180d`, `12w`, `720h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rows deleted per transaction (keeps locks short while the scheduler runs).
+        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        batch_size: i64,
+    },
 }
 
 /// Parses the command line and runs the subcommand; the exit code says whether it worked.
@@ -37,6 +49,7 @@ pub async fn run() -> ExitCode {
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
         Command::Scheduler => scheduler().await,
+        Command::Prune { older_than, dry_run, batch_size } => prune(older_than, dry_run, batch_size).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,6 +72,28 @@ async fn migrate() -> anyhow::Result<()> {
     let pool = store::connect(&url).await?;
     store::schema::migrate(&pool).await?;
     println!("migrations applied: {}", store::schema::MIGRATOR.iter().count());
+    Ok(())
+}
+
+async fn prune(older_than: Duration, dry_run: bool, batch_size: i64) -> anyhow::Result<()> {
+    let url = config::database_url(&ProcessEnv)?;
+    let pool = store::connect(&url).await?;
+    scheduler::ensure_schema(&pool).await?;
+    let age = chrono::Duration::from_std(older_than)?;
+    let cutoff = chrono::Utc::now() - age;
+    let (verb, pruned) = if dry_run {
+        ("would delete", store::runs::count_prunable(&pool, cutoff).await?)
+    } else {
+        ("deleted", store::runs::prune(&pool, cutoff, batch_size).await?)
+    };
+    println!(
+        "{verb} {} runs created before {} ({} succeeded, {} failed, {} skipped)",
+        pruned.total(),
+        cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        pruned.succeeded,
+        pruned.failed,
+        pruned.skipped
+    );
     Ok(())
 }
 

@@ -5,11 +5,12 @@ use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 
 pub use crate::context::JobContext;
 pub use crate::registry::{PayloadError, PayloadSpec, RunFuture, Target};
 pub use inventory;
+/// Generated entry points take and return JSON.
+pub use serde_json::Value;
 
 /// Deserializes a payload, reporting where it failed.
 pub fn decode_payload<T: DeserializeOwned>(payload: Value) -> Result<T, PayloadError> {

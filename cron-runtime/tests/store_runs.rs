@@ -427,3 +427,26 @@ async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
     definitions::resume(&pool, def.id).await.unwrap();
     assert_ne!(definitions::active_fingerprint(&pool).await.unwrap(), paused);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgPool) {
+    let def = job(&pool, "k").await;
+    for second in 0..25 {
+        let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(second))]).await.unwrap().pending.remove(0);
+        runs::claim(&pool, &[run.id], "s").await.unwrap();
+        finish_ok(&pool, run.id).await;
+    }
+    let active = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(30))]).await.unwrap().pending.remove(0);
+    // Everything so far is "old"; one more recent terminal run must stay.
+    sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '200 days'").execute(&pool).await.unwrap();
+    let recent = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(31))]).await.unwrap().skipped.remove(0);
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(180);
+
+    let would = runs::count_prunable(&pool, cutoff).await.unwrap();
+    assert_eq!((would.succeeded, would.total()), (25, 25));
+    let pruned = runs::prune(&pool, cutoff, 10).await.unwrap();
+    assert_eq!(pruned, would);
+    let left: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM cron_job_runs ORDER BY scheduled_at").fetch_all(&pool).await.unwrap();
+    assert_eq!(left, [active.id, recent.id], "the active run and the recent one stay");
+}

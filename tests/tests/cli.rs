@@ -1,0 +1,96 @@
+//! The `cronjobs` binary's one-shot subcommands: targets, migrate, prune.
+
+use std::process::{Command, Output};
+
+use cron_runtime::registry;
+use cron_runtime::store::runs::{self, DueSlot, RunOutcome};
+use serde_json::json;
+use tests::db::TestDb;
+use tests::fixtures::recurring;
+use tests::process::binary;
+
+fn cronjobs(args: &[&str], database_url: Option<&str>) -> Output {
+    let mut command = Command::new(binary());
+    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    command.output().expect("run cronjobs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn targets_lists_every_registered_target() {
+    let output = cronjobs(&["targets"], None);
+    assert!(output.status.success(), "{output:?}");
+    let listed = stdout(&output);
+    // The test crate links the same `targets` crate as the binary, so the registries match.
+    let expected = registry::all();
+    assert!(expected.len() >= 5, "the diagnostic targets are registered");
+    for target in expected {
+        assert!(listed.lines().any(|l| l.starts_with(target.key)), "{} missing from:\n{listed}", target.key);
+    }
+    assert!(listed.contains("SleepArgs"), "payload types are shown:\n{listed}");
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_safe_to_run_twice_at_once() {
+    let db = TestDb::create_empty().await;
+    let url = db.url.clone();
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || cronjobs(&["migrate"], Some(&url)))
+        })
+        .collect();
+    for handle in handles {
+        let output = handle.join().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let again = cronjobs(&["migrate"], Some(&url));
+    assert!(again.status.success());
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('cron_job_definitions', 'cron_job_runs')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 2);
+}
+
+#[test]
+fn commands_that_need_a_database_say_so() {
+    let output = cronjobs(&["migrate"], None);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL is not set"));
+}
+
+#[tokio::test]
+async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
+    let db = TestDb::create().await;
+    let job = recurring(&db.pool, "old", "system.heartbeat", "* * * * *", json!({})).await;
+    for minute in 0..3 {
+        let at = chrono::Utc::now() - chrono::Duration::minutes(10 - minute);
+        let run = runs::insert_scheduled(&db.pool, &[DueSlot::of(&job, at)]).await.unwrap().pending.remove(0);
+        runs::claim(&db.pool, &[run.id], "test").await.unwrap();
+        runs::finish(&db.pool, run.id, &RunOutcome::Succeeded { output: json!(null) }).await.unwrap();
+    }
+    sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '181 days'").execute(&db.pool).await.unwrap();
+
+    let dry = cronjobs(&["prune", "--older-than", "180d", "--dry-run"], Some(&db.url));
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(stdout(&dry).starts_with("would delete 3 runs"), "{}", stdout(&dry));
+    let count = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cron_job_runs").fetch_one(&db.pool).await.unwrap() };
+    assert_eq!(count().await, 3);
+
+    let real = cronjobs(&["prune", "--older-than", "180d", "--batch-size", "2"], Some(&db.url));
+    assert!(real.status.success(), "{real:?}");
+    assert!(stdout(&real).starts_with("deleted 3 runs"), "{}", stdout(&real));
+    assert_eq!(count().await, 0);
+
+    let bad = cronjobs(&["prune", "--older-than", "soon"], Some(&db.url));
+    assert!(!bad.status.success());
+}
