@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
-use cron_runtime::config::{self, CommonConfig, ConfigError, ProcessEnv, SchedulerConfig, Secret};
+use cron_runtime::config::{self, ApiConfig, CommonConfig, ConfigError, ProcessEnv, SchedulerConfig, Secret};
 use cron_runtime::{registry, scheduler, shutdown, store, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the admin REST API on HOST:PORT (needs DATABASE_URL and CRON_ADMIN_TOKENS).
+    Api,
     /// Apply database migrations (idempotent; safe to run from several processes at once).
     Migrate,
     /// Print the registered targets: key, timeout, payload type and description.
@@ -43,6 +45,7 @@ enum Command {
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Api => api().await,
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
         Command::Scheduler => scheduler().await,
@@ -59,6 +62,13 @@ pub async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn api() -> anyhow::Result<()> {
+    let (common, config) = both(CommonConfig::from_env(&ProcessEnv), ApiConfig::from_env(&ProcessEnv))?;
+    telemetry::init(&common, "api");
+    check_registry()?;
+    cron_runtime::api::run(config).await
 }
 
 async fn migrate() -> anyhow::Result<()> {
