@@ -27,6 +27,8 @@ enum Command {
     Targets,
     /// Run the scheduler: fire jobs at their times and record every run.
     Scheduler,
+    /// Local development: migrations, then the API and the scheduler in one process.
+    Dev,
     /// Delete terminal runs older than a cut-off (retention: 180 days).
     Prune {
         /// Age of the newest run to delete, e.g. `180d`, `12w`, `720h`.
@@ -49,6 +51,7 @@ pub async fn run() -> ExitCode {
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
         Command::Scheduler => scheduler().await,
+        Command::Dev => crate::dev::run().await,
         Command::Prune {
             older_than,
             dry_run,
@@ -82,7 +85,7 @@ async fn migrate() -> anyhow::Result<()> {
 async fn prune(older_than: Duration, dry_run: bool, batch_size: i64) -> anyhow::Result<()> {
     let url = config::database_url(&ProcessEnv)?;
     let pool = store::connect(&url).await?;
-    scheduler::ensure_schema(&pool).await?;
+    store::schema::ensure_current(&pool).await?;
     let age = chrono::Duration::from_std(older_than)?;
     let cutoff = chrono::Utc::now() - age;
     let (verb, pruned) = if dry_run {
@@ -117,7 +120,7 @@ async fn scheduler() -> anyhow::Result<()> {
 }
 
 /// Both configurations, or every problem of both in one error.
-fn both<A, B>(a: Result<A, ConfigError>, b: Result<B, ConfigError>) -> Result<(A, B), ConfigError> {
+pub(crate) fn both<A, B>(a: Result<A, ConfigError>, b: Result<B, ConfigError>) -> Result<(A, B), ConfigError> {
     match (a, b) {
         (Ok(a), Ok(b)) => Ok((a, b)),
         (a, b) => {
@@ -129,7 +132,7 @@ fn both<A, B>(a: Result<A, ConfigError>, b: Result<B, ConfigError>) -> Result<(A
 }
 
 /// A token cancelled on SIGTERM or SIGINT.
-fn shutdown_on_signal() -> CancellationToken {
+pub(crate) fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
@@ -180,7 +183,7 @@ fn humantime_short(d: std::time::Duration) -> String {
 }
 
 /// Fails with every duplicate or malformed target key, naming the functions.
-fn check_registry() -> anyhow::Result<()> {
+pub(crate) fn check_registry() -> anyhow::Result<()> {
     registry::check().map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
         anyhow::anyhow!("the target registry is invalid:\n{}", lines.join("\n"))

@@ -5,6 +5,7 @@
 use targets as _;
 
 mod cli;
+mod dev;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

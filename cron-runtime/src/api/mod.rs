@@ -30,7 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{AdminToken, ApiConfig};
-use crate::store::schema::{self, SchemaStatus};
+use crate::store::schema;
 use crate::store::{self, Cursor};
 use error::ApiError;
 
@@ -196,20 +196,7 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let pool = store::connect(&config.database_url)
         .await
         .context("cannot connect to the database at DATABASE_URL")?;
-    match schema::status(&pool)
-        .await
-        .context("cannot read the database's migrations")?
-    {
-        SchemaStatus::Current => {}
-        SchemaStatus::Ahead { unknown } => tracing::warn!(
-            ?unknown,
-            "the database has migrations this binary does not know (a newer version migrated it); continuing"
-        ),
-        SchemaStatus::Behind { missing } => anyhow::bail!(
-            "the database lacks migrations this binary needs ({}): run `cronjobs migrate` first",
-            missing.join(", ")
-        ),
-    }
+    schema::ensure_current(&pool).await?;
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;

@@ -37,7 +37,7 @@ use crate::config::SchedulerConfig;
 use crate::domain::JobDefinition;
 use crate::registry;
 use crate::store::runs::{self, DueSlot};
-use crate::store::schema::{self, SchemaStatus};
+use crate::store::schema;
 
 pub use executor::Executor;
 use retry::retry_until;
@@ -64,24 +64,6 @@ const CLAIM_BATCH: i64 = 500;
 /// missed (one-time slots are retried until they run).
 const SLOT_RETRY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-/// Refuses to start on a database that lacks a migration this binary knows.
-pub async fn ensure_schema(pool: &PgPool) -> anyhow::Result<()> {
-    match schema::status(pool).await? {
-        SchemaStatus::Current => Ok(()),
-        SchemaStatus::Ahead { unknown } => {
-            tracing::warn!(
-                ?unknown,
-                "the database has migrations this binary does not know (a newer deploy?); continuing"
-            );
-            Ok(())
-        }
-        SchemaStatus::Behind { missing } => anyhow::bail!(
-            "the database is missing migrations this binary needs: {}; run `cronjobs migrate` first",
-            missing.join(", ")
-        ),
-    }
-}
-
 /// A name for this process, recorded on the runs it claims.
 pub fn instance_name() -> String {
     let host = std::env::var("HOSTNAME")
@@ -99,7 +81,7 @@ pub fn instance_name() -> String {
 
 /// Runs the scheduler until `shutdown` fires, then drains in-flight runs.
 pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    ensure_schema(&pool).await?;
+    schema::ensure_current(&pool).await?;
     let instance = instance_name();
     tracing::info!(%instance, targets = registry::all().len(), "scheduler starting");
     let executor = Executor::new(pool.clone(), instance);

@@ -57,3 +57,28 @@ pub async fn status(pool: &PgPool) -> Result<SchemaStatus, sqlx::Error> {
         SchemaStatus::Ahead { unknown }
     })
 }
+
+/// Why a process refuses to start on this database.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("the database is missing migrations this binary needs ({}): run `cronjobs migrate` first", .0.join(", "))]
+    Behind(Vec<String>),
+    #[error("cannot read the database's migrations: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Succeeds when every migration this binary knows is applied. A database that is ahead
+/// (migrated by a newer deploy while this one still runs) is accepted with a warning.
+pub async fn ensure_current(pool: &PgPool) -> Result<(), SchemaError> {
+    match status(pool).await? {
+        SchemaStatus::Current => Ok(()),
+        SchemaStatus::Ahead { unknown } => {
+            tracing::warn!(
+                ?unknown,
+                "the database has migrations this binary does not know (a newer deploy?); continuing"
+            );
+            Ok(())
+        }
+        SchemaStatus::Behind { missing } => Err(SchemaError::Behind(missing)),
+    }
+}

@@ -1,0 +1,116 @@
+//! `cronjobs dev`: the API and the scheduler in one process, for local work.
+//!
+//! Needs no configuration on a machine with a local PostgreSQL: without `DATABASE_URL` it
+//! uses (and creates) the `cronjobs_dev` database on 127.0.0.1:5432, and without
+//! `CRON_ADMIN_TOKENS` it makes up a token and prints a ready `curl` line.
+
+use std::net::IpAddr;
+
+use anyhow::Context;
+use cron_runtime::config::{ApiConfig, CommonConfig, Env, ProcessEnv, SchedulerConfig, Secret};
+use cron_runtime::{api, scheduler, store, telemetry};
+
+use crate::cli::{both, check_registry, shutdown_on_signal};
+
+/// The database `cronjobs dev` uses when `DATABASE_URL` is unset.
+const DEV_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+const DEV_DATABASE: &str = "cronjobs_dev";
+
+/// The process environment with defaults filled in for local work.
+struct DevEnv {
+    defaults: Vec<(&'static str, String)>,
+}
+
+impl Env for DevEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        ProcessEnv
+            .var(name)
+            .or_else(|| self.defaults.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+    }
+}
+
+/// Runs the API and the scheduler until SIGTERM/SIGINT.
+pub async fn run() -> anyhow::Result<()> {
+    let common = CommonConfig::from_env(&ProcessEnv)?;
+    telemetry::init(&common, "dev");
+    check_registry()?;
+
+    let generated_token = format!("dev-{}", uuid::Uuid::new_v4().simple());
+    let mut defaults = vec![
+        ("HOST", "127.0.0.1".to_owned()),
+        ("CRON_ADMIN_TOKENS", format!("dev:{generated_token}")),
+    ];
+    if ProcessEnv.var("DATABASE_URL").is_none() {
+        defaults.push(("DATABASE_URL", create_dev_database().await?));
+    }
+    let env = DevEnv { defaults };
+    let (api_config, scheduler_config) = both(ApiConfig::from_env(&env), SchedulerConfig::from_env(&env))?;
+
+    let pool = store::connect_with(&api_config.database_url, 20)
+        .await
+        .context("cannot connect to the database")?;
+    store::schema::migrate(&pool).await.context("cannot apply migrations")?;
+    let listener = tokio::net::TcpListener::bind((api_config.host, api_config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", api_config.host, api_config.port))?;
+    let address = listener.local_addr()?;
+    print_banner(
+        address.ip(),
+        address.port(),
+        ProcessEnv
+            .var("CRON_ADMIN_TOKENS")
+            .is_none()
+            .then_some(&generated_token),
+    );
+
+    let shutdown = shutdown_on_signal();
+    let server = tokio::spawn(api::serve(
+        listener,
+        api::AppState::new(pool.clone(), api_config.admin_tokens),
+        {
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        },
+    ));
+    let scheduled = scheduler::run(pool, scheduler_config, shutdown.clone()).await;
+    // The scheduler also returns early on error: take the API down with it.
+    shutdown.cancel();
+    server.await.context("the API task failed")??;
+    scheduled
+}
+
+/// Creates `cronjobs_dev` on the local server if it does not exist; returns its URL.
+async fn create_dev_database() -> anyhow::Result<String> {
+    let admin = store::connect_with(&Secret::new(format!("{DEV_SERVER}/postgres")), 1)
+        .await
+        .with_context(|| {
+            format!(
+                "DATABASE_URL is unset and no local PostgreSQL answers at {DEV_SERVER} (start it, or set DATABASE_URL)"
+            )
+        })?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(DEV_DATABASE)
+        .fetch_one(&admin)
+        .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE {DEV_DATABASE}"))
+            .execute(&admin)
+            .await?;
+        tracing::info!(database = DEV_DATABASE, "created the development database");
+    }
+    admin.close().await;
+    Ok(format!("{DEV_SERVER}/{DEV_DATABASE}"))
+}
+
+fn print_banner(host: IpAddr, port: u16, generated_token: Option<&String>) {
+    let base = format!("http://{host}:{port}");
+    println!("\ncronjobs dev: API and scheduler in one process");
+    println!("  API      {base}/api/v2/admin/cron   (OpenAPI: {base}/api/v2/admin/cron/openapi.json)");
+    match generated_token {
+        Some(token) => {
+            println!("  token    {token}   (generated for this run; set CRON_ADMIN_TOKENS to choose your own)");
+            println!("\nTry it:\n  curl -s {base}/api/v2/admin/cron/targets -H 'Authorization: Bearer {token}'\n");
+        }
+        None => println!("  token    one of CRON_ADMIN_TOKENS\n"),
+    }
+}
