@@ -104,3 +104,20 @@ async fn unknown_routes_and_methods_are_problems() {
     send(api.client.get(format!("{}/", api.base))).await.problem(404);
     send(api.request(Method::DELETE, "/jobs")).await.problem(405);
 }
+
+#[tokio::test]
+async fn a_nul_character_is_a_400_not_a_database_error() {
+    let api = TestApi::spawn().await;
+    let job = api.one_time_job("nul").await;
+    let reply = api
+        .patch(
+            &format!("/jobs/{}/pause", job["id"].as_str().unwrap()),
+            &json!({"reason": "bad\u{0}reason"}),
+        )
+        .await;
+    assert_eq!(reply.error_fields(), ["reason"]);
+    let mut body = one_time_body("nul2");
+    body["payload"] = json!({"k": "v\u{0}"});
+    assert_eq!(api.post("/jobs", &body).await.error_fields(), ["payload.k"]);
+    assert_eq!(api.get("/jobs?job_key=a%00b").await.error_fields(), ["query"]);
+}

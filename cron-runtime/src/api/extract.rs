@@ -47,24 +47,50 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Deserializes `bytes`, naming where a value does not fit (`payload`, `schedule_type`, ...).
 fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
+    if let Some(field) = find_nul(&value, "") {
+        // PostgreSQL cannot store U+0000 in text or jsonb: reject it here rather than fail there.
+        return Err(ApiError::invalid(field, "must not contain the NUL character (\\u0000)"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = strip_position(&inner.to_string());
-                // The path names the field, unknown ones included; "." is the body itself.
-                let field = if path == "." { "body".to_owned() } else { path };
-                ApiError::invalid(field, message)
-            }
-            _ => ApiError::invalid("body", format!("malformed JSON: {inner}")),
+        let message = strip_position(&e.into_inner().to_string());
+        // The path names the field, unknown ones included; "." is the body itself.
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::invalid(field, message)
+    })
+}
+
+/// The path of the first string or key containing U+0000, if any.
+fn find_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    let here = || {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
         }
-    })?;
-    deserializer
-        .end()
-        .map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
-    Ok(value)
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(here()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, &format!("{}[{i}]", here()))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(child)
+            } else {
+                find_nul(v, &child)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// serde_json appends " at line L column C", which says nothing to an HTTP client.
@@ -108,8 +134,15 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
 fn decode_component(raw: &str) -> Result<String, ApiError> {
     let spaced = raw.replace('+', " ");
+    // NUL is refused too: PostgreSQL cannot compare text with it.
     percent_decode(&spaced)
-        .ok_or_else(|| ApiError::invalid("query", "the query string is not valid percent-encoded UTF-8"))
+        .filter(|decoded| !decoded.contains('\0'))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "query",
+                "the query string is not valid percent-encoded UTF-8 without NUL",
+            )
+        })
 }
 
 fn percent_decode(raw: &str) -> Option<String> {
@@ -236,6 +269,7 @@ mod tests {
         assert_eq!(fields(decode_json(br#"{"name": "#)), ["body"]);
         assert_eq!(fields(decode_json(br#"[]"#)), ["body"]);
         assert_eq!(fields(decode_json(br#"{} {}"#)), ["body"]);
+        assert_eq!(fields(decode_json(br#"{"name": "a\u0000b"}"#)), ["name"]);
         assert!(decode_json::<Body>(br#"{"name": "x", "count": 3}"#).is_ok());
     }
 
