@@ -188,7 +188,9 @@ pub fn pgbench(url: &str, clients: u32, work: PgbenchWork) -> anyhow::Result<Pgb
         PgbenchWork::Transactions(total) => command.args(["-t", &(total / u64::from(clients)).max(1).to_string()]),
         PgbenchWork::For(duration) => command.args(["-T", &duration.as_secs().to_string()]),
     };
-    let out = command.output().context("cannot run pgbench (install postgresql-contrib / postgresql-client)")?;
+    let out = command
+        .output()
+        .context("cannot run pgbench (install postgresql-contrib / postgresql-client)")?;
     let _ = std::fs::remove_file(&script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -196,7 +198,13 @@ pub fn pgbench(url: &str, clients: u32, work: PgbenchWork) -> anyhow::Result<Pgb
     }
     let field = |prefix: &str| -> Option<f64> {
         let line = stdout.lines().find(|l| l.starts_with(prefix))?;
-        line[prefix.len()..].split_whitespace().next()?.split('/').next()?.parse().ok()
+        line[prefix.len()..]
+            .split_whitespace()
+            .next()?
+            .split('/')
+            .next()?
+            .parse()
+            .ok()
     };
     let tps = field("tps = ").context("no tps in pgbench's output")?;
     let transactions =

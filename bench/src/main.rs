@@ -31,7 +31,11 @@ struct Args {
     #[arg(long, default_value = "target/release/cronjobs")]
     cronjobs: PathBuf,
     /// Any database on the server; scenario databases are created beside it.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     database_url: String,
     /// Herd sizes.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000u64, 10_000, 50_000])]
@@ -119,18 +123,22 @@ impl std::fmt::Display for Table {
             .collect();
         writeln!(f, "\n## {}\n", self.title)?;
         let line = |cells: Vec<&str>| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
+            let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
             format!("| {} |", padded.join(" | "))
         };
         writeln!(f, "{}", line(self.header.clone()))?;
         writeln!(
             f,
             "{}",
-            line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect())
+            line(
+                widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str)
+                    .collect()
+            )
         )?;
         for row in &self.rows {
             writeln!(f, "{}", line(row.iter().map(String::as_str).collect()))?;
@@ -140,7 +148,10 @@ impl std::fmt::Display for Table {
 }
 
 fn now_epoch() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// Sleeps until the wall-clock time `epoch`.
@@ -236,7 +247,11 @@ async fn sustained(args: &Args, server: &Server) -> anyhow::Result<Table> {
     let name = "cronjobs_bench_sustained";
     let pool = server.fresh(name, &args.cronjobs).await?;
     eprintln!("sustained: pgbench ceiling");
-    let ceiling = db::pgbench(&server.url(name), args.clients, PgbenchWork::For(Duration::from_secs(10)))?;
+    let ceiling = db::pgbench(
+        &server.url(name),
+        args.clients,
+        PgbenchWork::For(Duration::from_secs(10)),
+    )?;
     let mut rows = Vec::new();
     let mut best = 0;
     for &k in &args.rates {

@@ -238,7 +238,10 @@ async fn record_batches(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Outcome
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let outcomes: Vec<(Uuid, &RunOutcome)> = batch.iter().map(|o| (o.run_id, &o.outcome)).collect();
-        let finished = match retry_until(&interrupt, "record run outcomes", || runs::finish_many(&pool, &outcomes)).await
+        let finished = match retry_until(&interrupt, "record run outcomes", || {
+            runs::finish_many(&pool, &outcomes)
+        })
+        .await
         {
             Some(finished) => Some(finished),
             None => runs::finish_many(&pool, &outcomes).await.ok(),
