@@ -59,7 +59,12 @@ impl Server {
         if !out.status.success() {
             bail!("cronjobs migrate failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let pool = PgPoolOptions::new().max_connections(2).connect(&self.url(name)).await?;
+        // Named, so the backends of the scheduler under test can be told from the bench's own.
+        let options: sqlx::postgres::PgConnectOptions = self.url(name).parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.application_name(BENCH_APPLICATION))
+            .await?;
         // The same table `system.record` creates on first use (created here so no run pays for it).
         sqlx::query(
             "CREATE TABLE cron_test_executions (run_id uuid PRIMARY KEY, job_key text NOT NULL,
@@ -73,6 +78,9 @@ impl Server {
         Ok(pool)
     }
 }
+
+/// The `application_name` of the bench's own connections.
+const BENCH_APPLICATION: &str = "cronjobs-bench";
 
 /// Inserts `n` active recurring `system.record` definitions, keys `bench-1` .. `bench-n`;
 /// `expression_sql` is an SQL expression of `i` (the row number) giving the cron expression.
@@ -143,13 +151,14 @@ pub async fn run_counts(pool: &PgPool, from: f64, to: f64) -> anyhow::Result<(i6
     Ok((row.get(0), row.get(1), row.get(2)))
 }
 
-/// Process ids of the server backends connected to `database`, other than this pool's own.
+/// Process ids of the server backends connected to `database`, other than the bench's own.
 pub async fn backend_pids(pool: &PgPool, database: &str) -> anyhow::Result<Vec<u32>> {
     let pids: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'
-           AND pid <> pg_backend_pid()",
+           AND application_name <> $2",
     )
     .bind(database)
+    .bind(BENCH_APPLICATION)
     .fetch_all(pool)
     .await?;
     Ok(pids.into_iter().map(|p| p as u32).collect())
