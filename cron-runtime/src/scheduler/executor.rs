@@ -2,12 +2,19 @@
 //! cancellation signal, heartbeats while it runs, and its outcome recorded.
 //!
 //! A target that errors, panics or times out fails its run; the scheduler lives on.
+//!
+//! Outcomes are recorded by one recorder task in batches (one transaction for every outcome
+//! that arrived while the previous batch committed), on a connection of its own so a herd's
+//! targets queueing for the pool cannot hold recording up. Each run's task waits for its
+//! outcome to be committed, so shutdown's wait on the tasks still means "recorded".
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -20,6 +27,8 @@ use crate::store::runs::{self, ClaimedRun, RunOutcome};
 
 /// How long a cancelled target gets to return before its task is aborted.
 const CANCEL_GRACE: Duration = Duration::from_millis(500);
+/// Most outcomes one recording transaction carries.
+const RECORD_BATCH: usize = 1_000;
 
 /// The runs this scheduler executes, and the tasks executing them.
 #[derive(Clone)]
@@ -35,18 +44,47 @@ struct Inner {
     tasks: TaskTracker,
     /// Cancelled when shutdown's grace period is over: in-flight runs are interrupted.
     interrupt: CancellationToken,
+    /// Outcomes waiting for the recorder.
+    outcomes: mpsc::UnboundedSender<Outcome>,
+}
+
+/// An outcome for the recorder, and where to say how recording went.
+struct Outcome {
+    run_id: Uuid,
+    outcome: RunOutcome,
+    recorded: oneshot::Sender<Recorded>,
+}
+
+/// How recording one outcome went.
+enum Recorded {
+    /// `running` → terminal, committed.
+    Finished(JobRun),
+    /// The run was no longer running (the stale sweep failed it first).
+    NotRunning,
+    /// The database stayed unreachable until shutdown's grace was over.
+    Failed,
 }
 
 impl Executor {
     /// An executor recording outcomes in `pool` as scheduler `instance`.
+    /// Must be called inside a Tokio runtime (it starts the recorder task).
     pub fn new(pool: PgPool, instance: String) -> Self {
+        let interrupt = CancellationToken::new();
+        let (outcomes, queue) = mpsc::unbounded_channel();
+        let recorder_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with((*pool.connect_options()).clone());
+        // Ends when the executor (the last sender) is dropped.
+        tokio::spawn(record_batches(recorder_pool, queue, interrupt.clone()));
         Executor {
             inner: Arc::new(Inner {
                 pool,
                 instance,
                 in_flight: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
-                interrupt: CancellationToken::new(),
+                interrupt,
+                outcomes,
             }),
         }
     }
@@ -120,31 +158,30 @@ impl Executor {
         RunOutcome::Failed { error: interrupted }
     }
 
-    /// `running` → terminal, retrying while the database is unreachable (until shutdown
-    /// is over, when the run is left to the stale sweep).
+    /// `running` → terminal through the recorder, which retries while the database is
+    /// unreachable (until shutdown is over, when the run is left to the stale sweep).
     async fn record(&self, run: &JobRun, outcome: RunOutcome) {
-        let pool = &self.inner.pool;
         let started = Instant::now();
-        let recorded = retry_until(&self.inner.interrupt, "record a run's outcome", || {
-            runs::finish(pool, run.id, &outcome)
-        })
-        .await;
+        let (recorded, reply) = oneshot::channel();
+        let sent = self.inner.outcomes.send(Outcome {
+            run_id: run.id,
+            outcome,
+            recorded,
+        });
+        let recorded = match sent {
+            Ok(()) => reply.await.unwrap_or(Recorded::Failed),
+            Err(_) => Recorded::Failed,
+        };
         match recorded {
-            Some(Some(finished)) => log_finished(&finished),
-            Some(None) => tracing::warn!(
+            Recorded::Finished(finished) => log_finished(&finished),
+            Recorded::NotRunning => tracing::warn!(
                 job_key = %run.job_key, version = run.job_version, run_id = %run.id,
                 "run finished, but it was no longer running (the stale sweep failed it first)"
             ),
-            None => {
-                // Shutdown's grace is over; one last try, then the stale sweep will recover it.
-                match runs::finish(pool, run.id, &outcome).await {
-                    Ok(Some(finished)) => log_finished(&finished),
-                    _ => tracing::error!(
-                        job_key = %run.job_key, run_id = %run.id, waited_ms = started.elapsed().as_millis() as u64,
-                        "could not record the run's outcome; the stale sweep will fail it"
-                    ),
-                }
-            }
+            Recorded::Failed => tracing::error!(
+                job_key = %run.job_key, run_id = %run.id, waited_ms = started.elapsed().as_millis() as u64,
+                "could not record the run's outcome; the stale sweep will fail it"
+            ),
         }
     }
 
@@ -190,6 +227,35 @@ impl Executor {
                     "runs still unrecorded at exit; the stale sweep will fail them"
                 );
             }
+        }
+    }
+}
+
+/// The recorder: takes every outcome waiting (up to [`RECORD_BATCH`]), records them in one
+/// transaction, retrying while the database is unreachable until `interrupt` (shutdown's
+/// grace is over), then makes one last try.
+async fn record_batches(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Outcome>, interrupt: CancellationToken) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let outcomes: Vec<(Uuid, &RunOutcome)> = batch.iter().map(|o| (o.run_id, &o.outcome)).collect();
+        let finished = match retry_until(&interrupt, "record run outcomes", || {
+            runs::finish_many(&pool, &outcomes)
+        })
+        .await
+        {
+            Some(finished) => Some(finished),
+            None => runs::finish_many(&pool, &outcomes).await.ok(),
+        };
+        drop(outcomes);
+        let mut finished: Option<HashMap<Uuid, JobRun>> =
+            finished.map(|runs| runs.into_iter().map(|r| (r.id, r)).collect());
+        for Outcome { run_id, recorded, .. } in batch.drain(..) {
+            let result = match finished.as_mut() {
+                None => Recorded::Failed,
+                Some(runs) => runs.remove(&run_id).map_or(Recorded::NotRunning, Recorded::Finished),
+            };
+            // The run's task is gone only if the runtime is shutting down.
+            let _ = recorded.send(result);
         }
     }
 }

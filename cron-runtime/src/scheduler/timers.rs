@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -18,8 +19,8 @@ use crate::store::runs::DueSlot;
 #[derive(Debug)]
 struct Armed {
     definition: JobDefinition,
-    /// `None` for one-time definitions.
-    schedule: Option<Schedule>,
+    /// `None` for one-time definitions; shared by definitions with the same schedule.
+    schedule: Option<Arc<Schedule>>,
     generation: u64,
 }
 
@@ -33,6 +34,11 @@ pub enum NotArmed {
     /// The schedule has no future fire time.
     NeverFires,
 }
+
+/// Parsed schedules by (expression, timezone). Parsing is the costliest step of arming
+/// (croner builds its bit sets), and many definitions share a schedule: a reload parses each
+/// distinct schedule once, and its definitions share the result.
+type ParseCache = HashMap<(String, String), Result<Arc<Schedule>, String>>;
 
 /// Next fire times of every armed definition.
 #[derive(Debug, Default)]
@@ -61,6 +67,15 @@ impl TimerQueue {
     /// Arms (or re-arms) `definition` for its next fire time after `now`; a one-time
     /// definition fires at `run_at`, immediately if that has passed.
     pub fn arm(&mut self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DateTime<Utc>, NotArmed> {
+        self.arm_cached(definition, now, &mut ParseCache::new())
+    }
+
+    fn arm_cached(
+        &mut self,
+        definition: JobDefinition,
+        now: DateTime<Utc>,
+        parsed: &mut ParseCache,
+    ) -> Result<DateTime<Utc>, NotArmed> {
         self.disarm(definition.id);
         if definition.status != JobStatus::Active {
             return Err(NotArmed::NotActive);
@@ -68,8 +83,15 @@ impl TimerQueue {
         let (schedule, first) = match (definition.schedule_type, &definition.cron_expression, definition.run_at) {
             (ScheduleType::OneTime, _, Some(run_at)) => (None, run_at),
             (ScheduleType::Recurring, Some(expression), _) => {
-                let schedule = Schedule::parse(expression, &definition.timezone)
-                    .map_err(|e| NotArmed::BadSchedule(e.to_string()))?;
+                let schedule = parsed
+                    .entry((expression.clone(), definition.timezone.clone()))
+                    .or_insert_with(|| {
+                        Schedule::parse(expression, &definition.timezone)
+                            .map(Arc::new)
+                            .map_err(|e| e.to_string())
+                    })
+                    .clone()
+                    .map_err(NotArmed::BadSchedule)?;
                 let first = schedule.next_after(now).ok_or(NotArmed::NeverFires)?;
                 (Some(schedule), first)
             }
@@ -102,10 +124,11 @@ impl TimerQueue {
         let keep: HashSet<Uuid> = active.iter().map(|d| d.id).collect();
         self.armed.retain(|id, _| keep.contains(id));
         let mut failed = Vec::new();
+        let mut parsed = ParseCache::new();
         for definition in active {
             if !self.armed.contains_key(&definition.id) {
                 let id = definition.id;
-                if let Err(why) = self.arm(definition, now) {
+                if let Err(why) = self.arm_cached(definition, now, &mut parsed) {
                     failed.push((id, why));
                 }
             }
