@@ -121,8 +121,9 @@ pub fn spawn_scheduler(bin: &Path, database_url: &str) -> anyhow::Result<Schedul
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    let (armed, lines, tail): (Arc<OnceLock<Instant>>, Arc<AtomicU64>, Arc<Mutex<VecDeque<String>>>) =
-        (Arc::default(), Arc::default(), Arc::default());
+    let armed: Arc<OnceLock<Instant>> = Arc::default();
+    let lines: Arc<AtomicU64> = Arc::default();
+    let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
     read_lines(
         child.stdout.take().expect("piped stdout"),
         armed.clone(),

@@ -58,7 +58,7 @@ struct Outcome {
 /// How recording one outcome went.
 enum Recorded {
     /// `running` → terminal, committed.
-    Finished(JobRun),
+    Finished(Box<JobRun>),
     /// The run was no longer running (the stale sweep failed it first).
     NotRunning,
     /// The database stayed unreachable until shutdown's grace was over.
@@ -252,7 +252,9 @@ async fn record_batches(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Outcome
         for Outcome { run_id, recorded, .. } in batch.drain(..) {
             let result = match finished.as_mut() {
                 None => Recorded::Failed,
-                Some(runs) => runs.remove(&run_id).map_or(Recorded::NotRunning, Recorded::Finished),
+                Some(runs) => runs
+                    .remove(&run_id)
+                    .map_or(Recorded::NotRunning, |run| Recorded::Finished(Box::new(run))),
             };
             // The run's task is gone only if the runtime is shutting down.
             let _ = recorded.send(result);
