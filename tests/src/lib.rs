@@ -7,3 +7,4 @@ use targets as _;
 pub mod db;
 pub mod fixtures;
 pub mod process;
+pub mod sentry_sink;
