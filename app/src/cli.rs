@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
-use cron_runtime::config::{self, CommonConfig, ConfigError, ProcessEnv, SchedulerConfig, Secret};
+use cron_runtime::config::{self, ApiConfig, CommonConfig, ConfigError, ProcessEnv, SchedulerConfig, Secret};
 use cron_runtime::{registry, scheduler, shutdown, store, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the admin REST API on HOST:PORT (needs DATABASE_URL and CRON_ADMIN_TOKENS).
+    Api,
     /// Apply database migrations (idempotent; safe to run from several processes at once).
     Migrate,
     /// Print the registered targets: key, timeout, payload type and description.
@@ -47,6 +49,7 @@ pub async fn run() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Api => api().await,
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
         Command::Scheduler => scheduler().await,
@@ -84,6 +87,18 @@ fn load_dotenv() -> anyhow::Result<()> {
         )),
         Err(e) => Err(anyhow::anyhow!("cannot read .env: {e}")),
     }
+}
+
+async fn api() -> anyhow::Result<()> {
+    let (common, config) = both(CommonConfig::from_env(&ProcessEnv), ApiConfig::from_env(&ProcessEnv))?;
+    let telemetry = telemetry::init(&common, "api");
+    check_registry()?;
+    let result = cron_runtime::api::run(config).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "api stopped with an error");
+    }
+    telemetry.flush();
+    result
 }
 
 async fn migrate() -> anyhow::Result<()> {

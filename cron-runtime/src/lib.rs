@@ -6,6 +6,7 @@
 //! - [`api`]: the admin REST API;
 //! - [`scheduler`]: timers, execution, recovery and shutdown.
 
+pub mod api;
 pub mod config;
 pub mod context;
 pub mod domain;

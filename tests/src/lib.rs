@@ -4,6 +4,7 @@
 // Link the targets so the in-process registry matches the binary's.
 use targets as _;
 
+pub mod api;
 pub mod db;
 pub mod fixtures;
 pub mod process;

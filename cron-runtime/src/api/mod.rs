@@ -1,0 +1,247 @@
+//! The admin REST API (SPEC §7): axum router, auth, problem-details errors, OpenAPI.
+//!
+//! Routes are declared once, in [`route_table`]: the router is built from it, and tests
+//! compare it with the OpenAPI document.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod jobs;
+pub mod openapi;
+pub mod runs;
+pub mod schedule;
+pub mod targets;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{AdminToken, ApiConfig};
+use crate::store::schema::{self, SchemaStatus};
+use crate::store::{self, Cursor};
+use error::ApiError;
+
+/// Where the admin routes live.
+pub const PREFIX: &str = "/api/v2/admin/cron";
+/// The largest request body accepted (SPEC §10).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// How long a request may take before it is answered with a 503 problem.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Page size when `limit` is omitted.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Bounds of `limit`.
+pub const LIMIT: std::ops::RangeInclusive<usize> = 1..=200;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub admins: Arc<[AdminToken]>,
+}
+
+impl AppState {
+    /// State over `pool`, accepting `admins`' tokens.
+    pub fn new(pool: PgPool, admins: Vec<AdminToken>) -> Self {
+        AppState {
+            pool,
+            admins: admins.into(),
+        }
+    }
+}
+
+/// An HTTP method the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Get,
+    Post,
+    Patch,
+}
+
+impl Verb {
+    /// The method's name, upper case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Patch => "PATCH",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Patch => MethodFilter::PATCH,
+        }
+    }
+}
+
+/// One route the API serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteInfo {
+    pub verb: Verb,
+    /// The path, with `{param}` placeholders (the same syntax as OpenAPI's).
+    pub path: &'static str,
+    /// Whether an admin token is required.
+    pub admin: bool,
+}
+
+struct RouteDef {
+    info: RouteInfo,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(verb: Verb, path: &'static str, admin: bool, handler: H) -> RouteDef
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    RouteDef {
+        info: RouteInfo { verb, path, admin },
+        handler: on(verb.filter(), handler),
+    }
+}
+
+macro_rules! admin_path {
+    ($path:literal) => {
+        concat!("/api/v2/admin/cron", $path)
+    };
+}
+
+/// Every route, once.
+fn route_table() -> Vec<RouteDef> {
+    use Verb::{Get, Patch, Post};
+    vec![
+        route(Get, "/healthz", false, health::healthz),
+        route(Get, "/readyz", false, health::readyz),
+        route(Get, admin_path!("/openapi.json"), false, openapi::openapi_json),
+        route(Post, admin_path!("/jobs"), true, jobs::create_job),
+        route(Get, admin_path!("/jobs"), true, jobs::list_jobs),
+        route(Get, admin_path!("/jobs/{jobId}"), true, jobs::get_job),
+        route(Patch, admin_path!("/jobs/{jobId}/pause"), true, jobs::pause_job),
+        route(Patch, admin_path!("/jobs/{jobId}/resume"), true, jobs::resume_job),
+        route(Post, admin_path!("/jobs/{jobId}/new-version"), true, jobs::new_version),
+        route(Post, admin_path!("/jobs/{jobId}/run-now"), true, jobs::run_now),
+        route(Get, admin_path!("/runs"), true, runs::list_runs),
+        route(Get, admin_path!("/runs/{runId}"), true, runs::get_run),
+        route(Get, admin_path!("/targets"), true, targets::list_targets),
+        route(Get, admin_path!("/schedule/preview"), true, schedule::preview_schedule),
+    ]
+}
+
+/// Every route the router serves: method, path, whether it needs an admin.
+pub fn routes() -> Vec<RouteInfo> {
+    route_table().into_iter().map(|r| r.info).collect()
+}
+
+/// The API's router, with auth, body limit, timeout, panic catching and request tracing.
+pub fn router(state: AppState) -> Router {
+    let (mut public, mut admin) = (Router::new(), Router::new());
+    for RouteDef { info, handler } in route_table() {
+        if info.admin {
+            admin = admin.route(info.path, handler);
+        } else {
+            public = public.route(info.path, handler);
+        }
+    }
+    let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    public
+        .merge(admin)
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(timeout))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            tracing::error!("request handler panicked");
+            ApiError::Internal.into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Answers a request that takes longer than [`REQUEST_TIMEOUT`] with a 503 problem.
+async fn timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// `cronjobs api`: connects, checks the schema, and serves on `HOST:PORT` until SIGTERM/SIGINT.
+pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
+    let pool = store::connect(&config.database_url)
+        .await
+        .context("cannot connect to the database at DATABASE_URL")?;
+    match schema::status(&pool)
+        .await
+        .context("cannot read the database's migrations")?
+    {
+        SchemaStatus::Current => {}
+        SchemaStatus::Ahead { unknown } => tracing::warn!(
+            ?unknown,
+            "the database has migrations this binary does not know (a newer version migrated it); continuing"
+        ),
+        SchemaStatus::Behind { missing } => anyhow::bail!(
+            "the database lacks migrations this binary needs ({}): run `cronjobs migrate` first",
+            missing.join(", ")
+        ),
+    }
+    let listener = tokio::net::TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    tracing::info!(address = %listener.local_addr()?, "admin API listening");
+    serve(
+        listener,
+        AppState::new(pool, config.admin_tokens),
+        crate::shutdown::signal(),
+    )
+    .await?;
+    tracing::info!("admin API stopped");
+    Ok(())
+}
+
+/// Parses a page size.
+fn parse_limit(raw: &str) -> Result<usize, String> {
+    match raw.parse::<usize>() {
+        Ok(n) if LIMIT.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from {} to {}",
+            LIMIT.start(),
+            LIMIT.end()
+        )),
+    }
+}
+
+/// Parses an opaque cursor.
+fn parse_cursor(raw: &str) -> Result<Cursor, String> {
+    Cursor::decode(raw).map_err(|e| e.to_string())
+}
+
+/// Parses a snake_case enum value (status, schedule type, ...), listing the valid ones.
+fn parse_enum<T: DeserializeOwned>(raw: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(raw.to_owned())).map_err(|e| e.to_string())
+}

@@ -1,0 +1,101 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` attributes.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{error, health, jobs, runs, schedule, targets};
+use crate::domain::{JobStatus, RunStatus, ScheduleType, TriggerType};
+use crate::store::CHANGES_CHANNEL;
+
+/// The admin API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "cronjobs admin API"),
+    paths(
+        health::healthz,
+        health::readyz,
+        openapi_json,
+        jobs::create_job,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::pause_job,
+        jobs::resume_job,
+        jobs::new_version,
+        jobs::run_now,
+        runs::list_runs,
+        runs::get_run,
+        targets::list_targets,
+        schedule::preview_schedule,
+    ),
+    components(schemas(
+        error::Problem,
+        error::FieldError,
+        JobStatus,
+        ScheduleType,
+        RunStatus,
+        TriggerType,
+    )),
+    modifiers(&Security, &Description),
+    security(("bearer" = [])),
+    tags(
+        (name = "jobs", description = "Job definitions: create, version, pause, resume, run now."),
+        (name = "runs", description = "Run history."),
+        (name = "targets", description = "The targets compiled into this build."),
+        (name = "schedule", description = "Cron expression previews."),
+        (name = "health", description = "Liveness and readiness (no auth)."),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from CRON_ADMIN_TOKENS (`name:token` pairs); the name is recorded as the actor.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+struct Description;
+
+impl Modify for Description {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.info.description = Some(format!(
+            "Admin REST API of cronjobs, a durable cron service on PostgreSQL.\n\n\
+             Every `/api/v2/admin/cron` route except this document requires `Authorization: Bearer <token>`. \
+             Errors are RFC 9457 problem details (`application/problem+json`) with `errors: [{{field, message}}]` \
+             naming every invalid field. Timestamps are RFC 3339, output in UTC. Lists are newest first with an \
+             opaque `cursor`.\n\n\
+             Every write a scheduler must see (create, pause, resume, new-version, run-now) sends a PostgreSQL \
+             NOTIFY on the channel `{CHANGES_CHANNEL}` in the same transaction; the payload is \
+             `definition:<job id>` or `run:<run id>`."
+        ));
+    }
+}
+
+/// The document, built once.
+pub fn document() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_default())
+}
+
+/// This OpenAPI document (no auth).
+#[utoipa::path(get, path = "/api/v2/admin/cron/openapi.json", tag = "health", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json")))]
+pub async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+}
