@@ -1,4 +1,4 @@
-//! The scheduler's `/healthz` and `/metrics` on `PORT`: the real binary, scraped over HTTP.
+//! `/metrics` (and the scheduler's `/healthz`): the real binaries, scraped over HTTP.
 
 use std::time::Duration;
 
@@ -6,6 +6,7 @@ use cron_runtime::domain::RunStatus;
 use serde_json::json;
 use tests::db::TestDb;
 use tests::fixtures::{free_port, http_get, recurring, runs_of, scheduler, wait_for};
+use tests::process::Cronjobs;
 
 /// The value of the first sample of `text` whose line starts with `name{` and has every label.
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -60,4 +61,33 @@ async fn the_scheduler_serves_health_and_prometheus_metrics_on_port() {
     assert!(sample(&text, "cronjobs_fire_lag_seconds_bucket", &[r#"le="+Inf""#]) >= Some(1.0), "{text}");
     assert_eq!(sample(&text, "cronjobs_active_definitions", &[]), Some(2.0), "{text}");
     assert!(sample(&text, "cronjobs_runs_in_flight", &[]).is_some(), "{text}");
+}
+
+#[tokio::test]
+async fn the_api_serves_metrics_to_admins_only() {
+    let db = TestDb::create().await;
+    let port = free_port().to_string();
+    let token = "metrics-test-token-0123456789";
+    let tokens = format!("ops:{token}");
+    let _api = Cronjobs::spawn(
+        &["api"],
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("CRON_ADMIN_TOKENS", tokens.as_str()),
+            ("HOST", "127.0.0.1"),
+            ("PORT", port.as_str()),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let (status, _) = wait_for(Duration::from_secs(10), "the API to answer", || http_get(&url)).await;
+    assert_eq!(status, 401, "no token, no metrics");
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap_or("").to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
 }

@@ -1,6 +1,6 @@
-//! No secrets in the logs: a scheduler logging at `trace`, with a database password, an
-//! admin token and a Sentry DSN key in its environment, never prints any of them, while its
-//! run transitions carry their fields.
+//! No secrets in the logs: a scheduler and an API logging at `trace`, with a database
+//! password, admin tokens and a Sentry DSN key in their environment, never print any of
+//! them, while the scheduler's run transitions carry their fields.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use cron_runtime::domain::RunStatus;
 use serde_json::{json, Value};
 use tests::db::TestDb;
 use tests::fixtures::{free_port, http_get, recurring, runs_of, scheduler, wait_for};
+use tests::process::Cronjobs;
 use tests::sentry_sink::SentrySink;
 
 const ROLE: &str = "cronjobs_secret_test";
@@ -96,5 +97,63 @@ async fn trace_logs_carry_run_fields_and_no_secrets() {
         .expect("a `run started` line");
     for field in ["job_key", "version", "run_id", "target", "slot", "status", "trigger"] {
         assert!(started.get(field).is_some(), "{field} missing from {started}");
+    }
+}
+
+#[tokio::test]
+async fn the_api_logs_requests_without_tokens_or_secrets() {
+    let db = TestDb::create().await;
+    let database_url = role_with_password(&db).await;
+    let sink = SentrySink::start().await;
+    let dsn = sink.dsn(DSN_PUBLIC_KEY, Some(DSN_SECRET_KEY));
+    let port = free_port().to_string();
+    let tokens = format!("ops:{ADMIN_TOKEN}");
+    let mut process = Cronjobs::spawn(
+        &["api"],
+        &[
+            ("DATABASE_URL", database_url.as_str()),
+            ("SENTRY_DSN", dsn.as_str()),
+            ("CRON_ADMIN_TOKENS", tokens.as_str()),
+            ("RUST_LOG", "trace"),
+            ("LOG_FORMAT", "json"),
+            ("HOST", "127.0.0.1"),
+            ("PORT", port.as_str()),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(Duration::from_secs(10), "the API to answer", || http_get(&format!("{base}/healthz"))).await;
+
+    let client = reqwest::Client::new();
+    let jobs = format!("{base}/api/v2/admin/cron/jobs");
+    let wrong_token = "wrong-token-also-secret-31c7a2";
+    let created = client
+        .post(&jobs)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({
+            "job_key": "beats", "target": "system.heartbeat",
+            "schedule_type": "recurring", "cron_expression": "* * * * *"
+        }))
+        .send()
+        .await
+        .expect("create a job");
+    assert_eq!(created.status().as_u16(), 201);
+    for (token, expected) in [(Some(ADMIN_TOKEN), 200), (None, 401), (Some(wrong_token), 401)] {
+        for url in [jobs.clone(), format!("{base}/metrics")] {
+            let request = client.get(&url);
+            let request = match token {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            };
+            let status = request.send().await.expect("request").status().as_u16();
+            assert_eq!(status, expected, "GET {url} with {token:?}");
+        }
+    }
+    process.terminate();
+    process.wait_exit(Duration::from_secs(15)).expect("clean exit");
+    let output = process.output();
+
+    assert!(output.contains("/api/v2/admin/cron/jobs"), "requests are logged:\n{output}");
+    for secret in [PASSWORD, ADMIN_TOKEN, wrong_token, DSN_PUBLIC_KEY, DSN_SECRET_KEY] {
+        assert!(!output.contains(secret), "{secret:?} was logged");
     }
 }
