@@ -29,7 +29,9 @@ pub const RUNS_IN_FLIGHT: &str = "cronjobs_runs_in_flight";
 pub const DATABASE_ERRORS_TOTAL: &str = "cronjobs_database_errors_total";
 
 /// Buckets of [`FIRE_LAG_SECONDS`]: the target is well under a second; minutes mean trouble.
-const FIRE_LAG_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+const FIRE_LAG_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -67,7 +69,10 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(RUNS_TOTAL, "Runs that reached a terminal status, by target and status.");
-    describe_counter!(RUNS_STALE_TOTAL, "Runs failed by the stale sweep (their scheduler stopped heartbeating).");
+    describe_counter!(
+        RUNS_STALE_TOTAL,
+        "Runs failed by the stale sweep (their scheduler stopped heartbeating)."
+    );
     describe_histogram!(
         FIRE_LAG_SECONDS,
         Unit::Seconds,
@@ -126,9 +131,17 @@ mod tests {
         histogram!(FIRE_LAG_SECONDS).record(0.02);
         database_error("test");
         let text = again.render();
-        assert!(text.contains(r#"cronjobs_runs_total{target="t",status="succeeded"} 2"#), "{text}");
-        assert!(text.contains(r#"cronjobs_fire_lag_seconds_bucket{le="0.025"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"cronjobs_runs_total{target="t",status="succeeded"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cronjobs_fire_lag_seconds_bucket{le="0.025"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("# TYPE cronjobs_fire_lag_seconds histogram"), "{text}");
-        assert!(handle.render().contains(r#"cronjobs_database_errors_total{operation="test"}"#));
+        assert!(handle
+            .render()
+            .contains(r#"cronjobs_database_errors_total{operation="test"}"#));
     }
 }

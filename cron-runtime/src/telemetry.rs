@@ -53,7 +53,10 @@ impl TelemetryGuard {
 /// Installs the global subscriber and, when `SENTRY_DSN` is set, Sentry. `service`
 /// (`api`, `scheduler`, ...) names the process.
 pub fn init(config: &CommonConfig, service: &'static str) -> TelemetryGuard {
-    let sentry = config.sentry_dsn.as_ref().map(|dsn| init_sentry(dsn.expose(), config, service));
+    let sentry = config
+        .sentry_dsn
+        .as_ref()
+        .map(|dsn| init_sentry(dsn.expose(), config, service));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     // Per-layer filters: the global `RUST_LOG` filter applies first, then these pick levels.
     let sentry_layers = sentry.as_ref().map(|_| {
@@ -87,20 +90,19 @@ pub fn init(config: &CommonConfig, service: &'static str) -> TelemetryGuard {
 }
 
 fn init_sentry(dsn: &str, config: &CommonConfig, service: &'static str) -> sentry::ClientInitGuard {
-    let options = sentry::ClientOptions {
-        // Validated by `CommonConfig::from_env`; an unparsable DSN would only disable Sentry.
-        dsn: dsn.parse().ok(),
-        release: Some(RELEASE.into()),
-        environment: Some(config.app_env.as_str().into()),
-        send_default_pii: false,
-        shutdown_timeout: SENTRY_FLUSH_TIMEOUT,
-        // On every event rather than on the scope: events from any thread or hub get it.
-        before_send: Some(Arc::new(move |mut event: sentry::protocol::Event<'static>| {
-            event.tags.insert("service".into(), service.into());
-            Some(event)
-        })),
-        ..Default::default()
-    };
+    // Field by field: `ClientOptions` is non-exhaustive.
+    let mut options = sentry::ClientOptions::new();
+    // Validated by `CommonConfig::from_env`; an unparsable DSN would only disable Sentry.
+    options.dsn = dsn.parse().ok();
+    options.release = Some(RELEASE.into());
+    options.environment = Some(config.app_env.as_str().into());
+    options.send_default_pii = false;
+    options.shutdown_timeout = SENTRY_FLUSH_TIMEOUT;
+    // On every event rather than on the scope: events from any thread or hub get it.
+    options.before_send = Some(Arc::new(move |mut event: sentry::protocol::Event<'static>| {
+        event.tags.insert("service".into(), service.into());
+        Some(event)
+    }));
     sentry::init(options)
 }
 

@@ -32,21 +32,38 @@ async fn the_scheduler_serves_health_and_prometheus_metrics_on_port() {
     let port = free_port().to_string();
     let _process = scheduler(&db, &[("PORT", port.as_str())]);
     let base = format!("http://127.0.0.1:{port}");
+    let health = format!("{base}/healthz");
 
-    let (status, body) = wait_for(Duration::from_secs(10), "/healthz to answer", || http_get(&format!("{base}/healthz"))).await;
+    let (status, body) = wait_for(Duration::from_secs(10), "/healthz to answer", || {
+        http_get(&health)
+    })
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).ok(), Some(json!({ "status": "ok" })));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).ok(),
+        Some(json!({ "status": "ok" }))
+    );
 
     wait_for(Duration::from_secs(15), "a succeeded and a failed run", || async {
-        let ok = runs_of(&db.pool, "beats").await.iter().any(|r| r.status == RunStatus::Succeeded);
-        let failed = runs_of(&db.pool, "fails").await.iter().any(|r| r.status == RunStatus::Failed);
+        let ok = runs_of(&db.pool, "beats")
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Succeeded);
+        let failed = runs_of(&db.pool, "fails")
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Failed);
         (ok && failed).then_some(())
     })
     .await;
     let text = wait_for(Duration::from_secs(5), "the runs in /metrics", || async {
         let (status, text) = http_get(&format!("{base}/metrics")).await?;
         assert_eq!(status, 200, "{text}");
-        let failed = sample(&text, "cronjobs_runs_total", &[r#"target="system.fail""#, r#"status="failed""#]);
+        let failed = sample(
+            &text,
+            "cronjobs_runs_total",
+            &[r#"target="system.fail""#, r#"status="failed""#],
+        );
         (failed >= Some(1.0)).then_some(text)
     })
     .await;
@@ -57,8 +74,14 @@ async fn the_scheduler_serves_health_and_prometheus_metrics_on_port() {
     );
     assert!(succeeded >= Some(1.0), "{text}");
     assert!(text.contains("# TYPE cronjobs_fire_lag_seconds histogram"), "{text}");
-    assert!(sample(&text, "cronjobs_fire_lag_seconds_count", &[]) >= Some(1.0), "{text}");
-    assert!(sample(&text, "cronjobs_fire_lag_seconds_bucket", &[r#"le="+Inf""#]) >= Some(1.0), "{text}");
+    assert!(
+        sample(&text, "cronjobs_fire_lag_seconds_count", &[]) >= Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "cronjobs_fire_lag_seconds_bucket", &[r#"le="+Inf""#]) >= Some(1.0),
+        "{text}"
+    );
     assert_eq!(sample(&text, "cronjobs_active_definitions", &[]), Some(2.0), "{text}");
     assert!(sample(&text, "cronjobs_runs_in_flight", &[]).is_some(), "{text}");
 }
@@ -88,6 +111,9 @@ async fn the_api_serves_metrics_to_admins_only() {
         .await
         .expect("GET /metrics");
     assert_eq!(response.status().as_u16(), 200);
-    let content_type = response.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap_or("").to_owned();
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap_or("")
+        .to_owned();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
 }

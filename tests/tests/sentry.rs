@@ -28,7 +28,14 @@ async fn a_failed_run_reaches_sentry_with_its_tags() {
     let db = TestDb::create().await;
     let sink = SentrySink::start().await;
     let message = format!("sentry-test failure {}", uuid::Uuid::new_v4());
-    let job = recurring(&db.pool, "fails", "system.fail", "* * * * * *", json!({ "message": message })).await;
+    let job = recurring(
+        &db.pool,
+        "fails",
+        "system.fail",
+        "* * * * * *",
+        json!({ "message": message }),
+    )
+    .await;
     let dsn = sink.dsn("publickey", None);
     let _process = scheduler(&db, &[("SENTRY_DSN", dsn.as_str()), ("APP_ENV", "staging")]);
 
@@ -37,7 +44,11 @@ async fn a_failed_run_reaches_sentry_with_its_tags() {
     assert_eq!(event["environment"], "staging", "{event}");
     assert_eq!(tag(&event, "service"), Some("scheduler"), "{event}");
     assert_eq!(tag(&event, "target"), Some("system.fail"), "{event}");
-    assert_eq!(tag(&event, "version"), Some(job.version.to_string().as_str()), "{event}");
+    assert_eq!(
+        tag(&event, "version"),
+        Some(job.version.to_string().as_str()),
+        "{event}"
+    );
     assert!(
         event["release"].as_str().is_some_and(|r| r.starts_with("cronjobs@")),
         "{event}"

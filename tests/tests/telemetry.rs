@@ -46,7 +46,14 @@ async fn trace_logs_carry_run_fields_and_no_secrets() {
     let sink = SentrySink::start().await;
     let dsn = sink.dsn(DSN_PUBLIC_KEY, Some(DSN_SECRET_KEY));
     recurring(&db.pool, "beats", "system.heartbeat", "* * * * * *", json!({})).await;
-    recurring(&db.pool, "fails", "system.fail", "* * * * * *", json!({ "message": "expected" })).await;
+    recurring(
+        &db.pool,
+        "fails",
+        "system.fail",
+        "* * * * * *",
+        json!({ "message": "expected" }),
+    )
+    .await;
     let port = free_port().to_string();
     let tokens = format!("ops:{ADMIN_TOKEN}");
     let mut process = scheduler(
@@ -61,12 +68,20 @@ async fn trace_logs_carry_run_fields_and_no_secrets() {
     );
 
     wait_for(Duration::from_secs(20), "runs and a Sentry envelope", || async {
-        let ok = runs_of(&db.pool, "beats").await.iter().any(|r| r.status == RunStatus::Succeeded);
-        let failed = runs_of(&db.pool, "fails").await.iter().any(|r| r.status == RunStatus::Failed);
+        let ok = runs_of(&db.pool, "beats")
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Succeeded);
+        let failed = runs_of(&db.pool, "fails")
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Failed);
         (ok && failed && !sink.envelopes().is_empty()).then_some(())
     })
     .await;
-    let (status, _) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await.expect("/metrics");
+    let (status, _) = http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("/metrics");
     assert_eq!(status, 200);
     process.terminate();
     process.wait_exit(Duration::from_secs(15)).expect("clean exit");
@@ -86,7 +101,15 @@ async fn trace_logs_carry_run_fields_and_no_secrets() {
             .unwrap_or_else(|| panic!("no {status} `run finished` line in\n{output}"))
     };
     for line in [finished("succeeded"), finished("failed")] {
-        for field in ["job_key", "version", "run_id", "target", "slot", "status", "duration_ms"] {
+        for field in [
+            "job_key",
+            "version",
+            "run_id",
+            "target",
+            "slot",
+            "status",
+            "duration_ms",
+        ] {
             assert!(line.get(field).is_some(), "{field} missing from {line}");
         }
     }
@@ -121,7 +144,11 @@ async fn the_api_logs_requests_without_tokens_or_secrets() {
         ],
     );
     let base = format!("http://127.0.0.1:{port}");
-    wait_for(Duration::from_secs(10), "the API to answer", || http_get(&format!("{base}/healthz"))).await;
+    let health = format!("{base}/healthz");
+    wait_for(Duration::from_secs(10), "the API to answer", || {
+        http_get(&health)
+    })
+    .await;
 
     let client = reqwest::Client::new();
     let jobs = format!("{base}/api/v2/admin/cron/jobs");
@@ -152,7 +179,10 @@ async fn the_api_logs_requests_without_tokens_or_secrets() {
     process.wait_exit(Duration::from_secs(15)).expect("clean exit");
     let output = process.output();
 
-    assert!(output.contains("/api/v2/admin/cron/jobs"), "requests are logged:\n{output}");
+    assert!(
+        output.contains("/api/v2/admin/cron/jobs"),
+        "requests are logged:\n{output}"
+    );
     for secret in [PASSWORD, ADMIN_TOKEN, wrong_token, DSN_PUBLIC_KEY, DSN_SECRET_KEY] {
         assert!(!output.contains(secret), "{secret:?} was logged");
     }

@@ -350,7 +350,7 @@ pub async fn run_now(
         RunNowOutcome::Skipped { run, active_run_id } => {
             crate::metrics::run_finished(&run);
             Err(ApiError::Overlap {
-            active_run_id,
+                active_run_id,
                 skipped_run_id: run.id,
             })
         }
