@@ -51,7 +51,8 @@ impl SentrySink {
             .iter()
             .flat_map(|envelope| envelope.lines().map(str::to_owned).collect::<Vec<_>>())
             .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-            .filter(|item| item.get("event_id").is_some() && item.get("level").is_some())
+            // The envelope header has an event_id too, but no platform.
+            .filter(|item| item.get("event_id").is_some() && item.get("platform").is_some())
             .collect()
     }
 }

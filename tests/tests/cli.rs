@@ -146,6 +146,9 @@ fn dotenv_is_read_in_development_only() {
     for app_env in ["staging", "production"] {
         let stderr = scheduler_in_dir_with_dotenv(Some(app_env));
         assert!(stderr.contains("DATABASE_URL"), "{stderr}");
-        assert!(!stderr.contains("CRON_STALE_AFTER"), "{app_env}: .env ignored: {stderr}");
+        assert!(
+            !stderr.contains("CRON_STALE_AFTER"),
+            "{app_env}: .env ignored: {stderr}"
+        );
     }
 }

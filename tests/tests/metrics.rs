@@ -34,10 +34,7 @@ async fn the_scheduler_serves_health_and_prometheus_metrics_on_port() {
     let base = format!("http://127.0.0.1:{port}");
     let health = format!("{base}/healthz");
 
-    let (status, body) = wait_for(Duration::from_secs(10), "/healthz to answer", || {
-        http_get(&health)
-    })
-    .await;
+    let (status, body) = wait_for(Duration::from_secs(10), "/healthz to answer", || http_get(&health)).await;
     assert_eq!(status, 200);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).ok(),

@@ -87,7 +87,7 @@ async fn trace_logs_carry_run_fields_and_no_secrets() {
     process.wait_exit(Duration::from_secs(15)).expect("clean exit");
     let output = process.output();
 
-    assert!(output.lines().count() > 50, "trace logging is on:\n{output}");
+    assert!(output.contains(r#""level":"DEBUG""#), "debug logging is on:\n{output}");
     for secret in [PASSWORD, ADMIN_TOKEN, DSN_PUBLIC_KEY, DSN_SECRET_KEY] {
         assert!(!output.contains(secret), "{secret:?} was logged");
     }
@@ -145,10 +145,7 @@ async fn the_api_logs_requests_without_tokens_or_secrets() {
     );
     let base = format!("http://127.0.0.1:{port}");
     let health = format!("{base}/healthz");
-    wait_for(Duration::from_secs(10), "the API to answer", || {
-        http_get(&health)
-    })
-    .await;
+    wait_for(Duration::from_secs(10), "the API to answer", || http_get(&health)).await;
 
     let client = reqwest::Client::new();
     let jobs = format!("{base}/api/v2/admin/cron/jobs");
