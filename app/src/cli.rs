@@ -45,6 +45,10 @@ enum Command {
 
 /// Parses the command line and runs the subcommand; the exit code says whether it worked.
 pub async fn run() -> ExitCode {
+    if let Err(e) = load_dotenv() {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Api => api().await,
@@ -67,11 +71,37 @@ pub async fn run() -> ExitCode {
     }
 }
 
+/// Loads `./.env` into the environment, in development only: when `APP_ENV` is unset or
+/// `development`. Staging and production take every variable from the platform, so a stray
+/// `.env` baked into an image or left on a host can never override or add to them. Variables
+/// already set win over the file. Only the working directory is searched (not its parents),
+/// so a checkout's `.env` does not leak into processes started elsewhere, such as the tests'.
+fn load_dotenv() -> anyhow::Result<()> {
+    match std::env::var("APP_ENV").as_deref() {
+        Err(_) | Ok("development") => {}
+        Ok(_) => return Ok(()),
+    }
+    match dotenvy::from_path(".env") {
+        Ok(()) => Ok(()),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // dotenvy's own message quotes the line, which may hold a secret.
+        Err(dotenvy::Error::LineParse(_, at)) => Err(anyhow::anyhow!(
+            "cannot parse .env: a line is malformed at character {at} (expected KEY=value)"
+        )),
+        Err(e) => Err(anyhow::anyhow!("cannot read .env: {e}")),
+    }
+}
+
 async fn api() -> anyhow::Result<()> {
     let (common, config) = both(CommonConfig::from_env(&ProcessEnv), ApiConfig::from_env(&ProcessEnv))?;
-    telemetry::init(&common, "api");
+    let telemetry = telemetry::init(&common, "api");
     check_registry()?;
-    cron_runtime::api::run(config).await
+    let result = cron_runtime::api::run(config).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "api stopped with an error");
+    }
+    telemetry.flush();
+    result
 }
 
 async fn migrate() -> anyhow::Result<()> {
@@ -110,13 +140,19 @@ async fn scheduler() -> anyhow::Result<()> {
         SchedulerConfig::from_env(&ProcessEnv),
     );
     let (common, config) = both(common, config)?;
-    telemetry::init(&common, "scheduler");
+    let telemetry = telemetry::init(&common, "scheduler");
     check_registry()?;
     let shutdown = shutdown_on_signal();
     let Some(pool) = connect_until(&config.database_url, &shutdown).await else {
         return Ok(());
     };
-    scheduler::run(pool, config, shutdown).await
+    let result = scheduler::run(pool, config, shutdown).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "scheduler stopped with an error");
+    }
+    // Send what is queued (the last runs' failures) before the process exits.
+    telemetry.flush();
+    result
 }
 
 /// Both configurations, or every problem of both in one error.

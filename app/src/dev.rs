@@ -32,7 +32,7 @@ impl Env for DevEnv {
 /// Runs the API and the scheduler until SIGTERM/SIGINT.
 pub async fn run() -> anyhow::Result<()> {
     let common = CommonConfig::from_env(&ProcessEnv)?;
-    telemetry::init(&common, "dev");
+    let _telemetry = telemetry::init(&common, "dev");
     check_registry()?;
 
     let generated_token = format!("dev-{}", uuid::Uuid::new_v4().simple());

@@ -245,7 +245,17 @@ impl CommonConfig {
             "json" => Ok(LogFormat::Json),
             _ => Err("must be pretty or json".into()),
         });
-        let sentry_dsn = env.var("SENTRY_DSN").map(Secret::new);
+        // Checked here because the Sentry client would silently stay off with a bad DSN, and
+        // not through `parsed`, whose message would echo the value (the DSN holds a key).
+        let sentry_dsn = env.var("SENTRY_DSN").map(|raw| raw.trim().to_owned());
+        if let Some(dsn) = &sentry_dsn {
+            if dsn.parse::<sentry::types::Dsn>().is_err() {
+                r.problems.push(
+                    "SENTRY_DSN is invalid: expected a Sentry DSN such as https://<key>@<host>/<project id>".into(),
+                );
+            }
+        }
+        let sentry_dsn = sentry_dsn.map(Secret::new);
         r.finish(CommonConfig {
             app_env,
             log_format,
@@ -375,6 +385,16 @@ mod tests {
         .unwrap();
         assert_eq!(ok.stale_after, Duration::from_secs(3));
         assert_eq!(ok.reconcile_every, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_bad_sentry_dsn_is_reported_without_its_value() {
+        let err = CommonConfig::from_env(&[("SENTRY_DSN", "not-a-dsn-secretvalue")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("SENTRY_DSN is invalid"), "{text}");
+        assert!(!text.contains("secretvalue"), "{text}");
+        let ok = CommonConfig::from_env(&[("SENTRY_DSN", "https://public@sentry.example.com/42")]).unwrap();
+        assert!(ok.sentry_dsn.is_some());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod context;
 pub mod domain;
+pub mod metrics;
 pub mod registry;
 pub mod scheduler;
 pub mod shutdown;

@@ -95,3 +95,18 @@ pub fn scheduler(db: &TestDb, extra: &[(&str, &str)]) -> Cronjobs {
     }
     Cronjobs::spawn(&["scheduler"], &env)
 }
+
+/// A TCP port free right now on 127.0.0.1 (for a process's `PORT`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET url`: status and body, or `None` while nothing answers.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}

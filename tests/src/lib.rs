@@ -8,3 +8,4 @@ pub mod api;
 pub mod db;
 pub mod fixtures;
 pub mod process;
+pub mod sentry_sink;

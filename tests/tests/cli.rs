@@ -1,4 +1,4 @@
-//! The `cronjobs` binary's one-shot subcommands: targets, migrate, prune.
+//! The `cronjobs` binary's one-shot subcommands (targets, migrate, prune) and `.env` loading.
 
 use std::process::{Command, Output};
 
@@ -114,4 +114,41 @@ async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
 
     let bad = cronjobs(&["prune", "--older-than", "soon"], Some(&db.url));
     assert!(!bad.status.success());
+}
+
+/// `cronjobs scheduler` in a directory holding `.env`, with `APP_ENV` set or not.
+fn scheduler_in_dir_with_dotenv(app_env: Option<&str>) -> String {
+    let dir = std::env::temp_dir().join(format!("cronjobs-dotenv-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Malformed on purpose, so the scheduler stops at configuration and says what it read.
+    std::fs::write(dir.join(".env"), "CRON_STALE_AFTER=from-dotenv\n").expect("write .env");
+    let mut command = Command::new(binary());
+    command
+        .arg("scheduler")
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    if let Some(app_env) = app_env {
+        command.env("APP_ENV", app_env);
+    }
+    let output = command.output().expect("run cronjobs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn dotenv_is_read_in_development_only() {
+    for app_env in [None, Some("development")] {
+        let stderr = scheduler_in_dir_with_dotenv(app_env);
+        assert!(stderr.contains("CRON_STALE_AFTER"), "{app_env:?}: .env read: {stderr}");
+    }
+    for app_env in ["staging", "production"] {
+        let stderr = scheduler_in_dir_with_dotenv(Some(app_env));
+        assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+        assert!(
+            !stderr.contains("CRON_STALE_AFTER"),
+            "{app_env}: .env ignored: {stderr}"
+        );
+    }
 }

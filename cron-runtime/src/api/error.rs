@@ -193,6 +193,7 @@ const GENERIC_500: &str = "the server failed to handle this request; it has been
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Store(StoreError::Database(e)) = &self {
+            crate::metrics::database_error("api request");
             tracing::error!(error = %e, "database error");
         }
         let status = self.status();

@@ -347,10 +347,13 @@ pub async fn run_now(
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
     match runs::request_run(&state.pool, id, &actor).await? {
         RunNowOutcome::Pending(run) => Ok((StatusCode::ACCEPTED, Json(Run::from(run)))),
-        RunNowOutcome::Skipped { run, active_run_id } => Err(ApiError::Overlap {
-            active_run_id,
-            skipped_run_id: run.id,
-        }),
+        RunNowOutcome::Skipped { run, active_run_id } => {
+            crate::metrics::run_finished(&run);
+            Err(ApiError::Overlap {
+                active_run_id,
+                skipped_run_id: run.id,
+            })
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod metrics;
 pub mod openapi;
 pub mod runs;
 pub mod schedule;
@@ -127,6 +128,7 @@ fn route_table() -> Vec<RouteDef> {
     vec![
         route(Get, "/healthz", false, health::healthz),
         route(Get, "/readyz", false, health::readyz),
+        route(Get, "/metrics", true, metrics::metrics),
         route(Get, admin_path!("/openapi.json"), false, openapi::openapi_json),
         route(Post, admin_path!("/jobs"), true, jobs::create_job),
         route(Get, admin_path!("/jobs"), true, jobs::list_jobs),
@@ -169,6 +171,10 @@ pub fn router(state: AppState) -> Router {
             ApiError::Internal.into_response()
         }))
         .layer(TraceLayer::new_for_http())
+        // Outermost: each request gets its own Sentry hub, so events it causes carry the
+        // request (method, URL; headers only without credentials: `send_default_pii` is off).
+        .layer(sentry_tower::SentryHttpLayer::new())
+        .layer(sentry_tower::NewSentryLayer::<Request>::new_from_top())
         .with_state(state)
 }
 
@@ -197,6 +203,7 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
         .await
         .context("cannot connect to the database at DATABASE_URL")?;
     schema::ensure_current(&pool).await?;
+    crate::metrics::install();
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, health, jobs, runs, schedule, targets};
+use super::{error, health, jobs, metrics, runs, schedule, targets};
 use crate::domain::{JobStatus, RunStatus, ScheduleType, TriggerType};
 use crate::store::CHANGES_CHANNEL;
 
@@ -18,6 +18,7 @@ use crate::store::CHANGES_CHANNEL;
     paths(
         health::healthz,
         health::readyz,
+        metrics::metrics,
         openapi_json,
         jobs::create_job,
         jobs::list_jobs,
@@ -46,7 +47,7 @@ use crate::store::CHANGES_CHANNEL;
         (name = "runs", description = "Run history."),
         (name = "targets", description = "The targets compiled into this build."),
         (name = "schedule", description = "Cron expression previews."),
-        (name = "health", description = "Liveness and readiness (no auth)."),
+        (name = "health", description = "Liveness and readiness (no auth), metrics (admin token)."),
     )
 )]
 pub struct ApiDoc;

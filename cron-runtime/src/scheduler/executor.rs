@@ -22,8 +22,12 @@ use uuid::Uuid;
 use super::retry::retry_until;
 use crate::context::JobContext;
 use crate::domain::JobRun;
-use crate::registry;
 use crate::store::runs::{self, ClaimedRun, RunOutcome};
+use crate::{metrics, registry, telemetry};
+use sentry::SentryFutureExt;
+
+/// How the error of a run whose target panicked begins.
+const PANICKED: &str = "panicked: ";
 
 /// How long a cancelled target gets to return before its task is aborted.
 const CANCEL_GRACE: Duration = Duration::from_millis(500);
@@ -111,6 +115,7 @@ impl Executor {
     pub fn spawn(&self, claimed: Vec<ClaimedRun>) {
         for ClaimedRun { run, payload } in claimed {
             log_started(&run);
+            metrics::runs_in_flight(1.0);
             self.lock_in_flight().insert(run.id, run.clone());
             let executor = self.clone();
             self.inner.tasks.spawn(async move {
@@ -118,6 +123,7 @@ impl Executor {
                 let outcome = executor.execute(&run, payload).await;
                 executor.record(&run, outcome).await;
                 executor.lock_in_flight().remove(&id);
+                metrics::runs_in_flight(-1.0);
             });
         }
     }
@@ -138,8 +144,9 @@ impl Executor {
             self.inner.pool.clone(),
             cancel.clone(),
         );
-        // Its own task, so a panic is caught as a JoinError instead of unwinding through us.
-        let mut handle = tokio::spawn((target.run)(ctx, payload));
+        // Its own task, so a panic is caught as a JoinError instead of unwinding through us;
+        // bound to a hub of its own, so Sentry's panic report carries the run's tags.
+        let mut handle = tokio::spawn((target.run)(ctx, payload).bind_hub(telemetry::run_hub(run)));
         let interrupted = tokio::select! {
             joined = &mut handle => return match joined {
                 Ok(Ok(output)) => RunOutcome::Succeeded { output },
@@ -199,6 +206,7 @@ impl Executor {
                 continue;
             }
             if let Err(e) = runs::heartbeat(&self.inner.pool, &ids).await {
+                metrics::database_error("heartbeat runs");
                 tracing::warn!(error = %e, runs = ids.len(), "heartbeat failed; retrying at the next tick");
             }
         }
@@ -272,7 +280,7 @@ fn describe_join_error(error: tokio::task::JoinError) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(non-string panic payload)".to_owned());
-    format!("panicked: {message}")
+    format!("{PANICKED}{message}")
 }
 
 /// One structured line per transition: pending → running.
@@ -282,10 +290,14 @@ pub fn log_started(run: &JobRun) {
         slot = %run.scheduled_at.to_rfc3339(), trigger = %run.trigger_type, status = "running",
         "run started"
     );
+    metrics::run_started(run);
 }
 
 /// One structured line per transition: running → succeeded / failed, or (new) → skipped.
+/// Also counts the run, and reports a failure to Sentry (a panic was reported already, by
+/// the panic integration, with the same tags).
 pub fn log_finished(run: &JobRun) {
+    metrics::run_finished(run);
     let (job_key, version, run_id, slot) = (&run.job_key, run.job_version, run.id, run.scheduled_at.to_rfc3339());
     let duration_ms = run.duration_ms.unwrap_or(0);
     match run.error.as_deref() {
@@ -295,9 +307,14 @@ pub fn log_finished(run: &JobRun) {
         Some(error) if run.status == crate::domain::RunStatus::Skipped => tracing::info!(
             %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, error, "run skipped"
         ),
-        Some(error) => tracing::warn!(
-            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, error,
-            "run finished"
-        ),
+        Some(error) => {
+            tracing::warn!(
+                %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, error,
+                "run finished"
+            );
+            if !error.starts_with(PANICKED) {
+                telemetry::report_failed_run(run);
+            }
+        }
     }
 }

@@ -5,7 +5,8 @@
 //!   task per job);
 //! - [`watcher`]: keeps the armed set in step with the database (LISTEN/NOTIFY, reconcile);
 //! - [`executor`]: runs targets under their timeout, heartbeats, records outcomes;
-//! - [`sweeper`]: fails runs whose scheduler stopped heartbeating.
+//! - [`sweeper`]: fails runs whose scheduler stopped heartbeating;
+//! - [`http`]: `/healthz` and `/metrics` on `PORT`, when set.
 //!
 //! Who moves a run between states (the state machine itself is in [`crate::domain::run`]):
 //!
@@ -20,6 +21,7 @@
 //! `FOR UPDATE SKIP LOCKED` claims make each run execute once.
 
 mod executor;
+pub mod http;
 mod retry;
 mod sweeper;
 pub mod timers;
@@ -82,10 +84,17 @@ pub fn instance_name() -> String {
 /// Runs the scheduler until `shutdown` fires, then drains in-flight runs.
 pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     schema::ensure_current(&pool).await?;
+    let metrics = crate::metrics::install();
+    let listener = match config.port {
+        Some(port) => Some(http::bind(port).await?),
+        None => None,
+    };
     let instance = instance_name();
     tracing::info!(%instance, targets = registry::all().len(), "scheduler starting");
     let executor = Executor::new(pool.clone(), instance);
     let background = CancellationToken::new();
+    // Up until the end of the drain, so /metrics shows the last runs.
+    let http = listener.map(|listener| tokio::spawn(http::serve(listener, metrics, background.clone())));
 
     // Recovery first: fail what died with a previous scheduler, then run what is pending.
     if retry_until(&shutdown, "sweep stale runs at startup", || {
@@ -94,6 +103,7 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     .await
     .is_none()
     {
+        background.cancel();
         return Ok(());
     }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -123,6 +133,9 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     executor.shutdown(config.shutdown_grace).await;
     background.cancel();
     let _ = tokio::join!(watcher, sweeper, heartbeats);
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     tracing::info!("scheduler stopped");
     Ok(())
 }
@@ -153,6 +166,7 @@ impl TimerLoop {
                     None => return,
                 },
             }
+            crate::metrics::active_definitions(self.timers.len());
         }
     }
 
@@ -233,6 +247,7 @@ impl TimerLoop {
                         }
                     }
                     Err(e) => {
+                        crate::metrics::database_error("claim pending runs");
                         tracing::warn!(error = %e, "cannot claim pending runs; the next reconcile retries");
                         return;
                     }
@@ -278,7 +293,10 @@ async fn fire_batch(pool: &PgPool, executor: &Executor, batch: &[DueSlot], shutd
     match runs::claim(pool, &ids, executor.instance()).await {
         Ok(claimed) => executor.spawn(claimed),
         // Left pending: the next reconcile's claim (on any replica) picks them up.
-        Err(e) => tracing::warn!(error = %e, runs = ids.len(), "cannot claim inserted runs; they stay pending"),
+        Err(e) => {
+            crate::metrics::database_error("claim inserted runs");
+            tracing::warn!(error = %e, runs = ids.len(), "cannot claim inserted runs; they stay pending")
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::store::{runs, StoreError};
 pub async fn sweep_once(pool: &PgPool, stale_after: Duration) -> Result<usize, StoreError> {
     let failed = runs::fail_stale(pool, stale_after).await?;
     for run in &failed {
+        crate::metrics::run_stale(run);
         log_finished(run);
     }
     Ok(failed.len())
@@ -34,6 +35,7 @@ pub async fn run(pool: PgPool, stale_after: Duration, stop: CancellationToken) {
             _ = ticker.tick() => {}
         }
         if let Err(e) = sweep_once(&pool, stale_after).await {
+            crate::metrics::database_error("sweep stale runs");
             tracing::warn!(error = %e, "stale sweep failed; retrying at the next tick");
         }
     }

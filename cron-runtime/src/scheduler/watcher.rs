@@ -44,7 +44,10 @@ pub async fn run(
                     return;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot LISTEN for changes"),
+            Err(e) => {
+                crate::metrics::database_error("listen for changes");
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot LISTEN for changes")
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -105,6 +108,7 @@ impl Watcher {
                 Ok(definition) => self.send(Event::Upsert(Box::new(definition))),
                 Err(StoreError::JobNotFound(_)) => self.send(Event::Remove(id)),
                 Err(e) => {
+                    crate::metrics::database_error("read a changed definition");
                     tracing::warn!(error = %e, %id, "cannot read a changed definition; reloading at the next reconcile");
                     self.fingerprint = None;
                 }
@@ -119,6 +123,7 @@ impl Watcher {
         let current = match definitions::active_fingerprint(&self.pool).await {
             Ok(current) => current,
             Err(e) => {
+                crate::metrics::database_error("reconcile definitions");
                 tracing::warn!(error = %e, "reconcile failed; retrying at the next tick");
                 return;
             }
@@ -133,7 +138,10 @@ impl Watcher {
                 self.send(Event::ReplaceAll(active));
                 self.fingerprint = Some(current);
             }
-            Err(e) => tracing::warn!(error = %e, "reload failed; retrying at the next tick"),
+            Err(e) => {
+                crate::metrics::database_error("reload definitions");
+                tracing::warn!(error = %e, "reload failed; retrying at the next tick")
+            }
         }
     }
 

@@ -1,0 +1,18 @@
+//! `GET /metrics`: this process's Prometheus metrics (admin token required; the scheduler
+//! serves its own on its `PORT`).
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::scheduler::http::PROMETHEUS_CONTENT_TYPE;
+
+/// Prometheus metrics in the text exposition format (names in `docs/runbook.md`).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain"),
+        (status = 401, description = "No admin token.", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics() -> Response {
+    let text = crate::metrics::install().render();
+    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics: every metric the service exports is named here, once.
+//!
+//! Code records through the functions below (the `metrics` facade); [`install`] puts a
+//! Prometheus recorder behind the facade once per process and returns the handle that
+//! renders the text format for `GET /metrics` (the scheduler's `PORT`, and the API). Until
+//! [`install`] runs, recording is a no-op, so library code and unit tests need no setup.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::{JobRun, RunStatus, TriggerType};
+
+/// Counter, labels `target`, `status`: runs that reached a terminal status (`succeeded`,
+/// `failed`, `skipped`), counted by the process that recorded the transition.
+pub const RUNS_TOTAL: &str = "cronjobs_runs_total";
+/// Counter, label `target`: runs the stale sweep failed (no heartbeat for `CRON_STALE_AFTER`);
+/// they are also counted in [`RUNS_TOTAL`] as `failed`.
+pub const RUNS_STALE_TOTAL: &str = "cronjobs_runs_stale_total";
+/// Histogram, seconds: `started_at - scheduled_at` of scheduled runs (how late a slot fired).
+pub const FIRE_LAG_SECONDS: &str = "cronjobs_fire_lag_seconds";
+/// Gauge: definitions with an armed timer in this scheduler.
+pub const ACTIVE_DEFINITIONS: &str = "cronjobs_active_definitions";
+/// Gauge: runs this scheduler is executing now.
+pub const RUNS_IN_FLIGHT: &str = "cronjobs_runs_in_flight";
+/// Counter, label `operation`: database calls that failed (each retry counts).
+pub const DATABASE_ERRORS_TOTAL: &str = "cronjobs_database_errors_total";
+
+/// Buckets of [`FIRE_LAG_SECONDS`]: the target is well under a second; minutes mean trouble.
+const FIRE_LAG_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (first call) and returns the handle that renders it.
+/// Later calls return the same handle, so the API and the scheduler can share a process.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(FIRE_LAG_SECONDS.to_owned()), FIRE_LAG_BUCKETS)
+                .expect("the fire-lag bucket list is a non-empty constant");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder already installed (only possible in tests): ours stays detached
+            // and renders nothing, which is visible at /metrics rather than fatal.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            let upkeep = handle.clone();
+            // Without scrapes, histogram samples would pile up until the next render.
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                });
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(RUNS_TOTAL, "Runs that reached a terminal status, by target and status.");
+    describe_counter!(
+        RUNS_STALE_TOTAL,
+        "Runs failed by the stale sweep (their scheduler stopped heartbeating)."
+    );
+    describe_histogram!(
+        FIRE_LAG_SECONDS,
+        Unit::Seconds,
+        "How late scheduled runs started: started_at - scheduled_at."
+    );
+    describe_gauge!(ACTIVE_DEFINITIONS, "Definitions with an armed timer in this scheduler.");
+    describe_gauge!(RUNS_IN_FLIGHT, "Runs this scheduler is executing now.");
+    describe_counter!(DATABASE_ERRORS_TOTAL, "Database calls that failed, by operation.");
+}
+
+/// A run reached a terminal status (succeeded, failed or skipped).
+pub fn run_finished(run: &JobRun) {
+    counter!(RUNS_TOTAL, "target" => run.target.clone(), "status" => run.status.to_string()).increment(1);
+}
+
+/// The stale sweep failed `run`.
+pub fn run_stale(run: &JobRun) {
+    counter!(RUNS_STALE_TOTAL, "target" => run.target.clone()).increment(1);
+}
+
+/// A run started: records the fire lag of scheduled runs.
+pub fn run_started(run: &JobRun) {
+    if run.trigger_type != TriggerType::Scheduled || run.status != RunStatus::Running {
+        return;
+    }
+    if let Some(started_at) = run.started_at {
+        let lag = (started_at - run.scheduled_at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+        histogram!(FIRE_LAG_SECONDS).record(lag.max(0.0));
+    }
+}
+
+/// The number of armed timers changed.
+pub fn active_definitions(armed: usize) {
+    gauge!(ACTIVE_DEFINITIONS).set(armed as f64);
+}
+
+/// One more (`+1`) or one fewer (`-1`) run executing.
+pub fn runs_in_flight(delta: f64) {
+    gauge!(RUNS_IN_FLIGHT).increment(delta);
+}
+
+/// A database call failed; `operation` names it as the log line does.
+pub fn database_error(operation: &'static str) {
+    counter!(DATABASE_ERRORS_TOTAL, "operation" => operation).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_twice_shares_one_recorder_and_renders_the_names() {
+        let handle = install();
+        let again = install();
+        metrics::counter!(RUNS_TOTAL, "target" => "t", "status" => "succeeded").increment(2);
+        histogram!(FIRE_LAG_SECONDS).record(0.02);
+        database_error("test");
+        let text = again.render();
+        assert!(
+            text.contains(r#"cronjobs_runs_total{target="t",status="succeeded"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cronjobs_fire_lag_seconds_bucket{le="0.025"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE cronjobs_fire_lag_seconds histogram"), "{text}");
+        assert!(handle
+            .render()
+            .contains(r#"cronjobs_database_errors_total{operation="test"}"#));
+    }
+}

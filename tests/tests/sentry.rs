@@ -1,0 +1,83 @@
+//! Sentry delivery for real: a `cronjobs scheduler` process reports to a local endpoint
+//! that accepts Sentry envelopes, and the events arrive with their tags.
+
+use std::time::Duration;
+
+use cron_runtime::domain::RunStatus;
+use serde_json::{json, Value};
+use tests::db::TestDb;
+use tests::fixtures::{recurring, runs_of, scheduler, wait_for};
+use tests::sentry_sink::{tag, SentrySink};
+
+/// Waits for an event tagged `job_key` whose text contains `needle`.
+async fn event_of(sink: &SentrySink, job_key: &str, needle: &str) -> Value {
+    wait_for(
+        Duration::from_secs(20),
+        &format!("a Sentry event of {job_key} containing {needle:?}"),
+        || async {
+            sink.events()
+                .into_iter()
+                .find(|e| tag(e, "job_key") == Some(job_key) && e.to_string().contains(needle))
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_failed_run_reaches_sentry_with_its_tags() {
+    let db = TestDb::create().await;
+    let sink = SentrySink::start().await;
+    let message = format!("sentry-test failure {}", uuid::Uuid::new_v4());
+    let job = recurring(
+        &db.pool,
+        "fails",
+        "system.fail",
+        "* * * * * *",
+        json!({ "message": message }),
+    )
+    .await;
+    let dsn = sink.dsn("publickey", None);
+    let _process = scheduler(&db, &[("SENTRY_DSN", dsn.as_str()), ("APP_ENV", "staging")]);
+
+    let event = event_of(&sink, "fails", &message).await;
+    // `level` is left out when it is `error`, Sentry's default.
+    assert!(event.get("level").is_none_or(|l| l == "error"), "{event}");
+    assert_eq!(event["environment"], "staging", "{event}");
+    assert_eq!(tag(&event, "service"), Some("scheduler"), "{event}");
+    assert_eq!(tag(&event, "target"), Some("system.fail"), "{event}");
+    assert_eq!(
+        tag(&event, "version"),
+        Some(job.version.to_string().as_str()),
+        "{event}"
+    );
+    assert!(
+        event["release"].as_str().is_some_and(|r| r.starts_with("cronjobs@")),
+        "{event}"
+    );
+    let run_id: uuid::Uuid = tag(&event, "run_id")
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("run_id tag: {event}"));
+    let runs = runs_of(&db.pool, "fails").await;
+    let run = runs.iter().find(|r| r.id == run_id).expect("the tagged run exists");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.error.as_deref(), Some(message.as_str()));
+}
+
+#[tokio::test]
+async fn a_panicking_target_is_reported_by_the_panic_integration_with_the_run_tags() {
+    let db = TestDb::create().await;
+    let sink = SentrySink::start().await;
+    recurring(&db.pool, "panics", "system.panic", "* * * * * *", json!({})).await;
+    let dsn = sink.dsn("publickey", None);
+    let _process = scheduler(&db, &[("SENTRY_DSN", dsn.as_str())]);
+
+    let event = event_of(&sink, "panics", "system.panic was asked to panic").await;
+    assert_eq!(event["environment"], "development", "{event}");
+    assert_eq!(tag(&event, "service"), Some("scheduler"), "{event}");
+    assert_eq!(tag(&event, "target"), Some("system.panic"), "{event}");
+    assert!(tag(&event, "run_id").is_some(), "{event}");
+    assert!(
+        event.to_string().contains("\"exception\""),
+        "the panic integration reports an exception: {event}"
+    );
+}
