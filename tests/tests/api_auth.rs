@@ -29,7 +29,11 @@ fn assert_unauthorized(reply: &Reply, what: &str) {
 async fn every_admin_route_rejects_a_missing_or_wrong_token() {
     let api = TestApi::spawn().await;
     let admin_routes: Vec<_> = api::routes().into_iter().filter(|r| r.admin).collect();
-    assert_eq!(admin_routes.len(), 11, "the §7 table has 11 admin endpoints");
+    assert_eq!(
+        admin_routes.len(),
+        12,
+        "the §7 table has 11 admin endpoints, plus GET /metrics"
+    );
     for route in admin_routes {
         let url = format!("{}{}", api.base, concrete(route.path));
         let what = format!("{} {}", route.verb.as_str(), route.path);
