@@ -29,11 +29,11 @@ RUN cargo build --release --locked -p app --bin cronjobs \
 
 # --- runtime: small Debian with CA certificates and a non-root user ---------------------------
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
-# ca-certificates: TLS to external endpoints (Sentry, a TLS database). Versions float with the
+# ca-certificates, libssl3: TLS to external endpoints (Sentry uses the system OpenSSL). Versions float with the
 # Debian point release on purpose (security fixes); the base image tag pins the release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 cronjobs \
     && useradd --system --uid 10001 --gid cronjobs --no-create-home --shell /usr/sbin/nologin cronjobs
