@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generates cron-runtime/tests/fixtures/croniter_utc.json: fire times from croniter, an
-independent implementation, that cron-runtime/tests/schedule_crosscheck.rs compares with ours.
+independent implementation, that cron-runtime/tests/integration/schedule_crosscheck.rs compares with ours.
 
 Regenerate (from the repository root):
 

@@ -7,14 +7,17 @@
 //! target, which inserts `clock_timestamp()` into `cron_test_executions`: lag is that time minus
 //! the slot. See `docs/benchmarks.md`.
 
+mod api;
 mod db;
 mod process;
 
+use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
+use cron_runtime::domain::Schedule;
 use sqlx::PgPool;
 
 use db::{PgbenchWork, Server};
@@ -24,7 +27,7 @@ use process::{spawn_scheduler, CpuSnapshot};
 #[derive(Debug, Parser)]
 #[command(name = "cronjobs-bench")]
 struct Args {
-    /// Scenarios to run (all but `api` when none is given).
+    /// Scenarios to run (all but `schedule` when none is given).
     #[arg(value_enum)]
     scenarios: Vec<Scenario>,
     /// The `cronjobs` binary under test (build it with --release).
@@ -61,6 +64,15 @@ struct Args {
     /// Startup trials (the median is reported).
     #[arg(long, default_value_t = 3)]
     startup_trials: usize,
+    /// Finished runs seeded for `api`.
+    #[arg(long, default_value_t = 1_000_000)]
+    api_runs: u64,
+    /// How long wrk loads each `api` request, seconds.
+    #[arg(long, default_value_t = 15)]
+    api_seconds: u64,
+    /// wrk's concurrent connections for `api`.
+    #[arg(long, default_value_t = 8)]
+    api_connections: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,13 +81,23 @@ enum Scenario {
     Sustained,
     Idle,
     Startup,
+    /// The admin API under load: 1M run rows, `GET /runs` and `POST /jobs` (needs `wrk`).
+    Api,
+    /// The cost of `Schedule::next_after` (no database).
+    Schedule,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if args.scenarios.is_empty() {
-        args.scenarios = vec![Scenario::Herd, Scenario::Sustained, Scenario::Idle, Scenario::Startup];
+        args.scenarios = vec![
+            Scenario::Herd,
+            Scenario::Sustained,
+            Scenario::Idle,
+            Scenario::Startup,
+            Scenario::Api,
+        ];
     }
     if !args.cronjobs.exists() {
         bail!(
@@ -91,6 +113,8 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Sustained => sustained(&args, &server).await?,
             Scenario::Idle => idle(&args, &server).await?,
             Scenario::Startup => startup(&args, &server).await?,
+            Scenario::Api => api::run(&args, &server).await?,
+            Scenario::Schedule => schedule()?,
         };
         println!("{table}");
         tables.push(table);
@@ -414,5 +438,43 @@ async fn startup(args: &Args, server: &Server) -> anyhow::Result<Table> {
             times.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(", "),
             format!("{peak:.1}"),
         ]],
+    })
+}
+
+/// `schedule`: what one `Schedule::next_after` costs, which the scheduler pays per definition at
+/// startup and per fire.
+fn schedule() -> anyhow::Result<Table> {
+    let cases = [
+        ("*/15 * * * *", "UTC"),
+        ("0 3 * * *", "Europe/Berlin"),
+        ("30 2 * * MON-FRI", "America/New_York"),
+        ("0 9 1,15 * *", "Asia/Kolkata"),
+        ("*/10 * * * * *", "Europe/Berlin"),
+        ("0 0 L * *", "UTC"),
+        ("0 0 29 2 *", "UTC"),
+    ];
+    let start = chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(20_000);
+    let iterations: u32 = 20_000;
+    let mut rows = Vec::new();
+    for (expression, timezone) in cases {
+        let began = Instant::now();
+        let schedule = Schedule::parse(expression, timezone)?;
+        let parse = began.elapsed();
+        let began = Instant::now();
+        for i in 0..iterations {
+            black_box(schedule.next_after(black_box(start + chrono::Duration::seconds(i64::from(i) * 61))));
+        }
+        let per_call = began.elapsed() / iterations;
+        rows.push(vec![
+            format!("`{expression}`"),
+            timezone.to_owned(),
+            format!("{parse:?}"),
+            format!("{per_call:?}"),
+        ]);
+    }
+    Ok(Table {
+        title: format!("schedule: Schedule::next_after, mean of {iterations} calls"),
+        header: vec!["expression", "timezone", "parse", "next_after"],
+        rows,
     })
 }

@@ -1,4 +1,4 @@
-//! The scheduler under test as a child process, and what `/proc` says about processes.
+//! `cronjobs` services under test as child processes, and what `/proc` says about processes.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
@@ -13,8 +13,8 @@ use anyhow::{bail, Context as _};
 /// The log line the scheduler writes after its first full reload.
 pub const ARMED_LINE: &str = "timers armed for every active definition";
 
-/// A `cronjobs scheduler` process; killed if dropped without [`Scheduler::stop`].
-pub struct Scheduler {
+/// A `cronjobs` service process; killed if dropped without [`Service::stop`].
+pub struct Service {
     child: Child,
     started: Instant,
     armed: Arc<OnceLock<Instant>>,
@@ -22,13 +22,13 @@ pub struct Scheduler {
     tail: Arc<Mutex<VecDeque<String>>>,
 }
 
-impl Scheduler {
+impl Service {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Waits until the scheduler logs [`ARMED_LINE`]; returns the time since it was spawned.
+    /// Waits until a scheduler logs [`ARMED_LINE`]; returns the time since it was spawned.
     pub fn wait_armed(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -70,11 +70,11 @@ impl Scheduler {
         }
         self.child.kill()?;
         self.child.wait()?;
-        bail!("the scheduler did not stop within 30 s of SIGTERM")
+        bail!("the service did not stop within 30 s of SIGTERM")
     }
 }
 
-impl Drop for Scheduler {
+impl Drop for Service {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
@@ -107,15 +107,22 @@ fn read_lines(
 }
 
 /// Starts `<bin> scheduler` on `database_url`, logging JSON, its output read by threads.
-pub fn spawn_scheduler(bin: &Path, database_url: &str) -> anyhow::Result<Scheduler> {
+pub fn spawn_scheduler(bin: &Path, database_url: &str) -> anyhow::Result<Service> {
+    spawn(bin, "scheduler", database_url, &[])
+}
+
+/// Starts `<bin> <subcommand>` on `database_url` as in production (JSON logs, no Sentry), with
+/// `env` added; its output is read by threads.
+pub fn spawn(bin: &Path, subcommand: &str, database_url: &str, env: &[(&str, &str)]) -> anyhow::Result<Service> {
     let started = Instant::now();
     let mut child = Command::new(bin)
-        .arg("scheduler")
+        .arg(subcommand)
         .env("DATABASE_URL", database_url)
         .env("LOG_FORMAT", "json")
         .env("APP_ENV", "production")
         .env_remove("RUST_LOG")
         .env_remove("SENTRY_DSN")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,19 +131,16 @@ pub fn spawn_scheduler(bin: &Path, database_url: &str) -> anyhow::Result<Schedul
     let armed: Arc<OnceLock<Instant>> = Arc::default();
     let lines: Arc<AtomicU64> = Arc::default();
     let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
-    read_lines(
-        child.stdout.take().expect("piped stdout"),
-        armed.clone(),
-        lines.clone(),
-        tail.clone(),
-    );
-    read_lines(
-        child.stderr.take().expect("piped stderr"),
-        armed.clone(),
-        lines.clone(),
-        tail.clone(),
-    );
-    Ok(Scheduler {
+    for output in [
+        child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child.stderr.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        read_lines(output, armed.clone(), lines.clone(), tail.clone());
+    }
+    Ok(Service {
         child,
         started,
         armed,

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +21,7 @@ use uuid::Uuid;
 use super::retry::retry_until;
 use crate::context::JobContext;
 use crate::domain::JobRun;
+use crate::store;
 use crate::store::runs::{self, ClaimedRun, RunOutcome};
 use crate::{metrics, registry, telemetry};
 use sentry::SentryFutureExt;
@@ -75,10 +75,7 @@ impl Executor {
     pub fn new(pool: PgPool, instance: String) -> Self {
         let interrupt = CancellationToken::new();
         let (outcomes, queue) = mpsc::unbounded_channel();
-        let recorder_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with((*pool.connect_options()).clone());
+        let recorder_pool = store::side_pool(&pool, 1);
         // Ends when the executor (the last sender) is dropped.
         tokio::spawn(record_batches(recorder_pool, queue, interrupt.clone()));
         Executor {

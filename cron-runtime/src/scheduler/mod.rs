@@ -39,7 +39,7 @@ use crate::config::SchedulerConfig;
 use crate::domain::JobDefinition;
 use crate::registry;
 use crate::store::runs::{self, DueSlot};
-use crate::store::schema;
+use crate::store::{self, schema};
 
 pub use executor::Executor;
 use retry::retry_until;
@@ -58,8 +58,12 @@ pub(crate) enum Event {
     ClaimPending,
 }
 
-/// How many slots one insert statement carries.
+/// How many slots one insert statement carries: the first batch of a herd is small so its
+/// runs start within milliseconds; the rest are inserted (on the slot pool) while they run.
+const FIRST_INSERT_BATCH: usize = 500;
 const INSERT_BATCH: usize = 5_000;
+/// Connections for inserting and claiming due slots, apart from the pool targets use.
+const SLOT_POOL_SIZE: u32 = 2;
 /// How many pending runs one claim takes.
 const CLAIM_BATCH: i64 = 500;
 /// How long a recurring slot is retried while the database is away before it counts as
@@ -121,7 +125,7 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     });
 
     TimerLoop {
-        pool,
+        slot_pool: store::side_pool(&pool, SLOT_POOL_SIZE),
         executor: executor.clone(),
         timers: TimerQueue::new(),
         shutdown: shutdown.clone(),
@@ -143,7 +147,9 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
 /// The one loop that owns the timer queue. It never waits on the database: inserting,
 /// claiming and executing happen in tasks it spawns.
 struct TimerLoop {
-    pool: PgPool,
+    /// Inserts and claims runs. Apart from the pool targets use, so the next batch of a herd
+    /// is inserted while the previous batch's targets hold every connection of that pool.
+    slot_pool: PgPool,
     executor: Executor,
     timers: TimerQueue,
     shutdown: CancellationToken,
@@ -222,9 +228,10 @@ impl TimerLoop {
         if due.is_empty() {
             return;
         }
-        let (pool, executor, shutdown) = (self.pool.clone(), self.executor.clone(), self.shutdown.clone());
+        let (pool, executor, shutdown) = (self.slot_pool.clone(), self.executor.clone(), self.shutdown.clone());
         tokio::spawn(async move {
-            for batch in due.chunks(INSERT_BATCH) {
+            let (first, rest) = due.split_at(due.len().min(FIRST_INSERT_BATCH));
+            for batch in std::iter::once(first).chain(rest.chunks(INSERT_BATCH)) {
                 fire_batch(&pool, &executor, batch, &shutdown).await;
             }
         });
@@ -234,7 +241,7 @@ impl TimerLoop {
         if self.shutdown.is_cancelled() {
             return;
         }
-        let (pool, executor) = (self.pool.clone(), self.executor.clone());
+        let (pool, executor) = (self.slot_pool.clone(), self.executor.clone());
         tokio::spawn(async move {
             let targets: Vec<&str> = registry::all().iter().map(|t| t.key).collect();
             loop {

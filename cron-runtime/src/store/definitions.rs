@@ -40,7 +40,7 @@ const UNIQUE_LIVE_KEY: &str = "cron_job_definitions_one_live_per_key";
 const UNIQUE_KEY_VERSION: &str = "cron_job_definitions_key_version";
 
 /// Creates version 1 of a key, or the next version of a key whose versions are all retired.
-#[tracing::instrument(skip_all, fields(job_key = %new.job_key), err)]
+#[tracing::instrument(skip_all, fields(job_key = %new.job_key))]
 pub async fn create(pool: &PgPool, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
     let mut tx = pool.begin().await?;
     let created = match insert_next_version(&mut tx, new).await {
@@ -58,7 +58,7 @@ pub async fn create(pool: &PgPool, new: &NewDefinition) -> Result<JobDefinition,
 /// Replaces the live definition `previous_id` with `new` (which keeps its key): the old one
 /// is retired and the new one inserted as the next version, in one transaction. Of several
 /// concurrent calls on the same definition exactly one succeeds; the others find it retired.
-#[tracing::instrument(skip_all, fields(%previous_id), err)]
+#[tracing::instrument(skip_all, fields(%previous_id))]
 pub async fn new_version(pool: &PgPool, previous_id: Uuid, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
     let mut tx = pool.begin().await?;
     let previous: Option<JobDefinition> = sqlx::query_as("SELECT * FROM cron_job_definitions WHERE id = $1 FOR UPDATE")
@@ -202,7 +202,7 @@ pub async fn active_fingerprint(pool: &PgPool) -> Result<(i64, Option<DateTime<U
 }
 
 /// `active` → `paused`, recording why and by whom. Any other status is a conflict.
-#[tracing::instrument(skip(pool, reason), err)]
+#[tracing::instrument(skip(pool, reason))]
 pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result<JobDefinition, StoreError> {
     transition(
         pool,
@@ -217,7 +217,7 @@ pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result
 }
 
 /// `paused` → `active`, clearing the pause record. Any other status is a conflict.
-#[tracing::instrument(skip(pool), err)]
+#[tracing::instrument(skip(pool))]
 pub async fn resume(pool: &PgPool, id: Uuid) -> Result<JobDefinition, StoreError> {
     transition(
         pool,

@@ -103,6 +103,15 @@ pub async fn connect_with(url: &crate::config::Secret, max_connections: u32) -> 
         .await
 }
 
+/// A small pool of its own on `pool`'s database, connected lazily: work that must not queue
+/// behind a herd of targets waiting for `pool`'s connections gets one.
+pub fn side_pool(pool: &sqlx::PgPool, max_connections: u32) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

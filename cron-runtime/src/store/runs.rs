@@ -79,7 +79,7 @@ pub struct RunFilter {
 /// The slot guard makes every slot a single row however many replicas insert it; the
 /// one-active-run-per-key index makes the overlap check race-free. A slot that found an
 /// active run is recorded `skipped`. Slots of definitions no longer active are dropped.
-#[tracing::instrument(skip_all, fields(slots = slots.len()), err)]
+#[tracing::instrument(skip_all, fields(slots = slots.len()))]
 pub async fn insert_scheduled(pool: &PgPool, slots: &[DueSlot]) -> Result<InsertedSlots, StoreError> {
     if slots.is_empty() {
         return Ok(InsertedSlots::default());
@@ -148,7 +148,7 @@ async fn insert_slots(
 
 /// (new) → `pending` for an admin's run-now, or `skipped` when a run of the key is active.
 /// Allowed on active and paused jobs; a retired job is a conflict.
-#[tracing::instrument(skip(pool), err)]
+#[tracing::instrument(skip(pool))]
 pub async fn request_run(pool: &PgPool, definition_id: Uuid, actor: &str) -> Result<RunNowOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     // FOR SHARE: a concurrent new-version cannot retire the job under this request.
@@ -301,7 +301,7 @@ pub async fn finish(pool: &PgPool, run_id: Uuid, outcome: &RunOutcome) -> Result
 /// [`finish`] for many runs in one transaction (one `UPDATE ... FROM UNNEST`): the executor
 /// records outcomes in batches, so a herd costs a few commits rather than one per run.
 /// Returns the runs that were still running, now finished (in no particular order).
-#[tracing::instrument(skip_all, fields(runs = outcomes.len()), err)]
+#[tracing::instrument(skip_all, fields(runs = outcomes.len()))]
 pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Result<Vec<JobRun>, StoreError> {
     if outcomes.is_empty() {
         return Ok(Vec::new());
@@ -347,7 +347,7 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
 
 /// `running` → `failed` for runs without a heartbeat for `stale_after`, whichever
 /// scheduler ran them (a replica recovers another's dead runs).
-#[tracing::instrument(skip(pool), err)]
+#[tracing::instrument(skip(pool))]
 pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobRun>, StoreError> {
     let mut tx = pool.begin().await?;
     let failed: Vec<JobRun> = sqlx::query_as(
@@ -480,7 +480,7 @@ impl Pruned {
 
 /// Deletes terminal runs created before `cutoff`, `batch` rows per transaction, so no lock
 /// is held for long and the scheduler keeps working meanwhile. Active runs are never touched.
-#[tracing::instrument(skip(pool), err)]
+#[tracing::instrument(skip(pool))]
 pub async fn prune(pool: &PgPool, cutoff: DateTime<Utc>, batch: i64) -> Result<Pruned, StoreError> {
     let mut pruned = Pruned::default();
     loop {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use cron_runtime::domain::Schedule;
 use serde_json::Value;
 
-const FIXTURE: &str = include_str!("fixtures/croniter_utc.json");
+const FIXTURE: &str = include_str!("../fixtures/croniter_utc.json");
 
 fn instant(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use cron_runtime::domain::RunStatus;
 use serde_json::{json, Value};
+use tests::api::recurring_body;
 use tests::db::TestDb;
-use tests::fixtures::{recurring, runs_of, scheduler, wait_for};
+use tests::fixtures::{free_port, http_get, recurring, runs_of, scheduler, wait_for};
+use tests::process::Cronjobs;
 use tests::sentry_sink::{tag, SentrySink};
 
 /// Waits for an event tagged `job_key` whose text contains `needle`.
@@ -79,5 +81,69 @@ async fn a_panicking_target_is_reported_by_the_panic_integration_with_the_run_ta
     assert!(
         event.to_string().contains("\"exception\""),
         "the panic integration reports an exception: {event}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_reports_server_errors_to_sentry_but_not_client_errors() {
+    let db = TestDb::create().await;
+    let sink = SentrySink::start().await;
+    let dsn = sink.dsn("publickey", None);
+    let port = free_port().to_string();
+    let token = "sentry-test-token-0123456789";
+    let tokens = format!("ops:{token}");
+    let _api = Cronjobs::spawn(
+        &["api"],
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("CRON_ADMIN_TOKENS", tokens.as_str()),
+            ("HOST", "127.0.0.1"),
+            ("PORT", port.as_str()),
+            ("SENTRY_DSN", dsn.as_str()),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let health = format!("{base}/healthz");
+    wait_for(Duration::from_secs(10), "the API to answer", || http_get(&health)).await;
+    let client = reqwest::Client::new();
+    let post_job = || {
+        client
+            .post(format!("{base}/api/v2/admin/cron/jobs"))
+            .bearer_auth(token)
+            .json(&recurring_body("twice"))
+            .send()
+    };
+    assert_eq!(post_job().await.expect("first create").status().as_u16(), 201);
+    // A client error (409: the key is taken) is the caller's to fix, not an incident.
+    assert_eq!(post_job().await.expect("second create").status().as_u16(), 409);
+
+    // A server error is: the run table is gone, so listing runs fails with a database error.
+    sqlx::query("ALTER TABLE cron_job_runs RENAME TO cron_job_runs_gone")
+        .execute(&db.pool)
+        .await
+        .expect("rename the run table");
+    let listed = client
+        .get(format!("{base}/api/v2/admin/cron/runs"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("list runs");
+    assert_eq!(listed.status().as_u16(), 500);
+    let event = wait_for(
+        Duration::from_secs(20),
+        "a Sentry event of the database error",
+        || async {
+            sink.events()
+                .into_iter()
+                .find(|e| e.to_string().contains("cron_job_runs"))
+        },
+    )
+    .await;
+    assert_eq!(tag(&event, "service"), Some("api"), "{event}");
+    // Events leave in order, so the 409's would have arrived first.
+    let events = sink.events();
+    assert!(
+        !events.iter().any(|e| e.to_string().contains("already used")),
+        "a 409 became a Sentry event: {events:?}"
     );
 }

@@ -1,0 +1,19 @@
+//! The black-box suite: the real `cronjobs` binary, a real PostgreSQL, real HTTP.
+//!
+//! One test binary with a module per area, not a binary per file: every binary links the whole
+//! dependency tree, so thirteen of them cost thirteen links and gigabytes of disk for nothing.
+//! `cargo nextest` still runs each test in its own process.
+
+mod api_auth;
+mod api_errors;
+mod api_jobs;
+mod api_openapi;
+mod api_runs;
+mod api_service;
+mod cli;
+mod metrics;
+mod scheduler_changes;
+mod scheduler_faults;
+mod scheduler_timing;
+mod sentry;
+mod telemetry;
