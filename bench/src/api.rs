@@ -61,6 +61,10 @@ pub async fn run(args: &Args, server: &Server) -> anyhow::Result<Table> {
             request: Request::Get("/runs?trigger_type=manual".to_owned()),
         },
         Case {
+            name: "GET /runs?target= (1% of runs)",
+            request: Request::Get("/runs?target=system.sleep".to_owned()),
+        },
+        Case {
             name: "GET /runs?target=&status=",
             request: Request::Get("/runs?target=system.heartbeat&status=skipped".to_owned()),
         },
@@ -107,13 +111,18 @@ pub async fn run(args: &Args, server: &Server) -> anyhow::Result<Table> {
 }
 
 /// `n` finished runs of 1,000 definitions, one per second back from now: 95% succeeded,
-/// 4% failed, 1% skipped; one in 500 manual; a tenth of the definitions on another target.
+/// 4% failed, 1% skipped; one in 500 manual; 10% and 1% of them on two other targets.
 async fn seed_history(pool: &PgPool, n: u64) -> anyhow::Result<()> {
     db::seed(pool, DEFINITIONS, "'0 0 * * *'").await?;
-    sqlx::query("UPDATE cron_job_definitions SET target = 'system.heartbeat' WHERE id IN (SELECT id FROM cron_job_definitions ORDER BY job_key LIMIT $1)")
-        .bind((DEFINITIONS / 10) as i64)
-        .execute(pool)
-        .await?;
+    // 10% of the definitions on system.heartbeat, 1% on system.sleep, the rest system.record.
+    sqlx::query(
+        "UPDATE cron_job_definitions d SET target = CASE WHEN o.n < $1 / 10 THEN 'system.heartbeat' ELSE 'system.sleep' END
+         FROM (SELECT id, row_number() OVER (ORDER BY job_key) - 1 AS n FROM cron_job_definitions) AS o
+         WHERE o.id = d.id AND o.n < $1 / 10 + $1 / 100",
+    )
+    .bind(DEFINITIONS as i64)
+    .execute(pool)
+    .await?;
     let started = Instant::now();
     sqlx::query(
         "INSERT INTO cron_job_runs (id, job_definition_id, job_key, job_version, target, trigger_type,
