@@ -4,8 +4,9 @@
 //!
 //! | from    | to        | owner                                                        |
 //! |---------|-----------|--------------------------------------------------------------|
-//! | (new)   | pending   | scheduler at a slot; API run-now                             |
-//! | (new)   | skipped   | the same, when an active run of the key exists (overlap `skip`) |
+//! | (new)   | running   | the scheduler whose insert made the slot's row (slot guard)  |
+//! | (new)   | pending   | API run-now                                                  |
+//! | (new)   | skipped   | either, when an active run of the key exists (overlap `skip`) |
 //! | pending | running   | the scheduler that claims it (`FOR UPDATE SKIP LOCKED`)      |
 //! | running | succeeded | the executing scheduler                                      |
 //! | running | failed    | the executing scheduler (error, panic, timeout, shutdown)    |

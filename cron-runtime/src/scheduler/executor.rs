@@ -108,6 +108,16 @@ impl Executor {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Spawns work that may start runs (inserting or claiming them): shutdown waits for it as
+    /// for the runs, so a run it starts after shutdown began still gets the grace and is
+    /// recorded, never left `running`.
+    pub fn track<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(work);
+    }
+
     /// Starts executing claimed runs, each in its own task.
     pub fn spawn(&self, claimed: Vec<ClaimedRun>) {
         for ClaimedRun { run, payload } in claimed {

@@ -12,13 +12,15 @@
 //!
 //! | transition                  | owner                                                  |
 //! |-----------------------------|--------------------------------------------------------|
-//! | (new) → pending / skipped   | the timer loop, at a slot (`store::runs::insert_scheduled`) |
-//! | pending → running           | the scheduler that inserted it, or any replica's pending claim |
+//! | (new) → running / skipped   | the timer loop, at a slot (`store::runs::insert_scheduled`) |
+//! | (new) → pending             | the API's run-now                                      |
+//! | pending → running           | any replica's pending claim                            |
 //! | running → succeeded/failed  | the executor that claimed it (error, panic, timeout, shutdown) |
 //! | running → failed (stale)    | the sweeper of any replica                             |
 //!
-//! Any number of replicas may run at once: the slot guard makes each slot one row, and
-//! `FOR UPDATE SKIP LOCKED` claims make each run execute once.
+//! Any number of replicas may run at once: the slot guard makes each slot one row, executed
+//! by the replica whose insert made it, and `FOR UPDATE SKIP LOCKED` claims make each run-now
+//! execute once.
 
 mod executor;
 pub mod http;
@@ -223,15 +225,18 @@ impl TimerLoop {
         }
     }
 
-    /// Inserts, claims and starts the due slots, in a task of their own.
+    /// Inserts and starts the due slots, in a task of their own (batch by batch, until shutdown).
     fn fire(&self, due: Vec<DueSlot>) {
         if due.is_empty() {
             return;
         }
         let (pool, executor, shutdown) = (self.slot_pool.clone(), self.executor.clone(), self.shutdown.clone());
-        tokio::spawn(async move {
+        self.executor.track(async move {
             let (first, rest) = due.split_at(due.len().min(FIRST_INSERT_BATCH));
             for batch in std::iter::once(first).chain(rest.chunks(INSERT_BATCH)) {
+                if shutdown.is_cancelled() {
+                    return;
+                }
                 fire_batch(&pool, &executor, batch, &shutdown).await;
             }
         });
@@ -242,7 +247,7 @@ impl TimerLoop {
             return;
         }
         let (pool, executor) = (self.slot_pool.clone(), self.executor.clone());
-        tokio::spawn(async move {
+        self.executor.track(async move {
             let targets: Vec<&str> = registry::all().iter().map(|t| t.key).collect();
             loop {
                 match runs::claim_pending(&pool, &targets, CLAIM_BATCH, executor.instance()).await {
@@ -265,7 +270,7 @@ impl TimerLoop {
 }
 
 /// Inserts one batch of slots (retrying while the database is away), records overlaps as
-/// skipped, and claims and starts what it inserted.
+/// skipped, and starts what it inserted.
 async fn fire_batch(pool: &PgPool, executor: &Executor, batch: &[DueSlot], shutdown: &CancellationToken) {
     // Give up on a recurring slot after SLOT_RETRY_WINDOW; one-time slots are kept (and
     // re-armed from the database at the next reload if this process stops).
@@ -284,7 +289,10 @@ async fn fire_batch(pool: &PgPool, executor: &Executor, batch: &[DueSlot], shutd
             give_up.cancel();
         })
     };
-    let inserted = retry_until(&give_up, "insert due runs", || runs::insert_scheduled(pool, batch)).await;
+    let inserted = retry_until(&give_up, "insert due runs", || {
+        runs::insert_scheduled(pool, batch, executor.instance())
+    })
+    .await;
     watchdog.abort();
     let Some(inserted) = inserted else {
         tracing::error!(slots = batch.len(), slot = %oldest.to_rfc3339(), "slots missed: the database was unreachable");
@@ -293,18 +301,9 @@ async fn fire_batch(pool: &PgPool, executor: &Executor, batch: &[DueSlot], shutd
     for run in &inserted.skipped {
         executor::log_finished(run);
     }
-    if inserted.pending.is_empty() || shutdown.is_cancelled() {
-        return;
-    }
-    let ids: Vec<Uuid> = inserted.pending.iter().map(|r| r.id).collect();
-    match runs::claim(pool, &ids, executor.instance()).await {
-        Ok(claimed) => executor.spawn(claimed),
-        // Left pending: the next reconcile's claim (on any replica) picks them up.
-        Err(e) => {
-            crate::metrics::database_error("claim inserted runs");
-            tracing::warn!(error = %e, runs = ids.len(), "cannot claim inserted runs; they stay pending")
-        }
-    }
+    // Inserted as running by this process, so executed even if shutdown began meanwhile: they
+    // get the shutdown grace like every other in-flight run (this task is tracked).
+    executor.spawn(inserted.running);
 }
 
 fn has_target(definition: &JobDefinition) -> bool {

@@ -96,20 +96,35 @@ pub async fn connect(url: &crate::config::Secret) -> Result<sqlx::PgPool, sqlx::
 
 /// Opens a pool of at most `max_connections` connections.
 pub async fn connect_with(url: &crate::config::Secret, max_connections: u32) -> Result<sqlx::PgPool, sqlx::Error> {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(url.expose())
-        .await
+    pool_options(max_connections).connect(url.expose()).await
 }
 
 /// A small pool of its own on `pool`'s database, connected lazily: work that must not queue
 /// behind a herd of targets waiting for `pool`'s connections gets one.
 pub fn side_pool(pool: &sqlx::PgPool, max_connections: u32) -> sqlx::PgPool {
+    pool_options(max_connections).connect_lazy_with((*pool.connect_options()).clone())
+}
+
+/// A connection idle for longer than this is pinged before it is handed out.
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn pool_options(max_connections: u32) -> sqlx::postgres::PgPoolOptions {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect_lazy_with((*pool.connect_options()).clone())
+        // sqlx pings a connection when it returns to the pool (and drops it if that fails), and
+        // by default again when it hands it out: for a herd of targets, each taking a connection
+        // another returned a moment ago, a second round trip per query. Ping again only the ones
+        // idle long enough to have been cut since (a restarted database, a proxy's timeout).
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 #[cfg(test)]

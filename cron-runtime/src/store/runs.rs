@@ -38,8 +38,8 @@ impl DueSlot {
 /// What inserting a batch of due slots did.
 #[derive(Debug, Default)]
 pub struct InsertedSlots {
-    /// Runs this call inserted as `pending`: the caller claims and executes them.
-    pub pending: Vec<JobRun>,
+    /// Runs this call inserted as `running`, owned by the calling scheduler: it executes them.
+    pub running: Vec<ClaimedRun>,
     /// Runs this call recorded as `skipped` because a run of the key was still active.
     pub skipped: Vec<JobRun>,
     // Slots in neither list were already recorded, by another scheduler replica.
@@ -74,76 +74,119 @@ pub struct RunFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// (new) → `pending` or `skipped` for a batch of due slots, in at most two statements.
+/// (new) → `running` (owned by `instance`) or `skipped` for a batch of due slots, in at most
+/// two statements.
 ///
-/// The slot guard makes every slot a single row however many replicas insert it; the
-/// one-active-run-per-key index makes the overlap check race-free. A slot that found an
-/// active run is recorded `skipped`. Slots of definitions no longer active are dropped.
+/// The slot guard makes every slot a single row however many replicas insert it, and the
+/// replica whose insert made the row executes it: a slot is inserted already claimed, so each
+/// run row is written twice (inserted, finished), not three times. The one-active-run-per-key
+/// index makes the overlap check race-free: a slot that found an active run is recorded
+/// `skipped`. Slots of definitions no longer active are dropped.
 #[tracing::instrument(skip_all, fields(slots = slots.len()))]
-pub async fn insert_scheduled(pool: &PgPool, slots: &[DueSlot]) -> Result<InsertedSlots, StoreError> {
+pub async fn insert_scheduled(pool: &PgPool, slots: &[DueSlot], instance: &str) -> Result<InsertedSlots, StoreError> {
     if slots.is_empty() {
         return Ok(InsertedSlots::default());
     }
-    let pending: Vec<JobRun> = insert_slots(pool, slots, RunStatus::Pending).await?;
-    if pending.len() == slots.len() {
+    let running = insert_running(pool, &SlotColumns::of(slots), instance).await?;
+    if running.len() == slots.len() {
         return Ok(InsertedSlots {
-            pending,
+            running,
             skipped: Vec::new(),
         });
     }
-    let inserted: HashSet<(Uuid, DateTime<Utc>)> =
-        pending.iter().map(|r| (r.job_definition_id, r.scheduled_at)).collect();
+    let inserted: HashSet<(Uuid, DateTime<Utc>)> = running
+        .iter()
+        .map(|c| (c.run.job_definition_id, c.run.scheduled_at))
+        .collect();
     let not_inserted: Vec<DueSlot> = slots
         .iter()
         .filter(|s| !inserted.contains(&(s.definition_id, s.scheduled_at)))
         .cloned()
         .collect();
     let mut tx = pool.begin().await?;
-    let skipped = insert_slots(&mut *tx, &not_inserted, RunStatus::Skipped).await?;
+    let skipped = insert_skipped(&mut *tx, &SlotColumns::of(&not_inserted)).await?;
     retire_finished_one_time(&mut tx, &skipped).await?;
     tx.commit().await?;
-    Ok(InsertedSlots { pending, skipped })
+    Ok(InsertedSlots { running, skipped })
 }
 
-async fn insert_slots(
-    conn: impl sqlx::PgExecutor<'_>,
-    slots: &[DueSlot],
-    status: RunStatus,
-) -> Result<Vec<JobRun>, StoreError> {
-    let ids: Vec<Uuid> = slots.iter().map(|_| Uuid::now_v7()).collect();
-    let definition_ids: Vec<Uuid> = slots.iter().map(|s| s.definition_id).collect();
-    let keys: Vec<&str> = slots.iter().map(|s| s.job_key.as_str()).collect();
-    let versions: Vec<i32> = slots.iter().map(|s| s.job_version).collect();
-    let targets: Vec<&str> = slots.iter().map(|s| s.target.as_str()).collect();
-    let times: Vec<DateTime<Utc>> = slots.iter().map(|s| s.scheduled_at).collect();
-    let runs = sqlx::query_as(
+/// Due slots as the column arrays `UNNEST` takes, with a fresh run id each.
+struct SlotColumns<'a> {
+    ids: Vec<Uuid>,
+    definition_ids: Vec<Uuid>,
+    keys: Vec<&'a str>,
+    versions: Vec<i32>,
+    targets: Vec<&'a str>,
+    times: Vec<DateTime<Utc>>,
+}
+
+impl<'a> SlotColumns<'a> {
+    fn of(slots: &'a [DueSlot]) -> Self {
+        SlotColumns {
+            ids: slots.iter().map(|_| Uuid::now_v7()).collect(),
+            definition_ids: slots.iter().map(|s| s.definition_id).collect(),
+            keys: slots.iter().map(|s| s.job_key.as_str()).collect(),
+            versions: slots.iter().map(|s| s.job_version).collect(),
+            targets: slots.iter().map(|s| s.target.as_str()).collect(),
+            times: slots.iter().map(|s| s.scheduled_at).collect(),
+        }
+    }
+
+    /// Binds the arrays as `$1` .. `$6` of a query selecting `FROM` [`DUE_SLOTS`].
+    fn bind<'q, O>(
+        &'q self,
+        query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.definition_ids)
+            .bind(&self.keys)
+            .bind(&self.versions)
+            .bind(&self.targets)
+            .bind(&self.times)
+    }
+}
+
+/// The due slots of [`SlotColumns::bind`], as rows `s`, of definitions still active: one paused
+/// or retired a moment ago (its notification still in flight) does not fire.
+const DUE_SLOTS: &str = "UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
+         AS s(id, definition_id, job_key, job_version, target, scheduled_at)
+     JOIN cron_job_definitions d ON d.id = s.definition_id AND d.status = 'active'";
+
+async fn insert_running(pool: &PgPool, slots: &SlotColumns<'_>, instance: &str) -> Result<Vec<ClaimedRun>, StoreError> {
+    let sql = format!(
+        "WITH inserted AS (
+             INSERT INTO cron_job_runs
+                 (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
+                  status, started_at, heartbeat_at, scheduler_instance)
+             SELECT s.id, s.definition_id, s.job_key, s.job_version, s.target, 'scheduled', s.scheduled_at,
+                    'running', clock_timestamp(), clock_timestamp(), $7
+             FROM {DUE_SLOTS}
+             ON CONFLICT DO NOTHING
+             RETURNING *
+         )
+         SELECT inserted.*, d.payload FROM inserted JOIN cron_job_definitions d ON d.id = inserted.job_definition_id"
+    );
+    Ok(slots.bind(sqlx::query_as(&sql)).bind(instance).fetch_all(pool).await?)
+}
+
+async fn insert_skipped(conn: impl sqlx::PgExecutor<'_>, slots: &SlotColumns<'_>) -> Result<Vec<JobRun>, StoreError> {
+    let sql = format!(
         "INSERT INTO cron_job_runs
              (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
               status, finished_at, error)
          SELECT s.id, s.definition_id, s.job_key, s.job_version, s.target, 'scheduled', s.scheduled_at,
-                $7, CASE WHEN $7 = 'skipped' THEN now() END,
-                CASE WHEN $7 = 'skipped' THEN COALESCE('skipped: run ' || (
+                'skipped', now(),
+                COALESCE('skipped: run ' || (
                     SELECT a.id FROM cron_job_runs a
                     WHERE a.job_key = s.job_key AND a.status IN ('pending', 'running') LIMIT 1
                 ) || ' of this job was still active (overlap policy: skip)',
-                'skipped: another run of this job was active (overlap policy: skip)') END
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
-              AS s(id, definition_id, job_key, job_version, target, scheduled_at)
-         -- A definition paused or retired a moment ago (its notification still in flight) does not fire.
-         JOIN cron_job_definitions d ON d.id = s.definition_id AND d.status = 'active'
+                'skipped: another run of this job was active (overlap policy: skip)')
+         FROM {DUE_SLOTS}
          ON CONFLICT DO NOTHING
-         RETURNING *",
-    )
-    .bind(ids)
-    .bind(definition_ids)
-    .bind(keys)
-    .bind(versions)
-    .bind(targets)
-    .bind(times)
-    .bind(status)
-    .fetch_all(conn)
-    .await?;
-    Ok(runs)
+         RETURNING *"
+    );
+    Ok(slots.bind(sqlx::query_as(&sql)).fetch_all(conn).await?)
 }
 
 /// (new) → `pending` for an admin's run-now, or `skipped` when a run of the key is active.
@@ -229,56 +272,35 @@ pub struct ClaimedRun {
     pub payload: Value,
 }
 
-/// `pending` → `running` for the given runs, by this scheduler instance. Runs another
-/// instance holds or already claimed are left out of the result.
-pub async fn claim(pool: &PgPool, run_ids: &[Uuid], instance: &str) -> Result<Vec<ClaimedRun>, StoreError> {
-    claim_where(pool, "id = ANY($1)", run_ids, i64::MAX, instance).await
-}
-
 /// `pending` → `running` for up to `limit` pending runs of the given targets, oldest first:
-/// runs requested while no scheduler claimed them (run-now, or a replica that died between
-/// inserting and claiming). Only targets this binary has are claimed, so during a deploy an
-/// old replica leaves a new target's runs to the new one.
+/// run-now requests (and runs left `pending` by an older version of the scheduler). Only
+/// targets this binary has are claimed, so during a deploy an old replica leaves a new target's
+/// runs to the new one.
 pub async fn claim_pending(
     pool: &PgPool,
     targets: &[&str],
     limit: i64,
     instance: &str,
 ) -> Result<Vec<ClaimedRun>, StoreError> {
-    let targets: Vec<String> = targets.iter().map(|t| (*t).to_owned()).collect();
-    claim_where(pool, "target = ANY($1::text[])", &targets, limit, instance).await
-}
-
-async fn claim_where<T>(
-    pool: &PgPool,
-    condition: &'static str,
-    values: &[T],
-    limit: i64,
-    instance: &str,
-) -> Result<Vec<ClaimedRun>, StoreError>
-where
-    for<'a> &'a [T]: sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres>,
-{
-    let sql = format!(
+    Ok(sqlx::query_as(
         "UPDATE cron_job_runs r
          SET status = 'running', started_at = clock_timestamp(), heartbeat_at = clock_timestamp(),
              scheduler_instance = $3
          FROM cron_job_definitions d
          WHERE d.id = r.job_definition_id AND r.id IN (
              SELECT id FROM cron_job_runs
-             WHERE status = 'pending' AND {condition}
+             WHERE status = 'pending' AND target = ANY($1::text[])
              ORDER BY scheduled_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED
          )
-         RETURNING r.*, d.payload"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(values)
-        .bind(limit)
-        .bind(instance)
-        .fetch_all(pool)
-        .await?)
+         RETURNING r.*, d.payload",
+    )
+    .bind(targets)
+    .bind(limit)
+    .bind(instance)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Records a sign of life for running runs (the executing scheduler calls this periodically).

@@ -42,26 +42,27 @@ async fn finish_ok(pool: &PgPool, run_id: uuid::Uuid) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn a_slot_runs_through_claim_heartbeat_and_finish(pool: PgPool) {
+async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+    let mut inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "sched-a")
         .await
         .unwrap();
-    assert_eq!((inserted.pending.len(), inserted.skipped.len()), (1, 0));
-    let run = &inserted.pending[0];
+    assert_eq!((inserted.running.len(), inserted.skipped.len()), (1, 0));
+    let claimed = inserted.running.remove(0);
+    let run = &claimed.run;
     assert_eq!(
         (run.status, run.trigger_type, run.scheduled_at, run.job_version),
-        (RunStatus::Pending, TriggerType::Scheduled, at(0), 1)
+        (RunStatus::Running, TriggerType::Scheduled, at(0), 1)
     );
-
-    let claimed = runs::claim(&pool, &[run.id], "sched-a").await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].run.status, RunStatus::Running);
-    assert_eq!(claimed[0].payload, json!({}));
-    assert_eq!(claimed[0].run.scheduler_instance.as_deref(), Some("sched-a"));
+    assert_eq!(claimed.payload, json!({}));
+    assert_eq!(run.scheduler_instance.as_deref(), Some("sched-a"));
+    assert!(run.started_at.is_some() && run.heartbeat_at.is_some());
+    let again = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "sched-b")
+        .await
+        .unwrap();
     assert!(
-        runs::claim(&pool, &[run.id], "sched-b").await.unwrap().is_empty(),
-        "claimed once"
+        again.running.is_empty() && again.skipped.is_empty(),
+        "the slot is one run, executed by the replica that inserted it"
     );
     assert_eq!(runs::heartbeat(&pool, &[run.id]).await.unwrap(), 1);
 
@@ -90,12 +91,12 @@ async fn a_slot_runs_through_claim_heartbeat_and_finish(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn failure_records_the_error(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+    let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "s")
         .await
         .unwrap()
-        .pending
-        .remove(0);
-    runs::claim(&pool, &[run.id], "s").await.unwrap();
+        .running
+        .remove(0)
+        .run;
     let failed = runs::finish(&pool, run.id, &RunOutcome::Failed { error: "boom".into() })
         .await
         .unwrap()
@@ -109,24 +110,25 @@ async fn failure_records_the_error(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let first = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+    let first = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "s")
         .await
         .unwrap()
-        .pending
-        .remove(0);
-    let second = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(1))])
+        .running
+        .remove(0)
+        .run;
+    let second = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(1))], "s")
         .await
         .unwrap();
-    assert!(second.pending.is_empty());
+    assert!(second.running.is_empty());
     assert_eq!(second.skipped.len(), 1);
     let skipped = &second.skipped[0];
     assert_eq!((skipped.status, skipped.scheduled_at), (RunStatus::Skipped, at(1)));
     assert!(skipped.error.as_deref().unwrap().contains(&first.id.to_string()));
     // The same slot again (another replica) adds nothing.
-    let again = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(1))])
+    let again = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(1))], "s")
         .await
         .unwrap();
-    assert!(again.pending.is_empty() && again.skipped.is_empty());
+    assert!(again.running.is_empty() && again.skipped.is_empty());
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -135,13 +137,13 @@ async fn fifty_tasks_inserting_the_same_slot_make_one_row(pool: PgPool) {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let (pool, slot) = (pool.clone(), DueSlot::of(&def, at(7)));
-            tokio::spawn(async move { runs::insert_scheduled(&pool, &[slot]).await.unwrap() })
+            tokio::spawn(async move { runs::insert_scheduled(&pool, &[slot], "s").await.unwrap() })
         })
         .collect();
     let mut inserted = 0;
     for task in tasks {
         let outcome = task.await.unwrap();
-        inserted += outcome.pending.len() + outcome.skipped.len();
+        inserted += outcome.running.len() + outcome.skipped.len();
     }
     assert_eq!(inserted, 1);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM cron_job_runs")
@@ -156,14 +158,10 @@ async fn fifty_tasks_claiming_ten_pending_runs_claim_each_once(pool: PgPool) {
     let mut ids = Vec::new();
     for i in 0..10 {
         let def = job(&pool, &format!("k{i}")).await;
-        ids.push(
-            runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
-                .await
-                .unwrap()
-                .pending
-                .remove(0)
-                .id,
-        );
+        let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x").await.unwrap() else {
+            panic!("expected a pending run")
+        };
+        ids.push(run.id);
     }
     let tasks: Vec<_> = (0..50)
         .map(|i| {
@@ -190,12 +188,8 @@ async fn batch_insert_handles_a_herd(pool: PgPool) {
     for i in 0..200 {
         slots.push(DueSlot::of(&job(&pool, &format!("herd-{i}")).await, at(0)));
     }
-    let first = runs::insert_scheduled(&pool, &slots).await.unwrap();
-    assert_eq!(first.pending.len(), 200);
-    let claimed = runs::claim(&pool, &first.pending.iter().map(|r| r.id).collect::<Vec<_>>(), "s")
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 200);
+    let first = runs::insert_scheduled(&pool, &slots, "s").await.unwrap();
+    assert_eq!(first.running.len(), 200);
     // The next second: every job is still running, so every slot is skipped, in one call.
     let next: Vec<DueSlot> = slots
         .iter()
@@ -204,18 +198,20 @@ async fn batch_insert_handles_a_herd(pool: PgPool) {
             ..s.clone()
         })
         .collect();
-    let second = runs::insert_scheduled(&pool, &next).await.unwrap();
-    assert_eq!((second.pending.len(), second.skipped.len()), (0, 200));
+    let second = runs::insert_scheduled(&pool, &next, "s").await.unwrap();
+    assert_eq!((second.running.len(), second.skipped.len()), (0, 200));
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn stale_runs_fail_and_fresh_ones_do_not(pool: PgPool) {
     let (a, b) = (job(&pool, "a").await, job(&pool, "b").await);
-    let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))])
-        .await
-        .unwrap();
-    let ids: Vec<_> = inserted.pending.iter().map(|r| r.id).collect();
-    runs::claim(&pool, &ids, "dead-scheduler").await.unwrap();
+    runs::insert_scheduled(
+        &pool,
+        &[DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))],
+        "dead-scheduler",
+    )
+    .await
+    .unwrap();
     sqlx::query("UPDATE cron_job_runs SET heartbeat_at = now() - interval '20 minutes' WHERE job_key = 'a'")
         .execute(&pool)
         .await
@@ -260,7 +256,10 @@ async fn run_now_records_pending_then_skips_while_active(pool: PgPool) {
         other => panic!("expected a skip, got {other:?}"),
     }
     // Paused jobs may be run by hand; retired ones may not.
-    runs::claim(&pool, &[first.id], "s").await.unwrap();
+    let claimed = runs::claim_pending(&pool, &["system.heartbeat"], 10, "s")
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|c| c.run.id).collect::<Vec<_>>(), [first.id]);
     finish_ok(&pool, first.id).await;
     definitions::pause(&pool, def.id, "on hold", "x").await.unwrap();
     assert!(matches!(
@@ -328,12 +327,12 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
     )
     .await
     .unwrap();
-    let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(5))])
+    let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(5))], "s")
         .await
         .unwrap()
-        .pending
-        .remove(0);
-    runs::claim(&pool, &[run.id], "s").await.unwrap();
+        .running
+        .remove(0)
+        .run;
     assert_eq!(definitions::get(&pool, def.id).await.unwrap().status, JobStatus::Active);
     finish_ok(&pool, run.id).await;
     let def = definitions::get(&pool, def.id).await.unwrap();
@@ -345,12 +344,10 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
 async fn run_list_filters_and_paginates(pool: PgPool) {
     let (a, b) = (job(&pool, "a").await, job(&pool, "b").await);
     for second in 0..30 {
-        let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&a, at(second)), DueSlot::of(&b, at(second))])
+        let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&a, at(second)), DueSlot::of(&b, at(second))], "s")
             .await
             .unwrap();
-        let ids: Vec<_> = inserted.pending.iter().map(|r| r.id).collect();
-        runs::claim(&pool, &ids, "s").await.unwrap();
-        for id in ids {
+        for id in inserted.running.iter().map(|c| c.run.id) {
             finish_ok(&pool, id).await;
         }
     }
@@ -395,11 +392,11 @@ async fn run_list_filters_and_paginates(pool: PgPool) {
 async fn paused_definitions_do_not_fire_and_unknown_targets_are_not_claimed(pool: PgPool) {
     let def = job(&pool, "k").await;
     definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
-    let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))])
+    let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "s")
         .await
         .unwrap();
     assert!(
-        inserted.pending.is_empty() && inserted.skipped.is_empty(),
+        inserted.running.is_empty() && inserted.skipped.is_empty(),
         "a paused job's slot is dropped"
     );
     let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x").await.unwrap() else {
@@ -432,25 +429,26 @@ async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
 async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgPool) {
     let def = job(&pool, "k").await;
     for second in 0..25 {
-        let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(second))])
+        let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(second))], "s")
             .await
             .unwrap()
-            .pending
-            .remove(0);
-        runs::claim(&pool, &[run.id], "s").await.unwrap();
+            .running
+            .remove(0)
+            .run;
         finish_ok(&pool, run.id).await;
     }
-    let active = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(30))])
+    let active = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(30))], "s")
         .await
         .unwrap()
-        .pending
-        .remove(0);
+        .running
+        .remove(0)
+        .run;
     // Everything so far is "old"; one more recent terminal run must stay.
     sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '200 days'")
         .execute(&pool)
         .await
         .unwrap();
-    let recent = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(31))])
+    let recent = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(31))], "s")
         .await
         .unwrap()
         .skipped

@@ -81,12 +81,12 @@ async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
     let job = recurring(&db.pool, "old", "system.heartbeat", "* * * * *", json!({})).await;
     for minute in 0..3 {
         let at = chrono::Utc::now() - chrono::Duration::minutes(10 - minute);
-        let run = runs::insert_scheduled(&db.pool, &[DueSlot::of(&job, at)])
+        let run = runs::insert_scheduled(&db.pool, &[DueSlot::of(&job, at)], "test")
             .await
             .unwrap()
-            .pending
-            .remove(0);
-        runs::claim(&db.pool, &[run.id], "test").await.unwrap();
+            .running
+            .remove(0)
+            .run;
         runs::finish(&db.pool, run.id, &RunOutcome::Succeeded { output: json!(null) })
             .await
             .unwrap();
