@@ -96,6 +96,29 @@ pub fn scheduler(db: &TestDb, extra: &[(&str, &str)]) -> Cronjobs {
     Cronjobs::spawn(&["scheduler"], &env)
 }
 
+/// Starts `cronjobs api` on `db` on a free port of 127.0.0.1, with the admin `ops:<token>`,
+/// plus `extra` variables (which win); waits until `/healthz` answers. Returns the process and
+/// the base URL (`http://127.0.0.1:<port>`).
+pub async fn api_process(db: &TestDb, token: &str, extra: &[(&str, &str)]) -> (Cronjobs, String) {
+    let port = free_port().to_string();
+    let tokens = format!("ops:{token}");
+    let mut env: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("CRON_ADMIN_TOKENS", tokens.as_str()),
+        ("HOST", "127.0.0.1"),
+        ("PORT", port.as_str()),
+    ];
+    for (key, value) in extra {
+        env.retain(|(k, _)| k != key);
+        env.push((key, value));
+    }
+    let process = Cronjobs::spawn(&["api"], &env);
+    let base = format!("http://127.0.0.1:{port}");
+    let health = format!("{base}/healthz");
+    wait_for(Duration::from_secs(10), "the API to answer", || http_get(&health)).await;
+    (process, base)
+}
+
 /// A TCP port free right now on 127.0.0.1 (for a process's `PORT`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

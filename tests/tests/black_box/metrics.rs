@@ -5,8 +5,7 @@ use std::time::Duration;
 use cron_runtime::domain::RunStatus;
 use serde_json::json;
 use tests::db::TestDb;
-use tests::fixtures::{free_port, http_get, recurring, runs_of, scheduler, wait_for};
-use tests::process::Cronjobs;
+use tests::fixtures::{api_process, free_port, http_get, recurring, runs_of, scheduler, wait_for};
 
 /// The value of the first sample of `text` whose line starts with `name{` and has every label.
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -86,20 +85,10 @@ async fn the_scheduler_serves_health_and_prometheus_metrics_on_port() {
 #[tokio::test]
 async fn the_api_serves_metrics_to_admins_only() {
     let db = TestDb::create().await;
-    let port = free_port().to_string();
     let token = "metrics-test-token-0123456789";
-    let tokens = format!("ops:{token}");
-    let _api = Cronjobs::spawn(
-        &["api"],
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("CRON_ADMIN_TOKENS", tokens.as_str()),
-            ("HOST", "127.0.0.1"),
-            ("PORT", port.as_str()),
-        ],
-    );
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let (status, _) = wait_for(Duration::from_secs(10), "the API to answer", || http_get(&url)).await;
+    let (_api, base) = api_process(&db, token, &[]).await;
+    let url = format!("{base}/metrics");
+    let (status, _) = http_get(&url).await.expect("GET /metrics");
     assert_eq!(status, 401, "no token, no metrics");
     let response = reqwest::Client::new()
         .get(&url)

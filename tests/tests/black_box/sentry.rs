@@ -7,8 +7,7 @@ use cron_runtime::domain::RunStatus;
 use serde_json::{json, Value};
 use tests::api::recurring_body;
 use tests::db::TestDb;
-use tests::fixtures::{free_port, http_get, recurring, runs_of, scheduler, wait_for};
-use tests::process::Cronjobs;
+use tests::fixtures::{api_process, recurring, runs_of, scheduler, wait_for};
 use tests::sentry_sink::{tag, SentrySink};
 
 /// Waits for an event tagged `job_key` whose text contains `needle`.
@@ -89,22 +88,8 @@ async fn the_api_reports_server_errors_to_sentry_but_not_client_errors() {
     let db = TestDb::create().await;
     let sink = SentrySink::start().await;
     let dsn = sink.dsn("publickey", None);
-    let port = free_port().to_string();
     let token = "sentry-test-token-0123456789";
-    let tokens = format!("ops:{token}");
-    let _api = Cronjobs::spawn(
-        &["api"],
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("CRON_ADMIN_TOKENS", tokens.as_str()),
-            ("HOST", "127.0.0.1"),
-            ("PORT", port.as_str()),
-            ("SENTRY_DSN", dsn.as_str()),
-        ],
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let health = format!("{base}/healthz");
-    wait_for(Duration::from_secs(10), "the API to answer", || http_get(&health)).await;
+    let (_api, base) = api_process(&db, token, &[("SENTRY_DSN", dsn.as_str())]).await;
     let client = reqwest::Client::new();
     let post_job = || {
         client

@@ -7,8 +7,7 @@ use std::time::Duration;
 use cron_runtime::domain::RunStatus;
 use serde_json::{json, Value};
 use tests::db::TestDb;
-use tests::fixtures::{free_port, http_get, recurring, runs_of, scheduler, wait_for};
-use tests::process::Cronjobs;
+use tests::fixtures::{api_process, free_port, http_get, recurring, runs_of, scheduler, wait_for};
 use tests::sentry_sink::SentrySink;
 
 const ROLE: &str = "cronjobs_secret_test";
@@ -129,23 +128,17 @@ async fn the_api_logs_requests_without_tokens_or_secrets() {
     let database_url = role_with_password(&db).await;
     let sink = SentrySink::start().await;
     let dsn = sink.dsn(DSN_PUBLIC_KEY, Some(DSN_SECRET_KEY));
-    let port = free_port().to_string();
-    let tokens = format!("ops:{ADMIN_TOKEN}");
-    let mut process = Cronjobs::spawn(
-        &["api"],
+    let (mut process, base) = api_process(
+        &db,
+        ADMIN_TOKEN,
         &[
             ("DATABASE_URL", database_url.as_str()),
             ("SENTRY_DSN", dsn.as_str()),
-            ("CRON_ADMIN_TOKENS", tokens.as_str()),
             ("RUST_LOG", "trace"),
             ("LOG_FORMAT", "json"),
-            ("HOST", "127.0.0.1"),
-            ("PORT", port.as_str()),
         ],
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let health = format!("{base}/healthz");
-    wait_for(Duration::from_secs(10), "the API to answer", || http_get(&health)).await;
+    )
+    .await;
 
     let client = reqwest::Client::new();
     let jobs = format!("{base}/api/v2/admin/cron/jobs");
