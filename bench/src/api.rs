@@ -21,12 +21,7 @@ const TOKEN: &str = "bench-token-0123456789abcdef";
 const DEFINITIONS: u64 = 1_000;
 const PREFIX: &str = "/api/v2/admin/cron";
 
-/// One load test: a name, the request, and what wrk measured.
-struct Case {
-    name: &'static str,
-    request: Request,
-}
-
+/// What wrk sends.
 enum Request {
     Get(String),
     /// `POST /jobs`, a new recurring job per request.
@@ -43,46 +38,27 @@ pub async fn run(args: &Args, server: &Server) -> anyhow::Result<Table> {
     let port = free_port()?;
     let api = start_api(&args.cronjobs, &server.url(DATABASE), port).await?;
     let base = format!("http://127.0.0.1:{port}{PREFIX}");
+    let get = |path: &str| Request::Get(path.to_owned());
+    let window = format!("/runs?{}", one_hour_window(&pool).await?);
     let cases = [
-        Case {
-            name: "GET /runs (first page)",
-            request: Request::Get("/runs".to_owned()),
-        },
-        Case {
-            name: "GET /runs?job_key=",
-            request: Request::Get("/runs?job_key=bench-17".to_owned()),
-        },
-        Case {
-            name: "GET /runs?status=failed",
-            request: Request::Get("/runs?status=failed".to_owned()),
-        },
-        Case {
-            name: "GET /runs?trigger_type=manual",
-            request: Request::Get("/runs?trigger_type=manual".to_owned()),
-        },
-        Case {
-            name: "GET /runs?target= (1% of runs)",
-            request: Request::Get("/runs?target=system.sleep".to_owned()),
-        },
-        Case {
-            name: "GET /runs?target=&status=",
-            request: Request::Get("/runs?target=system.heartbeat&status=skipped".to_owned()),
-        },
-        Case {
-            name: "GET /runs?from=&to= (one hour)",
-            request: Request::Get(format!("/runs?{}", one_hour_window(&pool).await?)),
-        },
-        Case {
-            name: "POST /jobs",
-            request: Request::CreateJob,
-        },
+        ("GET /runs (first page)", get("/runs")),
+        ("GET /runs?job_key=", get("/runs?job_key=bench-17")),
+        ("GET /runs?status=failed", get("/runs?status=failed")),
+        ("GET /runs?trigger_type=manual", get("/runs?trigger_type=manual")),
+        ("GET /runs?target= (1% of runs)", get("/runs?target=system.sleep")),
+        (
+            "GET /runs?target=&status=",
+            get("/runs?target=system.heartbeat&status=skipped"),
+        ),
+        ("GET /runs?from=&to= (one hour)", get(&window)),
+        ("POST /jobs", Request::CreateJob),
     ];
     let mut rows = Vec::new();
-    for case in &cases {
-        eprintln!("api: {} for {} s", case.name, args.api_seconds);
-        let figures = wrk(&base, &case.request, args)?;
+    for (name, request) in &cases {
+        eprintln!("api: {name} for {} s", args.api_seconds);
+        let figures = wrk(&base, request, args)?;
         rows.push(vec![
-            case.name.to_owned(),
+            (*name).to_owned(),
             format!("{:.0}", figures.requests_per_second),
             millis(figures.p50),
             millis(figures.p90),
