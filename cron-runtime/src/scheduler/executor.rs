@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -33,6 +33,10 @@ const PANICKED: &str = "panicked: ";
 const CANCEL_GRACE: Duration = Duration::from_millis(500);
 /// Most outcomes one recording transaction carries.
 const RECORD_BATCH: usize = 1_000;
+/// Most runs one scheduler holds at once (executing, or waiting for a database connection).
+/// Due slots beyond it wait to be inserted until runs finish, so a huge herd costs bounded
+/// memory: the pool's connections, not this, limit how many targets actually run at once.
+pub const MAX_IN_FLIGHT: usize = 10_000;
 
 /// The runs this scheduler executes, and the tasks executing them.
 #[derive(Clone)]
@@ -46,6 +50,8 @@ struct Inner {
     /// Running runs (for heartbeats).
     in_flight: Mutex<HashMap<Uuid, JobRun>>,
     tasks: TaskTracker,
+    /// [`MAX_IN_FLIGHT`] permits; each run holds one until it is recorded.
+    capacity: Arc<Semaphore>,
     /// Cancelled when shutdown's grace period is over: in-flight runs are interrupted.
     interrupt: CancellationToken,
     /// Outcomes waiting for the recorder.
@@ -84,6 +90,7 @@ impl Executor {
                 instance,
                 in_flight: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
+                capacity: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
                 interrupt,
                 outcomes,
             }),
@@ -118,9 +125,23 @@ impl Executor {
         self.inner.tasks.spawn(work);
     }
 
-    /// Starts executing claimed runs, each in its own task.
-    pub fn spawn(&self, claimed: Vec<ClaimedRun>) {
+    /// Waits until `runs` more runs fit under [`MAX_IN_FLIGHT`] and reserves room for them:
+    /// call before inserting or claiming, and hand the reservation to [`Executor::spawn`].
+    pub async fn reserve(&self, runs: usize) -> OwnedSemaphorePermit {
+        let runs = u32::try_from(runs.min(MAX_IN_FLIGHT)).unwrap_or(u32::MAX);
+        self.inner
+            .capacity
+            .clone()
+            .acquire_many_owned(runs)
+            .await
+            .expect("the capacity semaphore is never closed")
+    }
+
+    /// Starts executing claimed runs, each in its own task holding one permit of `room`
+    /// (reserved for at least as many runs); the permits left over are released.
+    pub fn spawn(&self, claimed: Vec<ClaimedRun>, mut room: OwnedSemaphorePermit) {
         for ClaimedRun { run, payload } in claimed {
+            let permit = room.split(1);
             log_started(&run);
             metrics::runs_in_flight(1.0);
             self.lock_in_flight().insert(run.id, run.clone());
@@ -131,6 +152,7 @@ impl Executor {
                 executor.record(&run, outcome).await;
                 executor.lock_in_flight().remove(&id);
                 metrics::runs_in_flight(-1.0);
+                drop(permit);
             });
         }
     }

@@ -251,10 +251,11 @@ impl TimerLoop {
         self.executor.track(async move {
             let targets: Vec<&str> = registry::all().iter().map(|t| t.key).collect();
             loop {
+                let room = executor.reserve(CLAIM_BATCH as usize).await;
                 match runs::claim_pending(&pool, &targets, CLAIM_BATCH, executor.instance()).await {
                     Ok(claimed) => {
                         let full = claimed.len() as i64 == CLAIM_BATCH;
-                        executor.spawn(claimed);
+                        executor.spawn(claimed, room);
                         if !full {
                             return;
                         }
@@ -273,6 +274,11 @@ impl TimerLoop {
 /// Inserts one batch of slots (retrying while the database is away), records overlaps as
 /// skipped, and starts what it inserted.
 async fn fire_batch(pool: &PgPool, executor: &Executor, batch: &[DueSlot], shutdown: &CancellationToken) {
+    // Room first: while a herd bigger than MAX_IN_FLIGHT runs, the rest of it waits here.
+    let room = tokio::select! {
+        room = executor.reserve(batch.len()) => room,
+        () = shutdown.cancelled() => return,
+    };
     // Give up on a recurring slot after SLOT_RETRY_WINDOW; one-time slots are kept (and
     // re-armed from the database at the next reload if this process stops).
     let give_up = CancellationToken::new();
@@ -304,7 +310,7 @@ async fn fire_batch(pool: &PgPool, executor: &Executor, batch: &[DueSlot], shutd
     }
     // Inserted as running by this process, so executed even if shutdown began meanwhile: they
     // get the shutdown grace like every other in-flight run (this task is tracked).
-    executor.spawn(inserted.running);
+    executor.spawn(inserted.running, room);
 }
 
 fn has_target(definition: &JobDefinition) -> bool {
