@@ -1,5 +1,6 @@
-//! Executes claimed runs: each in its own task, under its target's timeout, with a
-//! cancellation signal, heartbeats while it runs, and its outcome recorded.
+//! Executes the runs this scheduler owns (inserted `running`, or claimed): each in its own
+//! task, under its target's timeout, with a cancellation signal, heartbeats while it runs, and
+//! its outcome recorded.
 //!
 //! A target that errors, panics or times out fails its run; the scheduler lives on.
 //!
@@ -97,7 +98,7 @@ impl Executor {
         }
     }
 
-    /// This scheduler's instance name (recorded on the runs it claims).
+    /// This scheduler's instance name (recorded on the runs it starts).
     pub fn instance(&self) -> &str {
         &self.inner.instance
     }

@@ -15,7 +15,7 @@
 //! | (new) → running / skipped   | the timer loop, at a slot (`store::runs::insert_scheduled`) |
 //! | (new) → pending             | the API's run-now                                      |
 //! | pending → running           | any replica's pending claim                            |
-//! | running → succeeded/failed  | the executor that claimed it (error, panic, timeout, shutdown) |
+//! | running → succeeded/failed  | the executor that started it (error, panic, timeout, shutdown) |
 //! | running → failed (stale)    | the sweeper of any replica                             |
 //!
 //! Any number of replicas may run at once: the slot guard makes each slot one row, executed
@@ -65,7 +65,7 @@ pub(crate) enum Event {
 /// previous one runs. 1,000 kept ahead of execution and beat 5,000 in `scripts/bench herd`.
 const FIRST_INSERT_BATCH: usize = 500;
 const INSERT_BATCH: usize = 1_000;
-/// Connections for inserting and claiming due slots, apart from the pool targets use.
+/// Connections for inserting due slots and claiming pending runs, apart from the pool targets use.
 const SLOT_POOL_SIZE: u32 = 2;
 /// How many pending runs one claim takes.
 const CLAIM_BATCH: i64 = 500;
@@ -73,7 +73,7 @@ const CLAIM_BATCH: i64 = 500;
 /// missed (one-time slots are retried until they run).
 const SLOT_RETRY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-/// A name for this process, recorded on the runs it claims.
+/// A name for this process, recorded on the runs it starts.
 pub fn instance_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()

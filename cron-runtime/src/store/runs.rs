@@ -263,7 +263,7 @@ async fn insert_manual(
     Ok(run)
 }
 
-/// A run this scheduler claimed, with what it needs to execute it.
+/// A run this scheduler owns (inserted `running`, or claimed), with what it needs to execute it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ClaimedRun {
     #[sqlx(flatten)]
