@@ -185,7 +185,14 @@ pub struct JobListParams {
 /// Creates version 1 of a job (or the next version of a key whose versions are all retired).
 #[utoipa::path(post, path = "/api/v2/admin/cron/jobs", tag = "jobs", request_body = CreateJob,
     responses(
-        (status = 201, description = "The job was created.", body = Job),
+        (status = 201, description = "The job was created.", body = Job,
+            links(
+                ("GetJob" = (operation_id = "get_job", parameters(("jobId" = "$response.body#/id")))),
+                ("PauseJob" = (operation_id = "pause_job", parameters(("jobId" = "$response.body#/id")))),
+                ("ResumeJob" = (operation_id = "resume_job", parameters(("jobId" = "$response.body#/id")))),
+                ("NewVersion" = (operation_id = "new_version", parameters(("jobId" = "$response.body#/id")))),
+                ("RunNow" = (operation_id = "run_now", parameters(("jobId" = "$response.body#/id")))),
+            )),
         (status = 400, description = "The body is invalid; `errors` names every bad field.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A job with this key that is not retired exists.", body = Problem, content_type = "application/problem+json"),
@@ -309,7 +316,14 @@ pub async fn resume_job(State(state): State<AppState>, JobId(id): JobId) -> Resu
 #[utoipa::path(post, path = "/api/v2/admin/cron/jobs/{jobId}/new-version", tag = "jobs", request_body = NewVersion,
     params(("jobId" = Uuid, Path, description = "The id of the version to replace.")),
     responses(
-        (status = 201, description = "The new version.", body = Job),
+        (status = 201, description = "The new version.", body = Job,
+            links(
+                ("GetJob" = (operation_id = "get_job", parameters(("jobId" = "$response.body#/id")))),
+                ("PauseJob" = (operation_id = "pause_job", parameters(("jobId" = "$response.body#/id")))),
+                ("ResumeJob" = (operation_id = "resume_job", parameters(("jobId" = "$response.body#/id")))),
+                ("NewVersion" = (operation_id = "new_version", parameters(("jobId" = "$response.body#/id")))),
+                ("RunNow" = (operation_id = "run_now", parameters(("jobId" = "$response.body#/id")))),
+            )),
         (status = 400, description = "The id or the merged definition is invalid.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
@@ -334,7 +348,8 @@ pub async fn new_version(
 #[utoipa::path(post, path = "/api/v2/admin/cron/jobs/{jobId}/run-now", tag = "jobs",
     params(("jobId" = Uuid, Path, description = "The job version's id.")),
     responses(
-        (status = 202, description = "The run, `pending` until a scheduler claims it.", body = Run),
+        (status = 202, description = "The run, `pending` until a scheduler claims it.", body = Run,
+            links(("GetRun" = (operation_id = "get_run", parameters(("runId" = "$response.body#/id")))))),
         (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),

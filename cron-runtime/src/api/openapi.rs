@@ -91,7 +91,40 @@ impl Modify for Description {
 /// The document, built once.
 pub fn document() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_default())
+    JSON.get_or_init(|| {
+        let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        camel_case_link_fields(&mut document);
+        document.to_string()
+    })
+}
+
+/// utoipa 5.5 serializes the fields of a Link Object in snake case (`operation_id`), which no
+/// OpenAPI tool reads; the specification spells them `operationId`, `operationRef` and
+/// `requestBody`.
+fn camel_case_link_fields(document: &mut serde_json::Value) {
+    let Some(paths) = document.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (snake, camel) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
+            }
+        }
+    }
 }
 
 /// This OpenAPI document (no auth).

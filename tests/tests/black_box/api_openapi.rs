@@ -96,3 +96,73 @@ async fn the_document_is_openapi_3_1_with_bearer_auth_and_problem_errors() {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema} documented");
     }
 }
+
+/// Every operation of the document, by operationId: its path parameters' names.
+fn operations(doc: &Value) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut operations = std::collections::BTreeMap::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let Some(id) = operation["operationId"].as_str() else {
+                continue;
+            };
+            let parameters = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect();
+            operations.insert(id.to_owned(), parameters);
+        }
+    }
+    operations
+}
+
+/// Links (what a client or a stateful fuzzer follows from a created job or run) name real
+/// operations and exactly their path parameters, taken from the response body's `id`.
+#[tokio::test]
+async fn links_from_created_jobs_and_runs_lead_to_real_operations() {
+    let api = TestApi::spawn().await;
+    let doc = document(&api).await;
+    let operations = operations(&doc);
+    let mut followed = BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let Some(responses) = operation["responses"].as_object() else {
+                continue;
+            };
+            for response in responses.values() {
+                let Some(links) = response["links"].as_object() else {
+                    continue;
+                };
+                for (name, link) in links {
+                    let target = link["operationId"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("link {name} has no operationId: {link}"));
+                    let expected = operations
+                        .get(target)
+                        .unwrap_or_else(|| panic!("link {name} names no operation: {target}"));
+                    let given: BTreeSet<String> = link["parameters"].as_object().unwrap().keys().cloned().collect();
+                    assert_eq!(&given, expected, "link {name} to {target}");
+                    assert!(link["parameters"]
+                        .as_object()
+                        .unwrap()
+                        .values()
+                        .all(|v| v == "$response.body#/id"));
+                    followed.insert(target.to_owned());
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "get_job",
+        "pause_job",
+        "resume_job",
+        "new_version",
+        "run_now",
+        "get_run",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert_eq!(followed, expected);
+}
