@@ -10,7 +10,7 @@ CREATE INDEX cron_job_runs_manual_scheduled_idx
 DROP INDEX cron_job_runs_target_idx;
 CREATE INDEX cron_job_runs_target_scheduled_idx ON cron_job_runs (target, scheduled_at DESC, id DESC);
 
--- Every run row is written three times (inserted, claimed, finished), and a status change
--- rewrites every index entry. The slot guard (job_definition_id, scheduled_at, trigger_type)
+-- Every run row is written at least twice (inserted, finished), and a status change rewrites
+-- every index entry. The slot guard (job_definition_id, scheduled_at, trigger_type)
 -- already serves lookups by job_definition_id (its leading column), so this one only cost writes.
 DROP INDEX cron_job_runs_definition_idx;
