@@ -47,10 +47,10 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     clients: u32,
     /// Per-second definitions tried by `sustained`, in order, until one is not held.
-    #[arg(long, value_delimiter = ',', default_values_t = [250u64, 500, 1_000, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_000, 8_000])]
+    #[arg(long, value_delimiter = ',', default_values_t = [500u64, 1_000, 2_000, 2_500, 3_000, 3_500, 4_000, 5_000, 6_000, 8_000])]
     rates: Vec<u64>,
-    /// How long `sustained` holds each rate, seconds.
-    #[arg(long, default_value_t = 30)]
+    /// How long `sustained` holds each rate, seconds (issue 6: 60).
+    #[arg(long, default_value_t = 60)]
     step_seconds: u64,
     /// How long `idle` measures, seconds (issue 6 asks for 120).
     #[arg(long, default_value_t = 120)]
