@@ -7,15 +7,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::auth::Actor;
 use super::error::{ApiError, FieldError, Problem};
 use super::extract::{ApiJson, JobId, QueryParams};
-use super::runs::Run;
 use super::{parse_cursor, parse_enum, parse_limit, AppState};
 use crate::domain::schedule::parse_timezone;
-use crate::domain::{JobDefinition, JobKey, JobStatus, Schedule, ScheduleType};
+use crate::domain::{JobDefinition, JobKey, JobRun, JobStatus, Schedule, ScheduleType};
 use crate::registry::{self, PayloadError};
 use crate::store::definitions::{self, JobFilter, NewDefinition, ScheduleSpec};
 use crate::store::runs::{self, RunNowOutcome};
@@ -28,25 +26,8 @@ pub const PAUSE_REASON: std::ops::RangeInclusive<usize> = 5..=300;
 /// A job definition (one version of a job), with its next fire time.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Job {
-    pub id: Uuid,
-    pub job_key: String,
-    pub version: i32,
-    pub target: String,
-    pub schedule_type: ScheduleType,
-    pub cron_expression: Option<String>,
-    pub timezone: String,
-    pub run_at: Option<DateTime<Utc>>,
-    #[schema(value_type = Object)]
-    pub payload: Value,
-    pub description: Option<String>,
-    pub status: JobStatus,
-    pub pause_reason: Option<String>,
-    pub paused_at: Option<DateTime<Utc>>,
-    pub paused_by: Option<String>,
-    pub created_by: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub retired_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub definition: JobDefinition,
     /// When the job fires next; null unless the job is active.
     pub next_run_at: Option<DateTime<Utc>>,
 }
@@ -56,24 +37,7 @@ impl Job {
     pub fn new(definition: JobDefinition, now: DateTime<Utc>) -> Self {
         let next_run_at = next_run_at(&definition, now);
         Job {
-            id: definition.id,
-            job_key: definition.job_key,
-            version: definition.version,
-            target: definition.target,
-            schedule_type: definition.schedule_type,
-            cron_expression: definition.cron_expression,
-            timezone: definition.timezone,
-            run_at: definition.run_at,
-            payload: definition.payload,
-            description: definition.description,
-            status: definition.status,
-            pause_reason: definition.pause_reason,
-            paused_at: definition.paused_at,
-            paused_by: definition.paused_by,
-            created_by: definition.created_by,
-            created_at: definition.created_at,
-            updated_at: definition.updated_at,
-            retired_at: definition.retired_at,
+            definition,
             next_run_at,
         }
     }
@@ -348,7 +312,7 @@ pub async fn new_version(
 #[utoipa::path(post, path = "/api/v2/admin/cron/jobs/{jobId}/run-now", tag = "jobs",
     params(("jobId" = Uuid, Path, description = "The job version's id.")),
     responses(
-        (status = 202, description = "The run, `pending` until a scheduler claims it.", body = Run,
+        (status = 202, description = "The run, `pending` until a scheduler claims it.", body = JobRun,
             links(("GetRun" = (operation_id = "get_run", parameters(("runId" = "$response.body#/id")))))),
         (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
@@ -359,9 +323,9 @@ pub async fn run_now(
     State(state): State<AppState>,
     JobId(id): JobId,
     Actor(actor): Actor,
-) -> Result<(StatusCode, Json<Run>), ApiError> {
+) -> Result<(StatusCode, Json<JobRun>), ApiError> {
     match runs::request_run(&state.pool, id, &actor).await? {
-        RunNowOutcome::Pending(run) => Ok((StatusCode::ACCEPTED, Json(Run::from(run)))),
+        RunNowOutcome::Pending(run) => Ok((StatusCode::ACCEPTED, Json(run))),
         RunNowOutcome::Skipped { run, active_run_id } => {
             crate::metrics::run_finished(&run);
             Err(ApiError::Overlap {

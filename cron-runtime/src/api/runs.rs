@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -15,56 +14,10 @@ use super::{parse_cursor, parse_enum, parse_limit, AppState};
 use crate::domain::{JobRun, RunStatus, TriggerType};
 use crate::store::runs::{self, RunFilter};
 
-/// A run of a job (every column but the internal `heartbeat_at`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Run {
-    pub id: Uuid,
-    pub job_definition_id: Uuid,
-    pub job_key: String,
-    pub job_version: i32,
-    pub target: String,
-    pub trigger_type: TriggerType,
-    pub scheduled_at: DateTime<Utc>,
-    pub status: RunStatus,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub duration_ms: Option<i64>,
-    pub error: Option<String>,
-    /// What the target returned (JSON), on success.
-    #[schema(value_type = Option<Object>)]
-    pub output: Option<Value>,
-    pub triggered_by: Option<String>,
-    pub scheduler_instance: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<JobRun> for Run {
-    fn from(run: JobRun) -> Self {
-        Run {
-            id: run.id,
-            job_definition_id: run.job_definition_id,
-            job_key: run.job_key,
-            job_version: run.job_version,
-            target: run.target,
-            trigger_type: run.trigger_type,
-            scheduled_at: run.scheduled_at,
-            status: run.status,
-            started_at: run.started_at,
-            finished_at: run.finished_at,
-            duration_ms: run.duration_ms,
-            error: run.error,
-            output: run.output,
-            triggered_by: run.triggered_by,
-            scheduler_instance: run.scheduler_instance,
-            created_at: run.created_at,
-        }
-    }
-}
-
 /// A page of runs, newest first (by `scheduled_at`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunList {
-    pub items: Vec<Run>,
+    pub items: Vec<JobRun>,
     /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -118,7 +71,7 @@ pub async fn list_runs(State(state): State<AppState>, mut query: QueryParams) ->
     query.finish()?;
     let page = runs::list(&state.pool, &filter, cursor, limit).await?;
     Ok(Json(RunList {
-        items: page.items.into_iter().map(Run::from).collect(),
+        items: page.items,
         next_cursor: page.next_cursor.map(|c| c.encode()),
     }))
 }
@@ -127,11 +80,11 @@ pub async fn list_runs(State(state): State<AppState>, mut query: QueryParams) ->
 #[utoipa::path(get, path = "/api/v2/admin/cron/runs/{runId}", tag = "runs",
     params(("runId" = Uuid, Path, description = "The run's id.")),
     responses(
-        (status = 200, description = "The run.", body = Run),
+        (status = 200, description = "The run.", body = JobRun),
         (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No run with this id.", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get_run(State(state): State<AppState>, RunId(id): RunId) -> Result<Json<Run>, ApiError> {
-    Ok(Json(runs::get(&state.pool, id).await?.into()))
+pub async fn get_run(State(state): State<AppState>, RunId(id): RunId) -> Result<Json<JobRun>, ApiError> {
+    Ok(Json(runs::get(&state.pool, id).await?))
 }

@@ -108,8 +108,8 @@ impl fmt::Display for JobKey {
     }
 }
 
-/// A row of `cron_job_definitions`.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// A row of `cron_job_definitions`; the API shows it with its next fire time (`api::jobs::Job`).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct JobDefinition {
     pub id: Uuid,
     pub job_key: String,
@@ -119,6 +119,7 @@ pub struct JobDefinition {
     pub cron_expression: Option<String>,
     pub timezone: String,
     pub run_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub description: Option<String>,
     pub status: JobStatus,

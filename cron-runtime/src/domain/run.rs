@@ -68,8 +68,10 @@ impl TriggerType {
     }
 }
 
-/// A row of `cron_job_runs`.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// A row of `cron_job_runs`; also the API's view of a run (every column but the internal
+/// `heartbeat_at`).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Run)]
 pub struct JobRun {
     pub id: Uuid,
     pub job_definition_id: Uuid,
@@ -85,6 +87,8 @@ pub struct JobRun {
     #[serde(skip)]
     pub heartbeat_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// What the target returned (JSON), on success.
+    #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
     pub triggered_by: Option<String>,
     pub scheduler_instance: Option<String>,
