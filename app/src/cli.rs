@@ -124,12 +124,14 @@ async fn prune(older_than: Duration, dry_run: bool, batch_size: i64) -> anyhow::
         ("deleted", store::runs::prune(&pool, cutoff, batch_size).await?)
     };
     println!(
-        "{verb} {} runs created before {} ({} succeeded, {} failed, {} skipped)",
+        "{verb} {} runs created before {} ({} succeeded, {} failed, {} skipped, {} missed, {} cancelled)",
         pruned.total(),
         cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         pruned.succeeded,
         pruned.failed,
-        pruned.skipped
+        pruned.skipped,
+        pruned.missed,
+        pruned.cancelled
     );
     Ok(())
 }

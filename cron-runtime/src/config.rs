@@ -118,6 +118,8 @@ pub struct ApiConfig {
     pub host: IpAddr,
     pub port: u16,
     pub admin_tokens: Vec<AdminToken>,
+    /// A slot not started this long after its time is missed (the API's watchdog records it).
+    pub missed_after: Duration,
 }
 
 /// Settings of `cronjobs scheduler`.
@@ -128,9 +130,18 @@ pub struct SchedulerConfig {
     pub heartbeat_every: Duration,
     pub reconcile_every: Duration,
     pub shutdown_grace: Duration,
+    /// A slot not started this long after its time is recorded `missed` instead.
+    pub missed_after: Duration,
+    /// Most runs executing (or waiting for a connection) at once; more due slots wait for room.
+    pub max_in_flight: usize,
     /// When set, the scheduler serves `/healthz` and `/metrics` on this port.
     pub port: Option<u16>,
 }
+
+/// The default of `CRON_MISSED_AFTER` (SPEC §15).
+pub const DEFAULT_MISSED_AFTER: Duration = Duration::from_secs(60);
+/// The default of `CRON_MAX_IN_FLIGHT`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
 /// Collects values and problems while reading the environment.
 struct Reader<'a> {
@@ -285,11 +296,13 @@ impl ApiConfig {
             }),
             None => Vec::new(),
         };
+        let missed_after = r.duration("CRON_MISSED_AFTER", DEFAULT_MISSED_AFTER);
         let config = ApiConfig {
             database_url: database_url.unwrap_or_else(|| Secret::new("")),
             host,
             port,
             admin_tokens,
+            missed_after,
         };
         r.finish(config)
     }
@@ -304,6 +317,11 @@ impl SchedulerConfig {
         let heartbeat_every = r.duration("CRON_HEARTBEAT_EVERY", Duration::from_secs(30));
         let reconcile_every = r.duration("CRON_RECONCILE_EVERY", Duration::from_secs(30));
         let shutdown_grace = r.duration("CRON_SHUTDOWN_GRACE", Duration::from_secs(30));
+        let missed_after = r.duration("CRON_MISSED_AFTER", DEFAULT_MISSED_AFTER);
+        let max_in_flight = r.parsed("CRON_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, |raw| match raw.parse::<usize>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+            _ => Err("must be a whole number from 1 to 1000000".into()),
+        });
         let port = r.parsed("PORT", None, |raw| parse_port(raw).map(Some));
         if heartbeat_every >= stale_after {
             r.problems.push(format!(
@@ -318,6 +336,8 @@ impl SchedulerConfig {
             heartbeat_every,
             reconcile_every,
             shutdown_grace,
+            missed_after,
+            max_in_flight,
             port,
         };
         r.finish(config)

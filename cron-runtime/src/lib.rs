@@ -18,6 +18,28 @@ pub mod store;
 pub mod telemetry;
 
 pub use context::JobContext;
+
+/// What this process was built from, as reported by `/healthz` and the scheduler instance row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// The package version.
+    pub version: &'static str,
+    /// The commit, when the image or platform says (`CRONJOBS_COMMIT`, or Railway's
+    /// `RAILWAY_GIT_COMMIT_SHA`).
+    pub commit: Option<&'static str>,
+}
+
+/// This process's [`BuildInfo`].
+pub fn build_info() -> &'static BuildInfo {
+    static INFO: std::sync::OnceLock<BuildInfo> = std::sync::OnceLock::new();
+    INFO.get_or_init(|| BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: ["CRONJOBS_COMMIT", "RAILWAY_GIT_COMMIT_SHA"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+            .map(|commit| &*Box::leak(commit.trim().to_owned().into_boxed_str())),
+    })
+}
 pub use cron_macros::cron_target;
 
 #[doc(hidden)]

@@ -14,7 +14,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::domain::{JobRun, RunStatus, TriggerType};
 
 /// Counter, labels `target`, `status`: runs that reached a terminal status (`succeeded`,
-/// `failed`, `skipped`), counted by the process that recorded the transition.
+/// `failed`, `skipped`, `missed`, `cancelled`), counted by the process that recorded the
+/// transition (a missed slot by the scheduler or watchdog that recorded it).
 pub const RUNS_TOTAL: &str = "cronjobs_runs_total";
 /// Counter, label `target`: runs the stale sweep failed (no heartbeat for `CRON_STALE_AFTER`);
 /// they are also counted in [`RUNS_TOTAL`] as `failed`.
@@ -27,6 +28,8 @@ pub const ACTIVE_DEFINITIONS: &str = "cronjobs_active_definitions";
 pub const RUNS_IN_FLIGHT: &str = "cronjobs_runs_in_flight";
 /// Counter, label `operation`: database calls that failed (each retry counts).
 pub const DATABASE_ERRORS_TOTAL: &str = "cronjobs_database_errors_total";
+/// Gauge (API): scheduler instances alive in the cluster, read at scrape time.
+pub const SCHEDULERS_ALIVE: &str = "cronjobs_schedulers_alive";
 
 /// Buckets of [`FIRE_LAG_SECONDS`]: the target is well under a second; minutes mean trouble.
 const FIRE_LAG_BUCKETS: &[f64] = &[
@@ -81,6 +84,7 @@ fn describe() {
     describe_gauge!(ACTIVE_DEFINITIONS, "Definitions with an armed timer in this scheduler.");
     describe_gauge!(RUNS_IN_FLIGHT, "Runs this scheduler is executing now.");
     describe_counter!(DATABASE_ERRORS_TOTAL, "Database calls that failed, by operation.");
+    describe_gauge!(SCHEDULERS_ALIVE, "Scheduler instances alive in the cluster (API only).");
 }
 
 /// A run reached a terminal status (succeeded, failed or skipped).
@@ -112,6 +116,11 @@ pub fn active_definitions(armed: usize) {
 /// One more (`+1`) or one fewer (`-1`) run executing.
 pub fn runs_in_flight(delta: f64) {
     gauge!(RUNS_IN_FLIGHT).increment(delta);
+}
+
+/// Sets the number of live scheduler instances.
+pub fn schedulers_alive(alive: i64) {
+    gauge!(SCHEDULERS_ALIVE).set(alive as f64);
 }
 
 /// A database call failed; `operation` names it as the log line does.

@@ -6,6 +6,7 @@ use targets as _;
 
 pub mod api;
 pub mod db;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod process;
 pub mod sentry_sink;

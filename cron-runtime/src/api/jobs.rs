@@ -15,6 +15,7 @@ use super::{parse_cursor, parse_enum, parse_limit, AppState};
 use crate::domain::schedule::parse_timezone;
 use crate::domain::{JobDefinition, JobKey, JobRun, JobStatus, Schedule, ScheduleType};
 use crate::registry::{self, PayloadError};
+use crate::store::instances::{self, LiveTargets};
 use crate::store::definitions::{self, JobFilter, NewDefinition, ScheduleSpec};
 use crate::store::runs::{self, RunNowOutcome};
 
@@ -30,13 +31,17 @@ pub struct Job {
     pub definition: JobDefinition,
     /// When the job fires next; null unless the job is active.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Whether a live scheduler has the job's target in its build (if not, its slots are
+    /// recorded `missed` with reason `target_unavailable` or `no_scheduler`).
+    pub target_available: bool,
 }
 
 impl Job {
-    /// The API view of `definition` at `now`.
-    pub fn new(definition: JobDefinition, now: DateTime<Utc>) -> Self {
+    /// The API view of `definition` at `now`, given what the live schedulers can run.
+    pub fn new(definition: JobDefinition, now: DateTime<Utc>, live: &LiveTargets) -> Self {
         let next_run_at = next_run_at(&definition, now);
         Job {
+            target_available: live.has(&definition.target),
             definition,
             next_run_at,
         }
@@ -180,7 +185,8 @@ pub async fn create_job(
     };
     let new = draft.validate(actor, now)?;
     let created = definitions::create(&state.pool, &new).await?;
-    Ok((StatusCode::CREATED, Json(Job::new(created, now))))
+    let live = instances::live_targets(&state.pool).await?;
+    Ok((StatusCode::CREATED, Json(Job::new(created, now, &live))))
 }
 
 /// Lists jobs (every version), newest first.
@@ -202,8 +208,9 @@ pub async fn list_jobs(State(state): State<AppState>, mut query: QueryParams) ->
     query.finish()?;
     let page = definitions::list(&state.pool, &filter, cursor, limit).await?;
     let now = Utc::now();
+    let live = instances::live_targets(&state.pool).await?;
     Ok(Json(JobList {
-        items: page.items.into_iter().map(|d| Job::new(d, now)).collect(),
+        items: page.items.into_iter().map(|d| Job::new(d, now, &live)).collect(),
         next_cursor: page.next_cursor.map(|c| c.encode()),
     }))
 }
@@ -219,7 +226,8 @@ pub async fn list_jobs(State(state): State<AppState>, mut query: QueryParams) ->
     ))]
 pub async fn get_job(State(state): State<AppState>, JobId(id): JobId) -> Result<Json<Job>, ApiError> {
     let definition = definitions::get(&state.pool, id).await?;
-    Ok(Json(Job::new(definition, Utc::now())))
+    let live = instances::live_targets(&state.pool).await?;
+    Ok(Json(Job::new(definition, Utc::now(), &live)))
 }
 
 /// Pauses an active job; the reason and the admin are recorded.
@@ -241,7 +249,8 @@ pub async fn pause_job(
 ) -> Result<Json<Job>, ApiError> {
     let reason = validate_reason(body.reason.as_deref())?;
     let paused = definitions::pause(&state.pool, id, reason, &actor).await?;
-    Ok(Json(Job::new(paused, Utc::now())))
+    let live = instances::live_targets(&state.pool).await?;
+    Ok(Json(Job::new(paused, Utc::now(), &live)))
 }
 
 /// The trimmed reason, if it is 5 to 300 characters long.
@@ -273,7 +282,8 @@ fn validate_reason(reason: Option<&str>) -> Result<&str, ApiError> {
     ))]
 pub async fn resume_job(State(state): State<AppState>, JobId(id): JobId) -> Result<Json<Job>, ApiError> {
     let resumed = definitions::resume(&state.pool, id).await?;
-    Ok(Json(Job::new(resumed, Utc::now())))
+    let live = instances::live_targets(&state.pool).await?;
+    Ok(Json(Job::new(resumed, Utc::now(), &live)))
 }
 
 /// Replaces a job with a new version (active); the current one is retired.
@@ -305,7 +315,8 @@ pub async fn new_version(
     let new = Draft::merge(&current, body).validate(actor, now)?;
     // The store re-checks under a row lock: of concurrent calls, one wins and the rest get 409.
     let created = definitions::new_version(&state.pool, id, &new).await?;
-    Ok((StatusCode::CREATED, Json(Job::new(created, now))))
+    let live = instances::live_targets(&state.pool).await?;
+    Ok((StatusCode::CREATED, Json(Job::new(created, now, &live))))
 }
 
 /// Requests a run now (allowed on active and paused jobs); a scheduler picks it up.

@@ -1,10 +1,13 @@
 //! `GET /metrics`: this process's Prometheus metrics (admin token required; the scheduler
 //! serves its own on its `PORT`).
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
 use crate::scheduler::http::PROMETHEUS_CONTENT_TYPE;
+use crate::store::instances;
 
 /// Prometheus metrics in the text exposition format (names in `docs/runbook.md`).
 #[utoipa::path(get, path = "/metrics", tag = "health",
@@ -12,7 +15,12 @@ use crate::scheduler::http::PROMETHEUS_CONTENT_TYPE;
         (status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain"),
         (status = 401, description = "No admin token.", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn metrics() -> Response {
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Read at scrape time: the cluster's figure, whichever API replica is scraped.
+    match instances::count_alive(&state.pool).await {
+        Ok(alive) => crate::metrics::schedulers_alive(alive),
+        Err(e) => tracing::warn!(error = %e, "cannot count the live schedulers for /metrics"),
+    }
     let text = crate::metrics::install().render();
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
 }

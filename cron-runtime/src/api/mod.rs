@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod runs;
 pub mod schedule;
+pub mod schedulers;
 pub mod targets;
 
 use std::future::Future;
@@ -141,6 +142,7 @@ fn route_table() -> Vec<RouteDef> {
         route(Get, admin_path!("/runs/{runId}"), true, runs::get_run),
         route(Get, admin_path!("/targets"), true, targets::list_targets),
         route(Get, admin_path!("/schedule/preview"), true, schedule::preview_schedule),
+        route(Get, admin_path!("/schedulers"), true, schedulers::list_schedulers),
     ]
 }
 
@@ -198,6 +200,7 @@ pub async fn serve(
 }
 
 /// `cronjobs api`: connects, checks the schema, and serves on `HOST:PORT` until SIGTERM/SIGINT.
+/// Also runs a watchdog (SPEC §11), so missed slots are recorded while every scheduler is down.
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let pool = store::connect(&config.database_url)
         .await
@@ -208,12 +211,21 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     tracing::info!(address = %listener.local_addr()?, "admin API listening");
-    serve(
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watchdog = tokio::spawn(crate::scheduler::watchdog::run(
+        store::side_pool(&pool, 1),
+        config.missed_after,
+        stop.clone(),
+    ));
+    let served = serve(
         listener,
         AppState::new(pool, config.admin_tokens),
         crate::shutdown::signal(),
     )
-    .await?;
+    .await;
+    stop.cancel();
+    let _ = watchdog.await;
+    served?;
     tracing::info!("admin API stopped");
     Ok(())
 }

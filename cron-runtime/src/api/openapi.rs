@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, health, jobs, metrics, runs, schedule, targets};
-use crate::domain::{JobStatus, RunStatus, ScheduleType, TriggerType};
+use super::{error, health, jobs, metrics, runs, schedule, schedulers, targets};
+use crate::domain::{JobStatus, RunReason, RunStatus, ScheduleType, TriggerType};
 use crate::store::CHANGES_CHANNEL;
 
 /// The admin API's OpenAPI document.
@@ -31,6 +31,7 @@ use crate::store::CHANGES_CHANNEL;
         runs::get_run,
         targets::list_targets,
         schedule::preview_schedule,
+        schedulers::list_schedulers,
     ),
     components(schemas(
         error::Problem,
@@ -38,6 +39,7 @@ use crate::store::CHANGES_CHANNEL;
         JobStatus,
         ScheduleType,
         RunStatus,
+        RunReason,
         TriggerType,
     )),
     modifiers(&Security, &Description),
@@ -47,6 +49,7 @@ use crate::store::CHANGES_CHANNEL;
         (name = "runs", description = "Run history."),
         (name = "targets", description = "The targets compiled into this build."),
         (name = "schedule", description = "Cron expression previews."),
+        (name = "schedulers", description = "Scheduler instances and whether they are alive."),
         (name = "health", description = "Liveness and readiness (no auth), metrics (admin token)."),
     )
 )]

@@ -11,7 +11,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{parse_uuid, QueryParams, RunId};
 use super::jobs::parse_time;
 use super::{parse_cursor, parse_enum, parse_limit, AppState};
-use crate::domain::{JobRun, RunStatus, TriggerType};
+use crate::domain::{JobRun, RunReason, RunStatus, TriggerType};
 use crate::store::runs::{self, RunFilter};
 
 /// A page of runs, newest first (by `scheduled_at`).
@@ -31,6 +31,8 @@ pub struct RunListParams {
     job_id: Option<Uuid>,
     job_key: Option<String>,
     status: Option<RunStatus>,
+    /// Why runs ended (e.g. `no_scheduler` with `status=missed`).
+    reason: Option<RunReason>,
     target: Option<String>,
     trigger_type: Option<TriggerType>,
     /// Runs scheduled at or after this time (RFC 3339).
@@ -56,6 +58,7 @@ pub async fn list_runs(State(state): State<AppState>, mut query: QueryParams) ->
         job_id: query.take("job_id", parse_uuid),
         job_key: query.take("job_key", |v| Ok(v.to_owned())),
         status: query.take("status", parse_enum),
+        reason: query.take("reason", parse_enum),
         target: query.take("target", |v| Ok(v.to_owned())),
         trigger_type: query.take("trigger_type", parse_enum),
         from: query.take("from", parse_time),

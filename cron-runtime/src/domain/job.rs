@@ -6,7 +6,7 @@
 //! |----------|----------|-----------------------------------------------|
 //! | (new)    | active   | API create / new-version                      |
 //! | active   | paused   | API pause (a reason is required)              |
-//! | paused   | active   | API resume                                    |
+//! | paused   | active   | API resume (`active_since` restarts)          |
 //! | active   | retired  | API new-version; scheduler after a one-time run |
 //! | paused   | retired  | API new-version                               |
 //!
@@ -130,6 +130,9 @@ pub struct JobDefinition {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub retired_at: Option<DateTime<Utc>>,
+    /// When the definition last became active (create, new version, resume): its slots
+    /// are the fire times after this (SPEC §11).
+    pub active_since: DateTime<Utc>,
 }
 
 impl std::fmt::Display for JobStatus {

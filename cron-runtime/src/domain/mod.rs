@@ -7,5 +7,5 @@ pub mod run;
 pub mod schedule;
 
 pub use job::{JobDefinition, JobKey, JobKeyError, JobStatus, ScheduleType};
-pub use run::{JobRun, RunStatus, TriggerType};
+pub use run::{JobRun, RunReason, RunStatus, TriggerType};
 pub use schedule::{Schedule, ScheduleError};

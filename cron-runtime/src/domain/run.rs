@@ -2,18 +2,22 @@
 //!
 //! Run status state machine, each transition with its one owner:
 //!
-//! | from    | to        | owner                                                        |
-//! |---------|-----------|--------------------------------------------------------------|
-//! | (new)   | running   | the scheduler whose insert made the slot's row (slot guard)  |
-//! | (new)   | pending   | API run-now                                                  |
-//! | (new)   | skipped   | either, when an active run of the key exists (overlap `skip`) |
-//! | pending | running   | the scheduler that claims it (`FOR UPDATE SKIP LOCKED`)      |
-//! | running | succeeded | the executing scheduler                                      |
-//! | running | failed    | the executing scheduler (error, panic, timeout, shutdown)    |
-//! | running | failed    | the stale sweep, after `CRON_STALE_AFTER` without a heartbeat |
+//! | from    | to        | owner (reason)                                                 |
+//! |---------|-----------|----------------------------------------------------------------|
+//! | (new)   | running   | the scheduler whose insert made the slot's row (slot guard)    |
+//! | (new)   | pending   | API run-now                                                    |
+//! | (new)   | skipped   | either, when an active run of the key exists (`overlap`)       |
+//! | (new)   | missed    | the scheduler, for a slot it could not start by T + `CRON_MISSED_AFTER` (`overloaded`, `database_unreachable`) |
+//! | (new)   | missed    | the watchdog, for a slot nobody recorded (`no_scheduler`, `target_unavailable`, `not_started`) |
+//! | pending | running   | the scheduler that claims it (`FOR UPDATE SKIP LOCKED`)        |
+//! | pending | missed    | the watchdog, when no live scheduler has the target (`no_scheduler`, `target_unavailable`) |
+//! | running | succeeded | the executing scheduler                                        |
+//! | running | failed    | the executing scheduler (`error`, `panic`, `timeout`, `shutdown`) |
+//! | running | failed    | the sweep: no heartbeat for `CRON_STALE_AFTER` (`stale`), or its scheduler instance is no longer alive (`scheduler_lost`) |
 //!
 //! `pending` and `running` are *active*: at most one active run per `job_key`.
-//! `succeeded`, `failed` and `skipped` are terminal.
+//! `succeeded`, `failed`, `skipped`, `missed` and `cancelled` are terminal; every terminal run
+//! but a `succeeded` one has a [`RunReason`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -29,6 +33,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Skipped,
+    Missed,
+    Cancelled,
 }
 
 impl RunStatus {
@@ -40,12 +46,86 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Skipped => "skipped",
+            RunStatus::Missed => "missed",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
-    /// `true` for `succeeded`, `failed` and `skipped`.
+    /// `true` for every status but `pending` and `running`.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Skipped)
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+}
+
+/// Why a run ended as it did: a stable code on every terminal run but a `succeeded` one
+/// (the human message is in `error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum RunReason {
+    /// Skipped: another run of the job was active.
+    Overlap,
+    /// Failed: the target returned an error.
+    Error,
+    /// Failed: the target panicked.
+    Panic,
+    /// Failed: the target ran past its timeout.
+    Timeout,
+    /// Failed: no heartbeat for `CRON_STALE_AFTER`.
+    Stale,
+    /// Failed: interrupted when the scheduler's shutdown grace ran out.
+    Shutdown,
+    /// Failed: the scheduler instance running it stopped heartbeating.
+    SchedulerLost,
+    /// Cancelled by an admin.
+    Cancelled,
+    /// Missed: no scheduler instance was alive.
+    NoScheduler,
+    /// Missed: no live scheduler has the target in its build.
+    TargetUnavailable,
+    /// Missed: the scheduler could not reach the database in time.
+    DatabaseUnreachable,
+    /// Missed: the scheduler had no room to start it in time.
+    Overloaded,
+    /// Missed: a live scheduler with the target did not start it in time.
+    NotStarted,
+}
+
+impl RunReason {
+    /// The reason as stored and serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunReason::Overlap => "overlap",
+            RunReason::Error => "error",
+            RunReason::Panic => "panic",
+            RunReason::Timeout => "timeout",
+            RunReason::Stale => "stale",
+            RunReason::Shutdown => "shutdown",
+            RunReason::SchedulerLost => "scheduler_lost",
+            RunReason::Cancelled => "cancelled",
+            RunReason::NoScheduler => "no_scheduler",
+            RunReason::TargetUnavailable => "target_unavailable",
+            RunReason::DatabaseUnreachable => "database_unreachable",
+            RunReason::Overloaded => "overloaded",
+            RunReason::NotStarted => "not_started",
+        }
+    }
+
+    /// The message stored in `error` for a missed slot.
+    pub fn missed_message(self) -> &'static str {
+        match self {
+            RunReason::NoScheduler => "missed: no scheduler instance was alive",
+            RunReason::TargetUnavailable => "missed: no live scheduler has this target in its build",
+            RunReason::DatabaseUnreachable => "missed: the scheduler could not reach the database in time",
+            RunReason::Overloaded => "missed: the scheduler had no room to start it in time (10,000 runs in flight)",
+            _ => "missed: not started in time",
+        }
+    }
+}
+
+impl std::fmt::Display for RunReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -87,6 +167,8 @@ pub struct JobRun {
     #[serde(skip)]
     pub heartbeat_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// Why the run ended as it did (every terminal status but `succeeded`).
+    pub reason: Option<RunReason>,
     /// What the target returned (JSON), on success.
     #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,

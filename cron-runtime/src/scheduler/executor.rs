@@ -2,7 +2,12 @@
 //! task, under its target's timeout, with a cancellation signal, heartbeats while it runs, and
 //! its outcome recorded.
 //!
-//! A target that errors, panics or times out fails its run; the scheduler lives on.
+//! A target that errors, panics or times out fails its run; the scheduler lives on. A run that
+//! a heartbeat finds no longer `running` (the sweep or an admin ended it) is cancelled.
+//!
+//! Targets get the application's pool through `ctx.db()`; every write of the executor's own
+//! (heartbeats, outcomes) goes through connections targets never hold, so twenty targets
+//! holding twenty connections cannot starve a heartbeat.
 //!
 //! Outcomes are recorded by one recorder task in batches (one transaction for every outcome
 //! that arrived while the previous batch committed), on a connection of its own so a herd's
@@ -21,7 +26,7 @@ use uuid::Uuid;
 
 use super::retry::retry_until;
 use crate::context::JobContext;
-use crate::domain::JobRun;
+use crate::domain::{JobRun, RunReason};
 use crate::store;
 use crate::store::runs::{self, ClaimedRun, RunOutcome};
 use crate::{metrics, registry, telemetry};
@@ -34,10 +39,8 @@ const PANICKED: &str = "panicked: ";
 const CANCEL_GRACE: Duration = Duration::from_millis(500);
 /// Most outcomes one recording transaction carries.
 const RECORD_BATCH: usize = 1_000;
-/// Most runs one scheduler holds at once (executing, or waiting for a database connection).
-/// Due slots beyond it wait to be inserted until runs finish, so a huge herd costs bounded
-/// memory: the pool's connections, not this, limit how many targets actually run at once.
-pub const MAX_IN_FLIGHT: usize = 10_000;
+/// What a run that is no longer `running` in the database ends with here (it is not recorded).
+const REVOKED: &str = "the run was ended elsewhere while it ran (sweep or cancel)";
 
 /// The runs this scheduler executes, and the tasks executing them.
 #[derive(Clone)]
@@ -46,17 +49,28 @@ pub struct Executor {
 }
 
 struct Inner {
-    pool: PgPool,
+    /// The application's pool, handed to targets as `ctx.db()`.
+    targets_pool: PgPool,
+    /// The scheduler's own connections (heartbeats).
+    bookkeeping: PgPool,
     instance: String,
-    /// Running runs (for heartbeats).
-    in_flight: Mutex<HashMap<Uuid, JobRun>>,
+    /// Running runs (for heartbeats), each with the signal that stops it if it is revoked.
+    in_flight: Mutex<HashMap<Uuid, InFlight>>,
     tasks: TaskTracker,
-    /// [`MAX_IN_FLIGHT`] permits; each run holds one until it is recorded.
+    /// `max_in_flight` permits; each run holds one until it is recorded.
     capacity: Arc<Semaphore>,
+    max_in_flight: usize,
     /// Cancelled when shutdown's grace period is over: in-flight runs are interrupted.
     interrupt: CancellationToken,
     /// Outcomes waiting for the recorder.
     outcomes: mpsc::UnboundedSender<Outcome>,
+}
+
+/// A run being executed.
+struct InFlight {
+    run: JobRun,
+    /// Fired when the run is no longer `running` in the database: stop executing it.
+    revoked: CancellationToken,
 }
 
 /// An outcome for the recorder, and where to say how recording went.
@@ -77,21 +91,25 @@ enum Recorded {
 }
 
 impl Executor {
-    /// An executor recording outcomes in `pool` as scheduler `instance`.
-    /// Must be called inside a Tokio runtime (it starts the recorder task).
-    pub fn new(pool: PgPool, instance: String) -> Self {
+    /// An executor running at most `max_in_flight` runs at once as scheduler `instance`:
+    /// targets get `targets_pool`, heartbeats go through `bookkeeping`, outcomes through a
+    /// connection of their own. Must be called inside a Tokio runtime (it starts the recorder).
+    pub fn new(targets_pool: PgPool, bookkeeping: PgPool, instance: String, max_in_flight: usize) -> Self {
         let interrupt = CancellationToken::new();
         let (outcomes, queue) = mpsc::unbounded_channel();
-        let recorder_pool = store::side_pool(&pool, 1);
+        let recorder_pool = store::side_pool(&bookkeeping, 1);
         // Ends when the executor (the last sender) is dropped.
         tokio::spawn(record_batches(recorder_pool, queue, interrupt.clone()));
+        let max_in_flight = max_in_flight.max(1);
         Executor {
             inner: Arc::new(Inner {
-                pool,
+                targets_pool,
+                bookkeeping,
                 instance,
                 in_flight: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
-                capacity: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                capacity: Arc::new(Semaphore::new(max_in_flight)),
+                max_in_flight,
                 interrupt,
                 outcomes,
             }),
@@ -108,7 +126,7 @@ impl Executor {
         self.lock_in_flight().keys().copied().collect()
     }
 
-    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, JobRun>> {
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, InFlight>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
         self.inner
             .in_flight
@@ -126,30 +144,37 @@ impl Executor {
         self.inner.tasks.spawn(work);
     }
 
-    /// Waits until `runs` more runs fit under [`MAX_IN_FLIGHT`] and reserves room for them:
+    /// Waits until `runs` more runs fit under the in-flight limit and reserves room for them:
     /// call before inserting or claiming, and hand the reservation to [`Executor::spawn`].
-    pub async fn reserve(&self, runs: usize) -> OwnedSemaphorePermit {
-        let runs = u32::try_from(runs.min(MAX_IN_FLIGHT)).unwrap_or(u32::MAX);
-        self.inner
-            .capacity
-            .clone()
-            .acquire_many_owned(runs)
-            .await
-            .expect("the capacity semaphore is never closed")
+    /// `None` if `give_up` fires first.
+    pub async fn reserve(&self, runs: usize, give_up: impl std::future::Future<Output = ()>) -> Option<OwnedSemaphorePermit> {
+        let runs = u32::try_from(runs.min(self.inner.max_in_flight)).unwrap_or(u32::MAX);
+        tokio::select! {
+            permit = self.inner.capacity.clone().acquire_many_owned(runs) => permit.ok(),
+            () = give_up => None,
+        }
     }
 
     /// Starts executing claimed runs, each in its own task holding one permit of `room`
-    /// (reserved for at least as many runs); the permits left over are released.
-    pub fn spawn(&self, claimed: Vec<ClaimedRun>, mut room: OwnedSemaphorePermit) {
+    /// (reserved for as many runs, if any); the permits left over are released. Runs beyond
+    /// the room still run: a run this scheduler owns is never left unexecuted.
+    pub fn spawn(&self, claimed: Vec<ClaimedRun>, mut room: Option<OwnedSemaphorePermit>) {
         for ClaimedRun { run, payload } in claimed {
-            let permit = room.split(1);
+            let permit = room.as_mut().and_then(|room| room.split(1));
             log_started(&run);
             metrics::runs_in_flight(1.0);
-            self.lock_in_flight().insert(run.id, run.clone());
+            let revoked = CancellationToken::new();
+            self.lock_in_flight().insert(
+                run.id,
+                InFlight {
+                    run: run.clone(),
+                    revoked: revoked.clone(),
+                },
+            );
             let executor = self.clone();
             self.inner.tasks.spawn(async move {
                 let id = run.id;
-                let outcome = executor.execute(&run, payload).await;
+                let outcome = executor.execute(&run, payload, revoked).await;
                 executor.record(&run, outcome).await;
                 executor.lock_in_flight().remove(&id);
                 metrics::runs_in_flight(-1.0);
@@ -158,9 +183,10 @@ impl Executor {
         }
     }
 
-    async fn execute(&self, run: &JobRun, payload: serde_json::Value) -> RunOutcome {
+    async fn execute(&self, run: &JobRun, payload: serde_json::Value, revoked: CancellationToken) -> RunOutcome {
         let Some(target) = registry::get(&run.target) else {
             return RunOutcome::Failed {
+                reason: RunReason::Error,
                 error: format!("target {:?} is not registered in this build of cronjobs", run.target),
             };
         };
@@ -171,28 +197,29 @@ impl Executor {
             run.job_version,
             run.trigger_type,
             run.scheduled_at,
-            self.inner.pool.clone(),
+            self.inner.targets_pool.clone(),
             cancel.clone(),
         );
         // Its own task, so a panic is caught as a JoinError instead of unwinding through us;
         // bound to a hub of its own, so Sentry's panic report carries the run's tags.
         let mut handle = tokio::spawn((target.run)(ctx, payload).bind_hub(telemetry::run_hub(run)));
-        let interrupted = tokio::select! {
+        let (reason, error) = tokio::select! {
             joined = &mut handle => return match joined {
                 Ok(Ok(output)) => RunOutcome::Succeeded { output },
-                Ok(Err(error)) => RunOutcome::Failed { error },
-                Err(e) => RunOutcome::Failed { error: describe_join_error(e) },
+                Ok(Err(error)) => RunOutcome::Failed { reason: RunReason::Error, error },
+                Err(e) => describe_join_error(e),
             },
             () = tokio::time::sleep(target.timeout) => {
-                format!("timed out after {}", humantime::format_duration(target.timeout))
+                (RunReason::Timeout, format!("timed out after {}", humantime::format_duration(target.timeout)))
             }
-            () = self.inner.interrupt.cancelled() => "interrupted by shutdown".to_owned(),
+            () = self.inner.interrupt.cancelled() => (RunReason::Shutdown, "interrupted by shutdown".to_owned()),
+            () = revoked.cancelled() => (RunReason::Error, REVOKED.to_owned()),
         };
         cancel.cancel();
         if tokio::time::timeout(CANCEL_GRACE, &mut handle).await.is_err() {
             handle.abort();
         }
-        RunOutcome::Failed { error: interrupted }
+        RunOutcome::Failed { reason, error }
     }
 
     /// `running` → terminal through the recorder, which retries while the database is
@@ -213,7 +240,7 @@ impl Executor {
             Recorded::Finished(finished) => log_finished(&finished),
             Recorded::NotRunning => tracing::warn!(
                 job_key = %run.job_key, version = run.job_version, run_id = %run.id,
-                "run finished, but it was no longer running (the stale sweep failed it first)"
+                "run finished, but it was no longer running (ended by the sweep or a cancel, or recorded by an attempt whose reply was lost)"
             ),
             Recorded::Failed => tracing::error!(
                 job_key = %run.job_key, run_id = %run.id, waited_ms = started.elapsed().as_millis() as u64,
@@ -222,7 +249,8 @@ impl Executor {
         }
     }
 
-    /// Heartbeats every running run, every `every`, until `stop` fires.
+    /// Heartbeats every running run, every `every`, until `stop` fires; a run the database no
+    /// longer has `running` is revoked (cancelled here, not recorded again).
     pub async fn heartbeat_loop(&self, every: Duration, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -235,9 +263,29 @@ impl Executor {
             if ids.is_empty() {
                 continue;
             }
-            if let Err(e) = runs::heartbeat(&self.inner.pool, &ids).await {
-                metrics::database_error("heartbeat runs");
-                tracing::warn!(error = %e, runs = ids.len(), "heartbeat failed; retrying at the next tick");
+            match runs::heartbeat(&self.inner.bookkeeping, &ids).await {
+                Ok(running) => self.revoke_all_but(&ids, &running),
+                Err(e) => {
+                    metrics::database_error("heartbeat runs");
+                    tracing::warn!(error = %e, runs = ids.len(), "heartbeat failed; retrying at the next tick");
+                }
+            }
+        }
+    }
+
+    /// Revokes the runs of `heartbeated` missing from `running`.
+    fn revoke_all_but(&self, heartbeated: &[Uuid], running: &[Uuid]) {
+        if heartbeated.len() == running.len() {
+            return;
+        }
+        let running: std::collections::HashSet<&Uuid> = running.iter().collect();
+        for id in heartbeated.iter().filter(|id| !running.contains(id)) {
+            if let Some(in_flight) = self.lock_in_flight().get(id) {
+                tracing::warn!(
+                    job_key = %in_flight.run.job_key, run_id = %id,
+                    "run is no longer running in the database (ended by the sweep or a cancel); cancelling it"
+                );
+                in_flight.revoked.cancel();
             }
         }
     }
@@ -300,9 +348,12 @@ async fn record_batches(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Outcome
     }
 }
 
-fn describe_join_error(error: tokio::task::JoinError) -> String {
+fn describe_join_error(error: tokio::task::JoinError) -> RunOutcome {
     if !error.is_panic() {
-        return "the run's task was cancelled".to_owned();
+        return RunOutcome::Failed {
+            reason: RunReason::Error,
+            error: "the run's task was cancelled".to_owned(),
+        };
     }
     let panic = error.into_panic();
     let message = panic
@@ -310,7 +361,10 @@ fn describe_join_error(error: tokio::task::JoinError) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(non-string panic payload)".to_owned());
-    format!("{PANICKED}{message}")
+    RunOutcome::Failed {
+        reason: RunReason::Panic,
+        error: format!("{PANICKED}{message}"),
+    }
 }
 
 /// One structured line per transition: pending → running.
@@ -323,26 +377,31 @@ pub fn log_started(run: &JobRun) {
     metrics::run_started(run);
 }
 
-/// One structured line per transition: running → succeeded / failed, or (new) → skipped.
-/// Also counts the run, and reports a failure to Sentry (a panic was reported already, by
-/// the panic integration, with the same tags).
+/// One structured line per transition to a terminal status: running → succeeded / failed,
+/// (new) → skipped / missed, pending → missed. Also counts the run, and reports a failure to
+/// Sentry (a panic was reported already, by the panic integration, with the same tags).
 pub fn log_finished(run: &JobRun) {
+    use crate::domain::RunStatus;
     metrics::run_finished(run);
     let (job_key, version, run_id, slot) = (&run.job_key, run.job_version, run.id, run.scheduled_at.to_rfc3339());
-    let duration_ms = run.duration_ms.unwrap_or(0);
-    match run.error.as_deref() {
-        None => tracing::info!(
+    let (duration_ms, reason) = (run.duration_ms.unwrap_or(0), run.reason.map(RunReason::as_str));
+    let error = run.error.as_deref().unwrap_or_default();
+    match run.status {
+        RunStatus::Skipped => tracing::info!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, error, "run skipped"
+        ),
+        RunStatus::Missed => tracing::warn!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, error, "slot missed"
+        ),
+        RunStatus::Succeeded => tracing::info!(
             %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, "run finished"
         ),
-        Some(error) if run.status == crate::domain::RunStatus::Skipped => tracing::info!(
-            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, error, "run skipped"
-        ),
-        Some(error) => {
+        _ => {
             tracing::warn!(
-                %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, error,
+                %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, duration_ms, error,
                 "run finished"
             );
-            if !error.starts_with(PANICKED) {
+            if run.status == RunStatus::Failed && run.reason != Some(RunReason::Panic) {
                 telemetry::report_failed_run(run);
             }
         }

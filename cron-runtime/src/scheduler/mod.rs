@@ -1,32 +1,43 @@
-//! The scheduler: fires jobs at their times and records every run (SPEC §8).
+//! The scheduler: fires jobs at their times and records every run (SPEC §8, §11).
 //!
 //! Components, one per file:
 //! - [`timers`]: one min-heap of next fire times driving one `sleep_until` (no polling, no
 //!   task per job);
 //! - [`watcher`]: keeps the armed set in step with the database (LISTEN/NOTIFY, reconcile);
 //! - [`executor`]: runs targets under their timeout, heartbeats, records outcomes;
-//! - [`sweeper`]: fails runs whose scheduler stopped heartbeating;
+//! - [`claims`]: claims run-now requests, one batch at a time;
+//! - [`instances`]: this scheduler's row in `cron_scheduler_instances`;
+//! - [`sweeper`]: fails runs whose scheduler died (`scheduler_lost`) or stopped heartbeating (`stale`);
+//! - [`watchdog`]: records every slot nobody recorded as `missed` (also run by the API);
 //! - [`http`]: `/healthz` and `/metrics` on `PORT`, when set.
 //!
 //! Who moves a run between states (the state machine itself is in [`crate::domain::run`]):
 //!
-//! | transition                  | owner                                                  |
-//! |-----------------------------|--------------------------------------------------------|
-//! | (new) → running / skipped   | the timer loop, at a slot (`store::runs::insert_scheduled`) |
-//! | (new) → pending             | the API's run-now                                      |
-//! | pending → running           | any replica's pending claim                            |
-//! | running → succeeded/failed  | the executor that started it (error, panic, timeout, shutdown) |
-//! | running → failed (stale)    | the sweeper of any replica                             |
+//! | transition                          | owner                                                  |
+//! |-------------------------------------|--------------------------------------------------------|
+//! | (new) → running / skipped / missed  | the timer loop, at a slot (`store::runs::insert_scheduled`) |
+//! | (new) → pending                     | the API's run-now                                      |
+//! | (new) → missed, pending → missed    | the watchdog of any process                            |
+//! | pending → running                   | any replica's claimer                                  |
+//! | running → succeeded/failed          | the executor that started it (error, panic, timeout, shutdown) |
+//! | running → failed (stale, lost)      | the sweeper of any replica                             |
 //!
 //! Any number of replicas may run at once: the slot guard makes each slot one row, executed
 //! by the replica whose insert made it, and `FOR UPDATE SKIP LOCKED` claims make each run-now
 //! execute once.
+//!
+//! Connections: targets get the application's pool (`ctx.db()`); the scheduler's own work
+//! (inserts, claims, heartbeats, sweeps, the watchdog, definition reads) uses a small pool of
+//! its own and outcomes one more connection, so no bookkeeping ever waits behind target work.
 
+mod claims;
 mod executor;
 pub mod http;
+mod instances;
 mod retry;
 mod sweeper;
 pub mod timers;
+pub mod watchdog;
 mod watcher;
 
 use std::time::Duration;
@@ -38,12 +49,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::SchedulerConfig;
-use crate::domain::JobDefinition;
+use crate::domain::{JobDefinition, RunReason};
 use crate::registry;
-use crate::store::runs::{self, DueSlot};
+use crate::store::runs::{self, DueSlot, SlotBatch};
 use crate::store::{self, schema};
 
 pub use executor::Executor;
+use claims::ClaimRequests;
+use instances::Instance;
 use retry::retry_until;
 use timers::TimerQueue;
 
@@ -61,21 +74,17 @@ pub(crate) enum Event {
 }
 
 /// How many slots one insert statement carries: the first batch of a herd is small so its
-/// runs start within milliseconds; each next batch is inserted (on the slot pool) while the
-/// previous one runs. 1,000 kept ahead of execution and beat 5,000 in `scripts/bench herd`.
+/// runs start within milliseconds; each next batch is inserted (on the bookkeeping pool) while
+/// the previous one runs. 1,000 kept ahead of execution and beat 5,000 in `scripts/bench herd`.
 const FIRST_INSERT_BATCH: usize = 500;
 const INSERT_BATCH: usize = 1_000;
-/// Connections for inserting due slots and claiming pending runs, apart from the pool targets use.
-const SLOT_POOL_SIZE: u32 = 2;
-/// How many pending runs one claim takes.
-const CLAIM_BATCH: i64 = 500;
-/// How long a recurring slot is retried while the database is away before it counts as
-/// missed (one-time slots are retried until they run).
-const SLOT_RETRY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Connections of the scheduler's own pool: slot inserts, claims, heartbeats, sweeps, the
+/// watchdog and definition reads. Outcomes are recorded on one connection more.
+const BOOKKEEPING_POOL_SIZE: u32 = 4;
 
-/// A name for this process, recorded on the runs it starts.
-pub fn instance_name() -> String {
-    let host = std::env::var("HOSTNAME")
+/// The name of this host.
+pub(crate) fn hostname() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
@@ -83,12 +92,17 @@ pub fn instance_name() -> String {
                 .map(|h| h.trim().to_owned())
         })
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "scheduler".to_owned());
-    let suffix = Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &suffix[..6])
+        .unwrap_or_else(|| "scheduler".to_owned())
 }
 
-/// Runs the scheduler until `shutdown` fires, then drains in-flight runs.
+/// A name for this process, unique to it, recorded on the runs it starts.
+pub fn instance_name() -> String {
+    let suffix = Uuid::new_v4().simple().to_string();
+    format!("{}-{}-{}", hostname(), std::process::id(), &suffix[..6])
+}
+
+/// Runs the scheduler until `shutdown` fires, then drains in-flight runs. `pool` is the
+/// application's pool that targets get as `ctx.db()`.
 pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     schema::ensure_current(&pool).await?;
     let metrics = crate::metrics::install();
@@ -96,50 +110,77 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
         Some(port) => Some(http::bind(port).await?),
         None => None,
     };
-    let instance = instance_name();
-    tracing::info!(%instance, targets = registry::all().len(), "scheduler starting");
-    let executor = Executor::new(pool.clone(), instance);
+    let bookkeeping = store::side_pool(&pool, BOOKKEEPING_POOL_SIZE);
+    let name = instance_name();
+    tracing::info!(instance = %name, targets = registry::all().len(), "scheduler starting");
+    let instance = Instance::new(bookkeeping.clone(), name.clone(), config.heartbeat_every);
+    let executor = Executor::new(pool.clone(), bookkeeping.clone(), name, config.max_in_flight);
     let background = CancellationToken::new();
     // Up until the end of the drain, so /metrics shows the last runs.
     let http = listener.map(|listener| tokio::spawn(http::serve(listener, metrics, background.clone())));
 
-    // Recovery first: fail what died with a previous scheduler, then run what is pending.
-    if retry_until(&shutdown, "sweep stale runs at startup", || {
-        sweeper::sweep_once(&pool, config.stale_after)
-    })
-    .await
-    .is_none()
-    {
+    // Recovery first: say who we are (before owning any run), fail what died with a previous
+    // scheduler, then run what is pending.
+    let recovered = instance.register(&shutdown).await
+        && retry_until(&shutdown, "sweep dead runs at startup", || {
+            sweeper::sweep_once(&bookkeeping, config.stale_after)
+        })
+        .await
+        .is_some();
+    if !recovered {
         background.cancel();
+        instance.remove().await;
         return Ok(());
     }
+    let claims = claims::spawn(bookkeeping.clone(), executor.clone(), shutdown.clone());
+    claims.request();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let _ = events_tx.send(Event::ClaimPending);
-    let watcher = tokio::spawn(watcher::run(
-        pool.clone(),
-        events_tx,
-        config.reconcile_every,
-        background.clone(),
-    ));
-    let sweeper = tokio::spawn(sweeper::run(pool.clone(), config.stale_after, background.clone()));
-    let heartbeats = tokio::spawn({
-        let (executor, every, stop) = (executor.clone(), config.heartbeat_every, background.clone());
-        async move { executor.heartbeat_loop(every, stop).await }
-    });
+    let services = [
+        tokio::spawn(watcher::run(
+            bookkeeping.clone(),
+            events_tx,
+            config.reconcile_every,
+            background.clone(),
+        )),
+        tokio::spawn(sweeper::run(
+            bookkeeping.clone(),
+            config.stale_after,
+            config.heartbeat_every,
+            background.clone(),
+        )),
+        tokio::spawn(watchdog::run(bookkeeping.clone(), config.missed_after, background.clone())),
+        tokio::spawn({
+            let (executor, every, stop) = (executor.clone(), config.heartbeat_every, background.clone());
+            async move { executor.heartbeat_loop(every, stop).await }
+        }),
+    ];
+    let instance_heartbeats = {
+        let stop = background.clone();
+        async { instance.heartbeat_loop(stop).await }
+    };
 
-    TimerLoop {
-        slot_pool: store::side_pool(&pool, SLOT_POOL_SIZE),
-        executor: executor.clone(),
-        timers: TimerQueue::new(),
-        shutdown: shutdown.clone(),
+    let drained = async {
+        TimerLoop {
+            slot_pool: bookkeeping.clone(),
+            executor: executor.clone(),
+            claims,
+            timers: TimerQueue::new(),
+            missed_after: config.missed_after,
+            shutdown: shutdown.clone(),
+        }
+        .run(events_rx)
+        .await;
+        tracing::info!("scheduler stopping: no more timers or claims");
+        instance.mark_stopping().await;
+        executor.shutdown(config.shutdown_grace).await;
+        background.cancel();
+    };
+    tokio::join!(drained, instance_heartbeats);
+    for service in services {
+        let _ = service.await;
     }
-    .run(events_rx)
-    .await;
-
-    tracing::info!("scheduler stopping: no more timers or claims");
-    executor.shutdown(config.shutdown_grace).await;
-    background.cancel();
-    let _ = tokio::join!(watcher, sweeper, heartbeats);
+    fail_unfinished(&bookkeeping, executor.instance()).await;
+    instance.remove().await;
     if let Some(http) = http {
         let _ = http.await;
     }
@@ -147,14 +188,29 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     Ok(())
 }
 
+/// Fails the runs this instance still owns after its drain (outcomes it could not record, a
+/// claim whose reply was lost), so a clean shutdown leaves none `running`.
+async fn fail_unfinished(pool: &PgPool, instance: &str) {
+    match runs::fail_owned(pool, instance).await {
+        Ok(failed) => {
+            for run in &failed {
+                executor::log_finished(run);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot fail this scheduler's unfinished runs; the stale sweep will"),
+    }
+}
+
 /// The one loop that owns the timer queue. It never waits on the database: inserting,
 /// claiming and executing happen in tasks it spawns.
 struct TimerLoop {
-    /// Inserts and claims runs. Apart from the pool targets use, so the next batch of a herd
-    /// is inserted while the previous batch's targets hold every connection of that pool.
+    /// Inserts runs. Apart from the pool targets use, so the next batch of a herd is inserted
+    /// while the previous batch's targets hold every connection of that pool.
     slot_pool: PgPool,
     executor: Executor,
+    claims: ClaimRequests,
     timers: TimerQueue,
+    missed_after: Duration,
     shutdown: CancellationToken,
 }
 
@@ -200,7 +256,7 @@ impl TimerLoop {
                     "timers armed for every active definition"
                 );
             }
-            Event::ClaimPending => self.claim_pending(),
+            Event::ClaimPending => self.claims.request(),
         }
     }
 
@@ -226,91 +282,108 @@ impl TimerLoop {
         }
     }
 
-    /// Inserts and starts the due slots, in a task of their own (batch by batch, until shutdown).
+    /// Records and starts the due slots, in a task of their own (batch by batch, until shutdown).
     fn fire(&self, due: Vec<DueSlot>) {
         if due.is_empty() {
             return;
         }
         let (pool, executor, shutdown) = (self.slot_pool.clone(), self.executor.clone(), self.shutdown.clone());
+        let missed_after = self.missed_after;
         self.executor.track(async move {
             let (first, rest) = due.split_at(due.len().min(FIRST_INSERT_BATCH));
             for batch in std::iter::once(first).chain(rest.chunks(INSERT_BATCH)) {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                fire_batch(&pool, &executor, batch, &shutdown).await;
-            }
-        });
-    }
-
-    fn claim_pending(&self) {
-        if self.shutdown.is_cancelled() {
-            return;
-        }
-        let (pool, executor) = (self.slot_pool.clone(), self.executor.clone());
-        self.executor.track(async move {
-            let targets: Vec<&str> = registry::all().iter().map(|t| t.key).collect();
-            loop {
-                let room = executor.reserve(CLAIM_BATCH as usize).await;
-                match runs::claim_pending(&pool, &targets, CLAIM_BATCH, executor.instance()).await {
-                    Ok(claimed) => {
-                        let full = claimed.len() as i64 == CLAIM_BATCH;
-                        executor.spawn(claimed, room);
-                        if !full {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        crate::metrics::database_error("claim pending runs");
-                        tracing::warn!(error = %e, "cannot claim pending runs; the next reconcile retries");
-                        return;
-                    }
-                }
+                fire_batch(&pool, &executor, batch, missed_after, &shutdown).await;
             }
         });
     }
 }
 
-/// Inserts one batch of slots (retrying while the database is away), records overlaps as
-/// skipped, and starts what it inserted.
-async fn fire_batch(pool: &PgPool, executor: &Executor, batch: &[DueSlot], shutdown: &CancellationToken) {
-    // Room first: while a herd bigger than MAX_IN_FLIGHT runs, the rest of it waits here.
-    let room = tokio::select! {
-        room = executor.reserve(batch.len()) => room,
-        () = shutdown.cancelled() => return,
-    };
-    // Give up on a recurring slot after SLOT_RETRY_WINDOW; one-time slots are kept (and
-    // re-armed from the database at the next reload if this process stops).
-    let give_up = CancellationToken::new();
-    let oldest = batch.iter().map(|s| s.scheduled_at).min().unwrap_or_else(Utc::now);
-    let watchdog = {
-        let (give_up, shutdown) = (give_up.clone(), shutdown.clone());
-        let window = (oldest + SLOT_RETRY_WINDOW - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        tokio::spawn(async move {
+/// Records one batch of due slots and starts what it inserted. A slot it cannot start by
+/// T + `missed_after` is recorded `missed` instead: `overloaded` when the executor had no room
+/// in time, `database_unreachable` when inserting failed until then. Retries until the rows
+/// are written or shutdown begins (then the watchdog records what is left).
+async fn fire_batch(
+    pool: &PgPool,
+    executor: &Executor,
+    batch: &[DueSlot],
+    missed_after: Duration,
+    shutdown: &CancellationToken,
+) {
+    let missed_after = chrono::Duration::from_std(missed_after).unwrap_or(chrono::Duration::MAX);
+    let late = |slot: &DueSlot, now: DateTime<Utc>| slot.recurring && now > slot.scheduled_at + missed_after;
+    // Room first: while the executor is full the batch waits here, until its oldest slot is late.
+    let deadline = batch
+        .iter()
+        .filter(|s| s.recurring)
+        .map(|s| s.scheduled_at + missed_after)
+        .min();
+    let mut room = executor
+        .reserve(batch.len(), async {
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = tokio::time::sleep(window) => {}
+                () = sleep_until_time(deadline) => {}
             }
-            give_up.cancel();
         })
-    };
-    let inserted = retry_until(&give_up, "insert due runs", || {
-        runs::insert_scheduled(pool, batch, executor.instance())
-    })
-    .await;
-    watchdog.abort();
-    let Some(inserted) = inserted else {
-        tracing::error!(slots = batch.len(), slot = %oldest.to_rfc3339(), "slots missed: the database was unreachable");
+        .await;
+    if shutdown.is_cancelled() {
         return;
-    };
-    for run in &inserted.skipped {
-        executor::log_finished(run);
     }
-    // Inserted as running by this process, so executed even if shutdown began meanwhile: they
-    // get the shutdown grace like every other in-flight run (this task is tracked).
-    executor.spawn(inserted.running, room);
+    let mut failures = 0u32;
+    let mut retry_in = Duration::from_millis(100);
+    loop {
+        let now = Utc::now();
+        let (start, missed): (Vec<DueSlot>, Vec<DueSlot>) =
+            batch.iter().cloned().partition(|s| room.is_some() && !late(s, now));
+        let missed_reason = if failures > 0 {
+            RunReason::DatabaseUnreachable
+        } else {
+            RunReason::Overloaded
+        };
+        let slots = SlotBatch {
+            start: &start,
+            missed: &missed,
+            missed_reason,
+        };
+        match runs::insert_scheduled(pool, slots, executor.instance()).await {
+            Ok(inserted) => {
+                for run in inserted.skipped.iter().chain(&inserted.missed) {
+                    executor::log_finished(run);
+                }
+                // Inserted as running by this process, so executed even if shutdown began
+                // meanwhile: they get the shutdown grace like every other in-flight run.
+                executor.spawn(inserted.running, room);
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                crate::metrics::database_error("insert due runs");
+                tracing::warn!(error = %e, slots = batch.len(), retry_in_ms = retry_in.as_millis() as u64, "cannot record due slots; retrying");
+                if batch.iter().all(|s| late(s, Utc::now())) {
+                    // They will be recorded missed: let other work have the room.
+                    room = None;
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                tracing::warn!(slots = batch.len(), "shutdown while the database was unreachable: the watchdog will record these slots");
+                return;
+            }
+            () = tokio::time::sleep(retry_in) => {}
+        }
+        retry_in = (retry_in * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Sleeps until `at` (forever when `None`).
+async fn sleep_until_time(at: Option<DateTime<Utc>>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(instant_at(Some(at))).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn has_target(definition: &JobDefinition) -> bool {

@@ -1,5 +1,9 @@
-//! The stale sweep: fails `running` runs whose scheduler stopped heartbeating, whichever
-//! replica ran them. Runs at startup and periodically.
+//! The sweeper: fails `running` runs nobody is executing any more, whichever replica ran
+//! them. Runs at startup and every heartbeat interval:
+//! - runs of a scheduler instance that is no longer alive (`scheduler_lost`), within one
+//!   heartbeat interval of it turning dead (5 of its heartbeat intervals without a sign);
+//! - runs without a heartbeat for `CRON_STALE_AFTER` (`stale`): a run whose own heartbeats
+//!   stopped while its instance lives, or whose instance left no row.
 
 use std::time::Duration;
 
@@ -7,26 +11,25 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::log_finished;
-use crate::store::{runs, StoreError};
+use crate::store::{instances, runs, StoreError};
 
-/// Fails every run without a heartbeat for `stale_after`, logging each.
+/// Fails every lost or stale run, logging each; forgets instances dead for a day.
 pub async fn sweep_once(pool: &PgPool, stale_after: Duration) -> Result<usize, StoreError> {
-    let failed = runs::fail_stale(pool, stale_after).await?;
-    for run in &failed {
+    let lost = runs::fail_lost(pool).await?;
+    let stale = runs::fail_stale(pool, stale_after).await?;
+    for run in &stale {
         crate::metrics::run_stale(run);
+    }
+    for run in lost.iter().chain(&stale) {
         log_finished(run);
     }
-    Ok(failed.len())
+    instances::forget_dead(pool).await?;
+    Ok(lost.len() + stale.len())
 }
 
-/// How often to sweep: often enough to catch a stale run soon after it turns stale.
-pub fn interval(stale_after: Duration) -> Duration {
-    (stale_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
-}
-
-/// Sweeps every [`interval`] until `stop` fires.
-pub async fn run(pool: PgPool, stale_after: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval(stale_after));
+/// Sweeps every `every` (the heartbeat interval) until `stop` fires.
+pub async fn run(pool: PgPool, stale_after: Duration, every: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the startup sweep already ran
     loop {
@@ -35,8 +38,8 @@ pub async fn run(pool: PgPool, stale_after: Duration, stop: CancellationToken) {
             _ = ticker.tick() => {}
         }
         if let Err(e) = sweep_once(&pool, stale_after).await {
-            crate::metrics::database_error("sweep stale runs");
-            tracing::warn!(error = %e, "stale sweep failed; retrying at the next tick");
+            crate::metrics::database_error("sweep dead runs");
+            tracing::warn!(error = %e, "sweep failed; retrying at the next tick");
         }
     }
 }

@@ -216,14 +216,16 @@ pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result
     .await
 }
 
-/// `paused` → `active`, clearing the pause record. Any other status is a conflict.
+/// `paused` → `active`, clearing the pause record. Its slots count from now on: the paused
+/// window is not replayed, nor recorded as missed. Any other status is a conflict.
 #[tracing::instrument(skip(pool))]
 pub async fn resume(pool: &PgPool, id: Uuid) -> Result<JobDefinition, StoreError> {
     transition(
         pool,
         id,
         "UPDATE cron_job_definitions
-         SET status = 'active', pause_reason = NULL, paused_at = NULL, paused_by = NULL, updated_at = now()
+         SET status = 'active', pause_reason = NULL, paused_at = NULL, paused_by = NULL,
+             active_since = now(), updated_at = now()
          WHERE id = $1 AND status = 'paused' RETURNING *",
         &[],
         ("paused", "resume"),

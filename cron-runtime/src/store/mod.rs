@@ -4,9 +4,11 @@
 //! same transaction, so a listener never hears of a change it cannot yet read.
 
 pub mod definitions;
+pub mod instances;
 pub mod page;
 pub mod runs;
 pub mod schema;
+pub mod watermarks;
 
 use std::fmt;
 use std::str::FromStr;

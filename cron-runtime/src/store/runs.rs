@@ -9,8 +9,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{notify, Change, Cursor, Page, StoreError};
-use crate::domain::{JobDefinition, JobRun, JobStatus, RunStatus, TriggerType};
+use super::{instances, notify, Change, Cursor, Page, StoreError};
+use crate::domain::{JobDefinition, JobRun, JobStatus, RunReason, RunStatus, ScheduleType, TriggerType};
 
 /// A slot of a definition that is due: what the scheduler inserts.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,8 @@ pub struct DueSlot {
     pub job_version: i32,
     pub target: String,
     pub scheduled_at: DateTime<Utc>,
+    /// A slot of a recurring definition (it can be missed); a one-time slot runs, late if need be.
+    pub recurring: bool,
 }
 
 impl DueSlot {
@@ -31,18 +33,48 @@ impl DueSlot {
             job_version: definition.version,
             target: definition.target.clone(),
             scheduled_at,
+            recurring: definition.schedule_type == ScheduleType::Recurring,
         }
     }
 }
 
-/// What inserting a batch of due slots did.
+/// Due slots to record: the ones to start, and the ones too late to start (SPEC §11: a
+/// scheduler never starts a slot later than T + `CRON_MISSED_AFTER`).
+#[derive(Debug, Clone, Copy)]
+pub struct SlotBatch<'a> {
+    pub start: &'a [DueSlot],
+    pub missed: &'a [DueSlot],
+    /// Why the `missed` slots were not started.
+    pub missed_reason: RunReason,
+}
+
+impl<'a> SlotBatch<'a> {
+    /// Every slot of `slots` to start.
+    pub fn start(slots: &'a [DueSlot]) -> Self {
+        SlotBatch {
+            start: slots,
+            missed: &[],
+            missed_reason: RunReason::NotStarted,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.start.len() + self.missed.len()
+    }
+}
+
+/// What recording a batch of due slots did.
 #[derive(Debug, Default)]
 pub struct InsertedSlots {
-    /// Runs this call inserted as `running`, owned by the calling scheduler: it executes them.
+    /// Runs `running` under the calling scheduler that it must execute: inserted by this call,
+    /// or by an earlier attempt of the same batch whose reply was lost.
     pub running: Vec<ClaimedRun>,
     /// Runs this call recorded as `skipped` because a run of the key was still active.
     pub skipped: Vec<JobRun>,
-    // Slots in neither list were already recorded, by another scheduler replica.
+    /// Runs this call recorded as `missed`.
+    pub missed: Vec<JobRun>,
+    // Slots in none of the lists were recorded already: by another scheduler replica, by the
+    // watchdog, or (skipped and missed rows) by an earlier attempt of this batch.
 }
 
 /// What a run-now request did.
@@ -58,7 +90,7 @@ pub enum RunNowOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
     Succeeded { output: Value },
-    Failed { error: String },
+    Failed { reason: RunReason, error: String },
 }
 
 /// Filters of the run list; `None` matches everything. `from`/`to` bound `scheduled_at`
@@ -68,46 +100,67 @@ pub struct RunFilter {
     pub job_id: Option<Uuid>,
     pub job_key: Option<String>,
     pub status: Option<RunStatus>,
+    pub reason: Option<RunReason>,
     pub target: Option<String>,
     pub trigger_type: Option<TriggerType>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
 }
 
-/// (new) → `running` (owned by `instance`) or `skipped` for a batch of due slots, in at most
-/// two statements.
+/// (new) → `running` (owned by `instance`), `skipped` or `missed` for a batch of due slots, in
+/// one transaction that is safe to repeat.
 ///
-/// The slot guard makes every slot a single row however many replicas insert it, and the
-/// replica whose insert made the row executes it: a slot is inserted already claimed, so each
-/// run row is written twice (inserted, finished), not three times. The one-active-run-per-key
-/// index makes the overlap check race-free: a slot that found an active run is recorded
-/// `skipped`. Slots of definitions no longer active are dropped.
-#[tracing::instrument(skip_all, fields(slots = slots.len()))]
-pub async fn insert_scheduled(pool: &PgPool, slots: &[DueSlot], instance: &str) -> Result<InsertedSlots, StoreError> {
-    if slots.is_empty() {
+/// The slot guard makes every slot a single row however many replicas (and the watchdog)
+/// insert it, and the replica whose insert made the row executes it: a slot is inserted
+/// already claimed, so each run row is written twice (inserted, finished), not three times.
+/// The one-active-run-per-key index makes the overlap check race-free: a slot that found an
+/// active run is recorded `skipped`. Slots of definitions no longer active are dropped.
+///
+/// Idempotent: when a call's commit succeeded but its reply was lost, the retry finds its
+/// slots taken; the ones `running` under `instance` are returned again to be executed (a
+/// scheduler executes each slot of a batch once, so a row it owns that it is not executing
+/// can only be an earlier attempt's). See docs/decisions.md.
+#[tracing::instrument(skip_all, fields(start = batch.start.len(), missed = batch.missed.len()))]
+pub async fn insert_scheduled(pool: &PgPool, batch: SlotBatch<'_>, instance: &str) -> Result<InsertedSlots, StoreError> {
+    if batch.len() == 0 {
         return Ok(InsertedSlots::default());
     }
-    let running = insert_running(pool, &SlotColumns::of(slots), instance).await?;
-    if running.len() == slots.len() {
+    let mut tx = pool.begin().await?;
+    let mut running = insert_running(&mut tx, &SlotColumns::of(batch.start), instance).await?;
+    if running.len() == batch.len() {
+        // The common case: one statement, one commit.
+        tx.commit().await?;
         return Ok(InsertedSlots {
             running,
-            skipped: Vec::new(),
+            ..InsertedSlots::default()
         });
     }
-    let inserted: HashSet<(Uuid, DateTime<Utc>)> = running
-        .iter()
-        .map(|c| (c.run.job_definition_id, c.run.scheduled_at))
+    let not_started = slots_without(batch.start, running.iter().map(|c| &c.run));
+    let skipped = insert_skipped(&mut tx, &SlotColumns::of(&not_started)).await?;
+    let reasons = vec![batch.missed_reason; batch.missed.len()];
+    let missed = insert_missed(&mut tx, batch.missed, &reasons, Some(instance)).await?;
+    let unrecorded: Vec<DueSlot> = slots_without(&not_started, skipped.iter())
+        .into_iter()
+        .chain(slots_without(batch.missed, missed.iter()))
         .collect();
-    let not_inserted: Vec<DueSlot> = slots
-        .iter()
-        .filter(|s| !inserted.contains(&(s.definition_id, s.scheduled_at)))
-        .cloned()
-        .collect();
-    let mut tx = pool.begin().await?;
-    let skipped = insert_skipped(&mut *tx, &SlotColumns::of(&not_inserted)).await?;
-    retire_finished_one_time(&mut tx, &skipped).await?;
+    running.extend(owned_running(&mut tx, &unrecorded, instance).await?);
+    retire_finished_one_time(&mut tx, skipped.iter().chain(&missed)).await?;
     tx.commit().await?;
-    Ok(InsertedSlots { running, skipped })
+    Ok(InsertedSlots {
+        running,
+        skipped,
+        missed,
+    })
+}
+
+/// The slots of `slots` that none of `runs` records.
+fn slots_without<'r>(slots: &[DueSlot], runs: impl Iterator<Item = &'r JobRun>) -> Vec<DueSlot> {
+    let recorded: HashSet<(Uuid, DateTime<Utc>)> = runs.map(|r| (r.job_definition_id, r.scheduled_at)).collect();
+    slots
+        .iter()
+        .filter(|s| !recorded.contains(&(s.definition_id, s.scheduled_at)))
+        .cloned()
+        .collect()
 }
 
 /// Due slots as the column arrays `UNNEST` takes, with a fresh run id each.
@@ -132,7 +185,7 @@ impl<'a> SlotColumns<'a> {
         }
     }
 
-    /// Binds the arrays as `$1` .. `$6` of a query selecting `FROM` [`DUE_SLOTS`].
+    /// Binds the arrays as `$1` .. `$6` of a query selecting `FROM` [`UNNEST_SLOTS`].
     fn bind<'q, O>(
         &'q self,
         query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
@@ -147,13 +200,24 @@ impl<'a> SlotColumns<'a> {
     }
 }
 
-/// The due slots of [`SlotColumns::bind`], as rows `s`, of definitions still active: one paused
-/// or retired a moment ago (its notification still in flight) does not fire.
+/// The slots of [`SlotColumns::bind`], as rows `s`.
+const UNNEST_SLOTS: &str = "UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
+         AS s(id, definition_id, job_key, job_version, target, scheduled_at)";
+
+/// [`UNNEST_SLOTS`] of definitions still active: one paused or retired a moment ago (its
+/// notification still in flight) does not fire.
 const DUE_SLOTS: &str = "UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
          AS s(id, definition_id, job_key, job_version, target, scheduled_at)
      JOIN cron_job_definitions d ON d.id = s.definition_id AND d.status = 'active'";
 
-async fn insert_running(pool: &PgPool, slots: &SlotColumns<'_>, instance: &str) -> Result<Vec<ClaimedRun>, StoreError> {
+async fn insert_running(
+    conn: &mut PgConnection,
+    slots: &SlotColumns<'_>,
+    instance: &str,
+) -> Result<Vec<ClaimedRun>, StoreError> {
+    if slots.ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "WITH inserted AS (
              INSERT INTO cron_job_runs
@@ -167,16 +231,19 @@ async fn insert_running(pool: &PgPool, slots: &SlotColumns<'_>, instance: &str) 
          )
          SELECT inserted.*, d.payload FROM inserted JOIN cron_job_definitions d ON d.id = inserted.job_definition_id"
     );
-    Ok(slots.bind(sqlx::query_as(&sql)).bind(instance).fetch_all(pool).await?)
+    Ok(slots.bind(sqlx::query_as(&sql)).bind(instance).fetch_all(conn).await?)
 }
 
-async fn insert_skipped(conn: impl sqlx::PgExecutor<'_>, slots: &SlotColumns<'_>) -> Result<Vec<JobRun>, StoreError> {
+async fn insert_skipped(conn: &mut PgConnection, slots: &SlotColumns<'_>) -> Result<Vec<JobRun>, StoreError> {
+    if slots.ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "INSERT INTO cron_job_runs
              (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
-              status, finished_at, error)
+              status, finished_at, reason, error)
          SELECT s.id, s.definition_id, s.job_key, s.job_version, s.target, 'scheduled', s.scheduled_at,
-                'skipped', now(),
+                'skipped', now(), 'overlap',
                 COALESCE('skipped: run ' || (
                     SELECT a.id FROM cron_job_runs a
                     WHERE a.job_key = s.job_key AND a.status IN ('pending', 'running') LIMIT 1
@@ -187,6 +254,63 @@ async fn insert_skipped(conn: impl sqlx::PgExecutor<'_>, slots: &SlotColumns<'_>
          RETURNING *"
     );
     Ok(slots.bind(sqlx::query_as(&sql)).fetch_all(conn).await?)
+}
+
+/// (new) → `missed` for slots that were not started in time, each with its reason; `instance`
+/// is the scheduler that gave up on them (`None`: the watchdog). Slots recorded already are
+/// left as they are (the slot guard), so a late scheduler and the watchdog never both win.
+pub(crate) async fn insert_missed(
+    conn: &mut PgConnection,
+    slots: &[DueSlot],
+    reasons: &[RunReason],
+    instance: Option<&str>,
+) -> Result<Vec<JobRun>, StoreError> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = SlotColumns::of(slots);
+    let errors: Vec<&str> = reasons.iter().map(|r| r.missed_message()).collect();
+    let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+    let sql = format!(
+        "INSERT INTO cron_job_runs
+             (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
+              status, finished_at, reason, error, scheduler_instance)
+         SELECT s.id, s.definition_id, s.job_key, s.job_version, s.target, 'scheduled', s.scheduled_at,
+                'missed', clock_timestamp(), m.reason, m.error, $9
+         FROM {UNNEST_SLOTS}
+         JOIN UNNEST($1::uuid[], $7::text[], $8::text[]) AS m(id, reason, error) ON m.id = s.id
+         ON CONFLICT DO NOTHING
+         RETURNING *"
+    );
+    Ok(columns
+        .bind(sqlx::query_as(&sql))
+        .bind(reasons)
+        .bind(errors)
+        .bind(instance)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// The runs of `slots` that are `running` under `instance`: what an earlier attempt of the
+/// same batch inserted when its reply was lost.
+async fn owned_running(conn: &mut PgConnection, slots: &[DueSlot], instance: &str) -> Result<Vec<ClaimedRun>, StoreError> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = SlotColumns::of(slots);
+    Ok(sqlx::query_as(
+        "SELECT r.*, d.payload
+         FROM UNNEST($1::uuid[], $2::timestamptz[]) AS s(definition_id, scheduled_at)
+         JOIN cron_job_runs r ON r.job_definition_id = s.definition_id AND r.scheduled_at = s.scheduled_at
+                             AND r.trigger_type = 'scheduled'
+         JOIN cron_job_definitions d ON d.id = r.job_definition_id
+         WHERE r.status = 'running' AND r.scheduler_instance = $3",
+    )
+    .bind(&columns.definition_ids)
+    .bind(&columns.times)
+    .bind(instance)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// (new) → `pending` for an admin's run-now, or `skipped` when a run of the key is active.
@@ -244,9 +368,10 @@ async fn insert_manual(
     let run = sqlx::query_as(
         "INSERT INTO cron_job_runs
              (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
-              status, finished_at, error, triggered_by)
+              status, finished_at, reason, error, triggered_by)
          VALUES ($1, $2, $3, $4, $5, 'manual', clock_timestamp(), $6,
-                 CASE WHEN $6 = 'skipped' THEN clock_timestamp() END, $7, $8)
+                 CASE WHEN $6 = 'skipped' THEN clock_timestamp() END,
+                 CASE WHEN $6 = 'skipped' THEN 'overlap' END, $7, $8)
          ON CONFLICT DO NOTHING
          RETURNING *",
     )
@@ -276,6 +401,9 @@ pub struct ClaimedRun {
 /// run-now requests (and runs left `pending` by an older version of the scheduler). Only
 /// targets this binary has are claimed, so during a deploy an old replica leaves a new target's
 /// runs to the new one.
+///
+/// A claim whose reply was lost leaves its runs `running` under `instance`, unexecuted: after
+/// a failed claim, the scheduler takes them back with [`claimed_not_executing`].
 pub async fn claim_pending(
     pool: &PgPool,
     targets: &[&str],
@@ -303,19 +431,41 @@ pub async fn claim_pending(
     .await?)
 }
 
+/// Manual runs `running` under `instance` other than `executing`: what a claim whose reply was
+/// lost took. Only sound while no other claim of `instance` is in flight (the scheduler claims
+/// one batch at a time) and `executing` lists every run it started.
+pub async fn claimed_not_executing(
+    pool: &PgPool,
+    instance: &str,
+    executing: &[Uuid],
+) -> Result<Vec<ClaimedRun>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT r.*, d.payload FROM cron_job_runs r JOIN cron_job_definitions d ON d.id = r.job_definition_id
+         WHERE r.status = 'running' AND r.trigger_type = 'manual' AND r.scheduler_instance = $1
+           AND r.id <> ALL($2::uuid[])",
+    )
+    .bind(instance)
+    .bind(executing)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Records a sign of life for running runs (the executing scheduler calls this periodically).
-pub async fn heartbeat(pool: &PgPool, run_ids: &[Uuid]) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE cron_job_runs SET heartbeat_at = clock_timestamp() WHERE id = ANY($1) AND status = 'running'",
+/// Returns the ids that are still `running`: the others were ended meanwhile by someone else
+/// (the sweep, a cancel), and their executor must stop them.
+pub async fn heartbeat(pool: &PgPool, run_ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE cron_job_runs SET heartbeat_at = clock_timestamp()
+         WHERE id = ANY($1) AND status = 'running'
+         RETURNING id",
     )
     .bind(run_ids)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(pool)
+    .await?)
 }
 
 /// `running` → `succeeded` | `failed`. Returns `None` if the run was no longer running
-/// (the stale sweep got there first). A scheduled one-time job is retired with its run.
+/// (the sweep got there first). A scheduled one-time job is retired with its run.
 pub async fn finish(pool: &PgPool, run_id: Uuid, outcome: &RunOutcome) -> Result<Option<JobRun>, StoreError> {
     Ok(finish_many(pool, &[(run_id, outcome)]).await?.pop())
 }
@@ -331,6 +481,7 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
     let mut ids = Vec::with_capacity(outcomes.len());
     let mut statuses = Vec::with_capacity(outcomes.len());
     let mut outputs = Vec::with_capacity(outcomes.len());
+    let mut reasons = Vec::with_capacity(outcomes.len());
     let mut errors = Vec::with_capacity(outcomes.len());
     for (id, outcome) in outcomes {
         ids.push(*id);
@@ -338,11 +489,13 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
             RunOutcome::Succeeded { output } => {
                 statuses.push(RunStatus::Succeeded.as_str());
                 outputs.push(Some(output));
+                reasons.push(None);
                 errors.push(None);
             }
-            RunOutcome::Failed { error } => {
+            RunOutcome::Failed { reason, error } => {
                 statuses.push(RunStatus::Failed.as_str());
                 outputs.push(None);
+                reasons.push(Some(reason.as_str()));
                 errors.push(Some(error.as_str()));
             }
         }
@@ -350,15 +503,18 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
     let mut tx = pool.begin().await?;
     let finished: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs r
-         SET status = o.status, output = o.output, error = o.error, finished_at = clock_timestamp(),
+         SET status = o.status, output = o.output, reason = o.reason, error = o.error,
+             finished_at = clock_timestamp(),
              duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - r.started_at) * 1000)::bigint)
-         FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[]) AS o(id, status, output, error)
+         FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[])
+             AS o(id, status, output, reason, error)
          WHERE r.id = o.id AND r.status = 'running'
          RETURNING r.*",
     )
     .bind(ids)
     .bind(statuses)
     .bind(outputs)
+    .bind(reasons)
     .bind(errors)
     .fetch_all(&mut *tx)
     .await?;
@@ -367,14 +523,14 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
     Ok(finished)
 }
 
-/// `running` → `failed` for runs without a heartbeat for `stale_after`, whichever
+/// `running` → `failed` (`stale`) for runs without a heartbeat for `stale_after`, whichever
 /// scheduler ran them (a replica recovers another's dead runs).
 #[tracing::instrument(skip(pool))]
 pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobRun>, StoreError> {
     let mut tx = pool.begin().await?;
     let failed: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs
-         SET status = 'failed', finished_at = clock_timestamp(),
+         SET status = 'failed', reason = 'stale', finished_at = clock_timestamp(),
              duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - started_at) * 1000)::bigint),
              error = 'stale: no heartbeat for more than ' || $2 || ' (last at '
                      || to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
@@ -396,10 +552,90 @@ pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobR
     Ok(failed)
 }
 
+/// `running` → `failed` (`scheduler_lost`) for runs whose scheduler instance is no longer
+/// alive (SPEC §11): a deploy that killed the old scheduler after SIGTERM does not block its
+/// jobs until `CRON_STALE_AFTER`. Runs of an instance without a row (a release before
+/// instances were recorded) are left to [`fail_stale`].
+#[tracing::instrument(skip(pool))]
+pub async fn fail_lost(pool: &PgPool) -> Result<Vec<JobRun>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let sql = format!(
+        "UPDATE cron_job_runs r
+         SET status = 'failed', reason = 'scheduler_lost', finished_at = clock_timestamp(),
+             duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - r.started_at) * 1000)::bigint),
+             error = 'scheduler_lost: scheduler ' || i.instance || ' stopped heartbeating (last seen '
+                     || to_char(i.last_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                     || '); presumed dead'
+         FROM cron_scheduler_instances i
+         WHERE i.instance = r.scheduler_instance AND r.id IN (
+             SELECT lost.id FROM cron_job_runs lost
+             JOIN cron_scheduler_instances i ON i.instance = lost.scheduler_instance
+             WHERE lost.status = 'running' AND NOT ({alive})
+             FOR UPDATE OF lost SKIP LOCKED
+         )
+         RETURNING r.*",
+        alive = instances::ALIVE
+    );
+    let failed: Vec<JobRun> = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
+    retire_finished_one_time(&mut tx, &failed).await?;
+    tx.commit().await?;
+    Ok(failed)
+}
+
+/// `running` → `failed` (`shutdown`) for the runs `instance` still owns when it exits after
+/// its drain: outcomes it could not record, or a claim whose reply was lost.
+pub async fn fail_owned(pool: &PgPool, instance: &str) -> Result<Vec<JobRun>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let failed: Vec<JobRun> = sqlx::query_as(
+        "UPDATE cron_job_runs
+         SET status = 'failed', reason = 'shutdown', finished_at = clock_timestamp(),
+             duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - started_at) * 1000)::bigint),
+             error = 'interrupted by shutdown'
+         WHERE status = 'running' AND scheduler_instance = $1
+         RETURNING *",
+    )
+    .bind(instance)
+    .fetch_all(&mut *tx)
+    .await?;
+    retire_finished_one_time(&mut tx, &failed).await?;
+    tx.commit().await?;
+    Ok(failed)
+}
+
+/// `pending` → `missed` for run-now requests older than `missed_after` that no live scheduler
+/// can start: none is alive (`no_scheduler`), or none has the target (`target_unavailable`).
+/// Without this a request for a removed target would block its key forever.
+pub(crate) async fn miss_unstartable_pending(
+    conn: &mut PgConnection,
+    missed_after: Duration,
+) -> Result<Vec<JobRun>, StoreError> {
+    let sql = format!(
+        "WITH live AS (SELECT targets FROM cron_scheduler_instances i WHERE {accepting})
+         UPDATE cron_job_runs r
+         SET status = 'missed', finished_at = clock_timestamp(),
+             reason = CASE WHEN EXISTS (SELECT 1 FROM live) THEN 'target_unavailable' ELSE 'no_scheduler' END,
+             error = CASE WHEN EXISTS (SELECT 1 FROM live)
+                          THEN $2 ELSE $3 END
+         WHERE r.status = 'pending' AND r.created_at < clock_timestamp() - make_interval(secs => $1)
+           AND NOT EXISTS (SELECT 1 FROM live WHERE r.target = ANY(live.targets))
+         RETURNING r.*",
+        accepting = instances::ACCEPTING
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(missed_after.as_secs_f64())
+        .bind(RunReason::TargetUnavailable.missed_message())
+        .bind(RunReason::NoScheduler.missed_message())
+        .fetch_all(conn)
+        .await?)
+}
+
 /// active → retired for one-time definitions whose scheduled run reached a terminal status.
-async fn retire_finished_one_time(conn: &mut PgConnection, runs: &[JobRun]) -> Result<(), StoreError> {
+async fn retire_finished_one_time<'r>(
+    conn: &mut PgConnection,
+    runs: impl IntoIterator<Item = &'r JobRun>,
+) -> Result<(), StoreError> {
     let ids: Vec<Uuid> = runs
-        .iter()
+        .into_iter()
         .filter(|r| r.trigger_type == TriggerType::Scheduled && r.status.is_terminal())
         .map(|r| r.job_definition_id)
         .collect();
@@ -446,6 +682,9 @@ pub async fn list(
     if let Some(status) = filter.status {
         query.push(" AND status = ").push_bind(status);
     }
+    if let Some(reason) = filter.reason {
+        query.push(" AND reason = ").push_bind(reason);
+    }
     if let Some(target) = &filter.target {
         query.push(" AND target = ").push_bind(target);
     }
@@ -482,12 +721,14 @@ pub struct Pruned {
     pub succeeded: u64,
     pub failed: u64,
     pub skipped: u64,
+    pub missed: u64,
+    pub cancelled: u64,
 }
 
 impl Pruned {
     /// Rows in all statuses.
     pub fn total(&self) -> u64 {
-        self.succeeded + self.failed + self.skipped
+        self.succeeded + self.failed + self.skipped + self.missed + self.cancelled
     }
 
     fn add(&mut self, status: RunStatus, n: u64) {
@@ -495,6 +736,8 @@ impl Pruned {
             RunStatus::Succeeded => self.succeeded += n,
             RunStatus::Failed => self.failed += n,
             RunStatus::Skipped => self.skipped += n,
+            RunStatus::Missed => self.missed += n,
+            RunStatus::Cancelled => self.cancelled += n,
             RunStatus::Pending | RunStatus::Running => {}
         }
     }
@@ -510,7 +753,7 @@ pub async fn prune(pool: &PgPool, cutoff: DateTime<Utc>, batch: i64) -> Result<P
             "WITH gone AS (
                  DELETE FROM cron_job_runs WHERE id IN (
                      SELECT id FROM cron_job_runs
-                     WHERE created_at < $1 AND status IN ('succeeded', 'failed', 'skipped')
+                     WHERE created_at < $1 AND status NOT IN ('pending', 'running')
                      LIMIT $2
                      FOR UPDATE SKIP LOCKED
                  )
@@ -536,7 +779,7 @@ pub async fn prune(pool: &PgPool, cutoff: DateTime<Utc>, batch: i64) -> Result<P
 pub async fn count_prunable(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<Pruned, StoreError> {
     let counts: Vec<(RunStatus, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM cron_job_runs
-         WHERE created_at < $1 AND status IN ('succeeded', 'failed', 'skipped')
+         WHERE created_at < $1 AND status NOT IN ('pending', 'running')
          GROUP BY status",
     )
     .bind(cutoff)

@@ -1,0 +1,124 @@
+//! Claims pending runs (run-now requests) for this scheduler, one batch at a time.
+//!
+//! One task owns every claim of this instance: it claims when asked (a notification, the
+//! reconcile, startup) until no pending run of its targets is left, and stops claiming at
+//! shutdown. Claims are serialized so that a claim that failed, possibly after its UPDATE
+//! committed (a lost reply), can be made good: the manual runs `running` under this instance
+//! that the executor is not executing are exactly what it took.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::Executor;
+use crate::registry;
+use crate::store::runs;
+
+/// How many pending runs one claim takes.
+const CLAIM_BATCH: i64 = 500;
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Asks the claimer to claim pending runs.
+#[derive(Clone, Default)]
+pub struct ClaimRequests(Arc<Notify>);
+
+impl ClaimRequests {
+    /// Claims soon (requests made while a claim runs coalesce into one more round).
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Starts the claimer as work the executor tracks (shutdown waits for its last claim).
+pub fn spawn(pool: PgPool, executor: Executor, shutdown: CancellationToken) -> ClaimRequests {
+    let requests = ClaimRequests::default();
+    let claimer = Claimer {
+        pool,
+        executor: executor.clone(),
+        shutdown,
+        targets: registry::all().iter().map(|t| t.key).collect(),
+        unsure: false,
+    };
+    executor.track(claimer.run(requests.clone()));
+    requests
+}
+
+struct Claimer {
+    pool: PgPool,
+    executor: Executor,
+    shutdown: CancellationToken,
+    targets: Vec<&'static str>,
+    /// A claim failed: it may have taken runs without this process hearing of it.
+    unsure: bool,
+}
+
+impl Claimer {
+    async fn run(mut self, requests: ClaimRequests) {
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = requests.0.notified() => {}
+            }
+            if !self.claim_until_drained().await {
+                return;
+            }
+        }
+    }
+
+    /// Claims batches until one comes back short. `false` once shutdown began.
+    async fn claim_until_drained(&mut self) -> bool {
+        let mut retry_in = FIRST_RETRY;
+        loop {
+            let Some(room) = self
+                .executor
+                .reserve(CLAIM_BATCH as usize, self.shutdown.cancelled())
+                .await
+            else {
+                return false;
+            };
+            if self.unsure {
+                match runs::claimed_not_executing(&self.pool, self.executor.instance(), &self.executor.in_flight()).await {
+                    Ok(taken) => {
+                        if !taken.is_empty() {
+                            tracing::info!(runs = taken.len(), "executing runs claimed by a claim whose reply was lost");
+                        }
+                        self.unsure = false;
+                        self.executor.spawn(taken, Some(room));
+                        continue;
+                    }
+                    Err(e) => self.failed("find runs of a failed claim", &e),
+                }
+            } else {
+                match runs::claim_pending(&self.pool, &self.targets, CLAIM_BATCH, self.executor.instance()).await {
+                    Ok(claimed) => {
+                        let full = claimed.len() as i64 == CLAIM_BATCH;
+                        self.executor.spawn(claimed, Some(room));
+                        if !full {
+                            return true;
+                        }
+                        retry_in = FIRST_RETRY;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.unsure = true;
+                        self.failed("claim pending runs", &e);
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                () = tokio::time::sleep(retry_in) => {}
+            }
+            retry_in = (retry_in * 2).min(MAX_RETRY);
+        }
+    }
+
+    fn failed(&self, what: &'static str, error: &crate::store::StoreError) {
+        crate::metrics::database_error(what);
+        tracing::warn!(error = %error, "cannot {what}; retrying");
+    }
+}

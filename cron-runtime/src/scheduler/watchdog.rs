@@ -1,0 +1,318 @@
+//! The watchdog (SPEC §11): no slot of a recurring definition is left without a run row.
+//!
+//! Every `api` and `scheduler` process runs one; an advisory lock lets one pass at a time run
+//! across the cluster. A pass:
+//! - ends `missed` the run-now requests that no live scheduler can start (none alive, or none
+//!   with the target), older than `CRON_MISSED_AFTER`;
+//! - walks the definitions whose watermark is due (`cron_slot_watermarks`), enumerates their
+//!   slots between the watermark and now − `CRON_MISSED_AFTER`, and records each slot without a
+//!   row as `missed` through the slot guard (`ON CONFLICT DO NOTHING`), so a late scheduler
+//!   insert and the watchdog never both win; then advances the watermark.
+//!
+//! Work per pass is bounded ([`DEFINITIONS_PER_PASS`], [`ROWS_PER_PASS`]); after an outage the
+//! next passes follow at once until it has caught up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::executor::log_finished;
+use crate::domain::{JobStatus, RunReason, Schedule};
+use crate::store::runs::{self, DueSlot};
+use crate::store::watermarks::{self, Advance, Watched};
+use crate::store::{instances, StoreError};
+
+/// The advisory lock a pass holds (for its transaction): "cronwdog".
+const PASS_LOCK: i64 = 0x6372_6f6e_7764_6f67;
+/// Definitions one pass accounts for.
+const DEFINITIONS_PER_PASS: i64 = 500;
+/// Missed rows one pass may write (a per-second job down for a day has 86,400 slots).
+const ROWS_PER_PASS: usize = 5_000;
+/// Passes in a row while catching up, before waiting for the next tick.
+const CATCH_UP_PASSES: usize = 50;
+
+/// How often the watchdog runs: at least every 30 s (SPEC §11), and often enough that a
+/// missed slot is recorded soon after `missed_after`.
+pub fn interval(missed_after: Duration) -> Duration {
+    (missed_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Another process held the pass lock: this one did nothing.
+    pub locked_out: bool,
+    pub definitions: usize,
+    /// Slots recorded `missed`.
+    pub missed_slots: usize,
+    /// Run-now requests ended `missed`.
+    pub missed_requests: usize,
+    /// The pass stopped at a bound: another should follow at once.
+    pub more: bool,
+}
+
+/// Runs passes every [`interval`] until `stop` fires.
+pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval(missed_after));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        for _ in 0..CATCH_UP_PASSES {
+            match pass(&pool, missed_after).await {
+                Ok(report) if report.more && !stop.is_cancelled() => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    crate::metrics::database_error("watchdog pass");
+                    tracing::warn!(error = %e, "watchdog pass failed; retrying at the next tick");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One pass, in one transaction under the cluster-wide pass lock.
+#[tracing::instrument(skip_all)]
+pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, StoreError> {
+    let mut tx = pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(PASS_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(PassReport {
+            locked_out: true,
+            ..PassReport::default()
+        });
+    }
+    let requests = runs::miss_unstartable_pending(&mut tx, missed_after).await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&mut *tx).await?;
+    let horizon = now - chrono::Duration::from_std(missed_after).unwrap_or(chrono::Duration::MAX);
+    let live = instances::live_targets(&mut *tx).await?;
+    let due = watermarks::due(&mut tx, horizon, DEFINITIONS_PER_PASS).await?;
+
+    let mut schedules: HashMap<(&str, &str), Option<Arc<Schedule>>> = HashMap::new();
+    let (mut slots, mut reasons, mut advances) = (Vec::new(), Vec::new(), Vec::new());
+    let mut more = due.len() as i64 == DEFINITIONS_PER_PASS;
+    for watched in &due {
+        let budget = ROWS_PER_PASS - slots.len();
+        if budget == 0 {
+            more = true;
+            break;
+        }
+        let schedule = schedules
+            .entry((&watched.cron_expression, &watched.timezone))
+            .or_insert_with(|| Schedule::parse(&watched.cron_expression, &watched.timezone).ok().map(Arc::new));
+        let Some(schedule) = schedule else {
+            tracing::error!(job_key = %watched.job_key, job_id = %watched.id, "stored schedule no longer parses; its slots are not accounted for");
+            advances.push(park(watched));
+            continue;
+        };
+        let account = account(watched, |t| schedule.next_after(t), horizon, budget);
+        more |= account.truncated;
+        let reason = miss_reason(&live, &watched.target);
+        for at in account.slots {
+            slots.push(slot_of(watched, at));
+            reasons.push(reason);
+        }
+        advances.push(account.advance);
+    }
+    let missed = runs::insert_missed(&mut tx, &slots, &reasons, None).await?;
+    watermarks::advance(&mut tx, &advances).await?;
+    tx.commit().await?;
+
+    for run in requests.iter().chain(&missed) {
+        log_finished(run);
+    }
+    Ok(PassReport {
+        locked_out: false,
+        definitions: advances.len(),
+        missed_slots: missed.len(),
+        missed_requests: requests.len(),
+        more,
+    })
+}
+
+/// Why nobody started a slot of `target`, as far as the live schedulers tell.
+fn miss_reason(live: &instances::LiveTargets, target: &str) -> RunReason {
+    if live.accepting == 0 {
+        RunReason::NoScheduler
+    } else if !live.has(target) {
+        RunReason::TargetUnavailable
+    } else {
+        RunReason::NotStarted
+    }
+}
+
+fn slot_of(watched: &Watched, at: DateTime<Utc>) -> DueSlot {
+    DueSlot {
+        definition_id: watched.id,
+        job_key: watched.job_key.clone(),
+        job_version: watched.version,
+        target: watched.target.clone(),
+        scheduled_at: at,
+        recurring: true,
+    }
+}
+
+/// The slots of one definition to check, and where its watermark goes next.
+#[derive(Debug, Clone, PartialEq)]
+struct Account {
+    slots: Vec<DateTime<Utc>>,
+    advance: Advance,
+    /// More slots are due than `max` allowed.
+    truncated: bool,
+}
+
+/// The slots of `watched` after its watermark (and after `active_since`) up to `horizon` (and
+/// up to when it stopped being active), at most `max`; `next_after` is its schedule.
+fn account(
+    watched: &Watched,
+    next_after: impl Fn(DateTime<Utc>) -> Option<DateTime<Utc>>,
+    horizon: DateTime<Utc>,
+    max: usize,
+) -> Account {
+    let end = watched.active_until.map_or(horizon, |until| until.min(horizon));
+    let mut checked_until = watched.checked_until.max(watched.active_since);
+    let mut slots = Vec::new();
+    let mut next = next_after(checked_until);
+    let mut truncated = false;
+    while let Some(at) = next.filter(|at| *at <= end) {
+        if slots.len() == max {
+            truncated = true;
+            break;
+        }
+        slots.push(at);
+        checked_until = at;
+        next = next_after(at);
+    }
+    if !truncated {
+        checked_until = checked_until.max(end);
+    }
+    let window_closed = match watched.active_until {
+        Some(until) => next.is_none_or(|at| at > until),
+        None => false,
+    };
+    Account {
+        slots,
+        advance: Advance {
+            id: watched.id,
+            checked_until,
+            next_check_at: if window_closed { None } else { next },
+            forget: window_closed && watched.status == JobStatus::Retired,
+        },
+        truncated,
+    }
+}
+
+/// Stops watching a definition whose schedule cannot be evaluated.
+fn park(watched: &Watched) -> Advance {
+    Advance {
+        id: watched.id,
+        checked_until: watched.checked_until,
+        next_check_at: None,
+        forget: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    fn t(m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, m, s).unwrap()
+    }
+
+    /// Every 10 seconds.
+    fn every_10s(after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let secs = after.timestamp();
+        Utc.timestamp_opt(secs - secs.rem_euclid(10) + 10, 0).single()
+    }
+
+    fn watched(status: JobStatus, active_since: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Watched {
+        Watched {
+            id: Uuid::now_v7(),
+            job_key: "k".into(),
+            version: 1,
+            target: "system.heartbeat".into(),
+            cron_expression: "*/10 * * * * *".into(),
+            timezone: "UTC".into(),
+            status,
+            active_since,
+            active_until: until,
+            checked_until: active_since,
+        }
+    }
+
+    #[test]
+    fn an_active_definition_accounts_for_every_slot_up_to_the_horizon() {
+        let w = watched(JobStatus::Active, t(0, 5), None);
+        let a = account(&w, every_10s, t(1, 0), 100);
+        assert_eq!(a.slots, (1..=6).map(|i| t(0, 0) + chrono::Duration::seconds(10 * i)).collect::<Vec<_>>());
+        assert_eq!(a.advance.checked_until, t(1, 0));
+        assert_eq!(a.advance.next_check_at, Some(t(1, 10)));
+        assert!(!a.truncated && !a.advance.forget);
+    }
+
+    #[test]
+    fn active_since_is_exclusive_and_the_watermark_wins_when_later() {
+        let mut w = watched(JobStatus::Active, t(0, 10), None);
+        assert_eq!(account(&w, every_10s, t(0, 30), 100).slots, [t(0, 20), t(0, 30)]);
+        w.checked_until = t(0, 20);
+        assert_eq!(account(&w, every_10s, t(0, 30), 100).slots, [t(0, 30)]);
+    }
+
+    #[test]
+    fn a_long_outage_is_caught_up_in_bounded_steps() {
+        let w = watched(JobStatus::Active, t(0, 0), None);
+        let a = account(&w, every_10s, t(10, 0), 4);
+        assert_eq!(a.slots.len(), 4);
+        assert!(a.truncated);
+        assert_eq!(a.advance.checked_until, t(0, 40));
+        assert_eq!(a.advance.next_check_at, Some(t(0, 50)), "due again at once");
+    }
+
+    #[test]
+    fn a_paused_definition_is_accounted_up_to_its_pause_then_parked() {
+        let w = watched(JobStatus::Paused, t(0, 0), Some(t(0, 25)));
+        let a = account(&w, every_10s, t(5, 0), 100);
+        assert_eq!(a.slots, [t(0, 10), t(0, 20)]);
+        assert_eq!(a.advance.next_check_at, None);
+        assert!(!a.advance.forget, "a paused definition keeps its row for its resume");
+    }
+
+    #[test]
+    fn a_recent_pause_keeps_watching_until_the_horizon_passes_it() {
+        let w = watched(JobStatus::Paused, t(0, 0), Some(t(0, 45)));
+        let a = account(&w, every_10s, t(0, 25), 100);
+        assert_eq!(a.slots, [t(0, 10), t(0, 20)]);
+        assert_eq!(a.advance.next_check_at, Some(t(0, 30)));
+    }
+
+    #[test]
+    fn a_retired_definition_is_forgotten_once_done() {
+        let w = watched(JobStatus::Retired, t(0, 0), Some(t(0, 15)));
+        let a = account(&w, every_10s, t(5, 0), 100);
+        assert_eq!(a.slots, [t(0, 10)]);
+        assert!(a.advance.forget);
+    }
+
+    #[test]
+    fn the_reason_says_what_the_live_schedulers_lacked() {
+        let mut live = instances::LiveTargets::default();
+        assert_eq!(miss_reason(&live, "a"), RunReason::NoScheduler);
+        live.accepting = 1;
+        live.targets.insert("b".into());
+        assert_eq!(miss_reason(&live, "a"), RunReason::TargetUnavailable);
+        assert_eq!(miss_reason(&live, "b"), RunReason::NotStarted);
+    }
+}
