@@ -53,8 +53,10 @@ CREATE TRIGGER cron_job_runs_default_reason
     FOR EACH ROW WHEN (NEW.reason IS NULL AND NEW.status IN ('failed', 'skipped'))
     EXECUTE FUNCTION cron_job_runs_default_reason();
 
+-- Every terminal run but a succeeded one says why; active and succeeded runs have no reason.
 ALTER TABLE cron_job_runs ADD CONSTRAINT cron_job_runs_reason_shape CHECK (
-    (status IN ('pending', 'running', 'succeeded')) = (reason IS NULL)
+    (status NOT IN ('pending', 'running', 'succeeded') OR reason IS NULL)
+    AND (status NOT IN ('failed', 'skipped', 'missed', 'cancelled') OR reason IS NOT NULL)
 );
 
 -- Existing definitions are accounted for from the upgrade on, not back to their creation.

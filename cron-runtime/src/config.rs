@@ -318,9 +318,11 @@ impl SchedulerConfig {
         let reconcile_every = r.duration("CRON_RECONCILE_EVERY", Duration::from_secs(30));
         let shutdown_grace = r.duration("CRON_SHUTDOWN_GRACE", Duration::from_secs(30));
         let missed_after = r.duration("CRON_MISSED_AFTER", DEFAULT_MISSED_AFTER);
-        let max_in_flight = r.parsed("CRON_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, |raw| match raw.parse::<usize>() {
-            Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-            _ => Err("must be a whole number from 1 to 1000000".into()),
+        let max_in_flight = r.parsed("CRON_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, |raw| {
+            match raw.parse::<usize>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+                _ => Err("must be a whole number from 1 to 1000000".into()),
+            }
         });
         let port = r.parsed("PORT", None, |raw| parse_port(raw).map(Some));
         if heartbeat_every >= stale_after {

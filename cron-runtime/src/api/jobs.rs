@@ -15,8 +15,8 @@ use super::{parse_cursor, parse_enum, parse_limit, AppState};
 use crate::domain::schedule::parse_timezone;
 use crate::domain::{JobDefinition, JobKey, JobRun, JobStatus, Schedule, ScheduleType};
 use crate::registry::{self, PayloadError};
-use crate::store::instances::{self, LiveTargets};
 use crate::store::definitions::{self, JobFilter, NewDefinition, ScheduleSpec};
+use crate::store::instances::{self, LiveTargets};
 use crate::store::runs::{self, RunNowOutcome};
 
 /// The longest description accepted, in characters.

@@ -81,10 +81,15 @@ impl Claimer {
                 return false;
             };
             if self.unsure {
-                match runs::claimed_not_executing(&self.pool, self.executor.instance(), &self.executor.in_flight()).await {
+                match runs::claimed_not_executing(&self.pool, self.executor.instance(), &self.executor.in_flight())
+                    .await
+                {
                     Ok(taken) => {
                         if !taken.is_empty() {
-                            tracing::info!(runs = taken.len(), "executing runs claimed by a claim whose reply was lost");
+                            tracing::info!(
+                                runs = taken.len(),
+                                "executing runs claimed by a claim whose reply was lost"
+                            );
                         }
                         self.unsure = false;
                         self.executor.spawn(taken, Some(room));

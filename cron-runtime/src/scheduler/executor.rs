@@ -147,7 +147,11 @@ impl Executor {
     /// Waits until `runs` more runs fit under the in-flight limit and reserves room for them:
     /// call before inserting or claiming, and hand the reservation to [`Executor::spawn`].
     /// `None` if `give_up` fires first.
-    pub async fn reserve(&self, runs: usize, give_up: impl std::future::Future<Output = ()>) -> Option<OwnedSemaphorePermit> {
+    pub async fn reserve(
+        &self,
+        runs: usize,
+        give_up: impl std::future::Future<Output = ()>,
+    ) -> Option<OwnedSemaphorePermit> {
         let runs = u32::try_from(runs.min(self.inner.max_in_flight)).unwrap_or(u32::MAX);
         tokio::select! {
             permit = self.inner.capacity.clone().acquire_many_owned(runs) => permit.ok(),

@@ -48,7 +48,9 @@ impl Instance {
     /// Writes the row, retrying while the database is away; `false` if `stop` fired first.
     pub async fn register(&self, stop: &CancellationToken) -> bool {
         let me = self.registration();
-        retry_until(stop, "register the scheduler instance", || instances::heartbeat(&self.pool, &me))
+        retry_until(stop, "register the scheduler instance", || {
+            instances::heartbeat(&self.pool, &me)
+        })
         .await
         .is_some()
     }

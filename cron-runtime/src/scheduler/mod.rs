@@ -54,8 +54,8 @@ use crate::registry;
 use crate::store::runs::{self, DueSlot, SlotBatch};
 use crate::store::{self, schema};
 
-pub use executor::Executor;
 use claims::ClaimRequests;
+pub use executor::Executor;
 use instances::Instance;
 use retry::retry_until;
 use timers::TimerQueue;
@@ -148,7 +148,11 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
             config.heartbeat_every,
             background.clone(),
         )),
-        tokio::spawn(watchdog::run(bookkeeping.clone(), config.missed_after, background.clone())),
+        tokio::spawn(watchdog::run(
+            bookkeeping.clone(),
+            config.missed_after,
+            background.clone(),
+        )),
         tokio::spawn({
             let (executor, every, stop) = (executor.clone(), config.heartbeat_every, background.clone());
             async move { executor.heartbeat_loop(every, stop).await }

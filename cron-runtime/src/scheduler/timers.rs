@@ -208,6 +208,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             retired_at: None,
+            active_since: now,
         }
     }
 

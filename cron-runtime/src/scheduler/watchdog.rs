@@ -27,7 +27,7 @@ use crate::store::watermarks::{self, Advance, Watched};
 use crate::store::{instances, StoreError};
 
 /// The advisory lock a pass holds (for its transaction): "cronwdog".
-const PASS_LOCK: i64 = 0x6372_6f6e_7764_6f67;
+pub const PASS_LOCK: i64 = 0x6372_6f6e_7764_6f67;
 /// Definitions one pass accounts for.
 const DEFINITIONS_PER_PASS: i64 = 500;
 /// Missed rows one pass may write (a per-second job down for a day has 86,400 slots).
@@ -93,7 +93,9 @@ pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, S
         });
     }
     let requests = runs::miss_unstartable_pending(&mut tx, missed_after).await?;
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&mut *tx).await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *tx)
+        .await?;
     let horizon = now - chrono::Duration::from_std(missed_after).unwrap_or(chrono::Duration::MAX);
     let live = instances::live_targets(&mut *tx).await?;
     let due = watermarks::due(&mut tx, horizon, DEFINITIONS_PER_PASS).await?;
@@ -109,7 +111,11 @@ pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, S
         }
         let schedule = schedules
             .entry((&watched.cron_expression, &watched.timezone))
-            .or_insert_with(|| Schedule::parse(&watched.cron_expression, &watched.timezone).ok().map(Arc::new));
+            .or_insert_with(|| {
+                Schedule::parse(&watched.cron_expression, &watched.timezone)
+                    .ok()
+                    .map(Arc::new)
+            });
         let Some(schedule) = schedule else {
             tracing::error!(job_key = %watched.job_key, job_id = %watched.id, "stored schedule no longer parses; its slots are not accounted for");
             advances.push(park(watched));
@@ -257,7 +263,12 @@ mod tests {
     fn an_active_definition_accounts_for_every_slot_up_to_the_horizon() {
         let w = watched(JobStatus::Active, t(0, 5), None);
         let a = account(&w, every_10s, t(1, 0), 100);
-        assert_eq!(a.slots, (1..=6).map(|i| t(0, 0) + chrono::Duration::seconds(10 * i)).collect::<Vec<_>>());
+        assert_eq!(
+            a.slots,
+            (1..=6)
+                .map(|i| t(0, 0) + chrono::Duration::seconds(10 * i))
+                .collect::<Vec<_>>()
+        );
         assert_eq!(a.advance.checked_until, t(1, 0));
         assert_eq!(a.advance.next_check_at, Some(t(1, 10)));
         assert!(!a.truncated && !a.advance.forget);

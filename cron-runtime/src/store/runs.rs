@@ -121,7 +121,11 @@ pub struct RunFilter {
 /// scheduler executes each slot of a batch once, so a row it owns that it is not executing
 /// can only be an earlier attempt's). See docs/decisions.md.
 #[tracing::instrument(skip_all, fields(start = batch.start.len(), missed = batch.missed.len()))]
-pub async fn insert_scheduled(pool: &PgPool, batch: SlotBatch<'_>, instance: &str) -> Result<InsertedSlots, StoreError> {
+pub async fn insert_scheduled(
+    pool: &PgPool,
+    batch: SlotBatch<'_>,
+    instance: &str,
+) -> Result<InsertedSlots, StoreError> {
     if batch.len() == 0 {
         return Ok(InsertedSlots::default());
     }
@@ -293,7 +297,11 @@ pub(crate) async fn insert_missed(
 
 /// The runs of `slots` that are `running` under `instance`: what an earlier attempt of the
 /// same batch inserted when its reply was lost.
-async fn owned_running(conn: &mut PgConnection, slots: &[DueSlot], instance: &str) -> Result<Vec<ClaimedRun>, StoreError> {
+async fn owned_running(
+    conn: &mut PgConnection,
+    slots: &[DueSlot],
+    instance: &str,
+) -> Result<Vec<ClaimedRun>, StoreError> {
     if slots.is_empty() {
         return Ok(Vec::new());
     }

@@ -7,5 +7,6 @@ mod schedule_crosscheck;
 mod schedule_known_cases;
 mod schedule_properties;
 mod schema_constraints;
+mod slot_accounting;
 mod store_definitions;
 mod store_runs;

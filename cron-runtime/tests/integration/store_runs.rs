@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, RunStatus, TriggerType};
+use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, RunReason, RunStatus, TriggerType};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
-use cron_runtime::store::runs::{self, DueSlot, RunFilter, RunNowOutcome, RunOutcome};
+use cron_runtime::store::runs::{self, DueSlot, RunFilter, RunNowOutcome, RunOutcome, SlotBatch};
 use cron_runtime::store::StoreError;
 use serde_json::json;
 use sqlx::PgPool;
@@ -44,7 +44,7 @@ async fn finish_ok(pool: &PgPool, run_id: uuid::Uuid) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let mut inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "sched-a")
+    let mut inserted = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-a")
         .await
         .unwrap();
     assert_eq!((inserted.running.len(), inserted.skipped.len()), (1, 0));
@@ -57,14 +57,14 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
     assert_eq!(claimed.payload, json!({}));
     assert_eq!(run.scheduler_instance.as_deref(), Some("sched-a"));
     assert!(run.started_at.is_some() && run.heartbeat_at.is_some());
-    let again = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "sched-b")
+    let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-b")
         .await
         .unwrap();
     assert!(
         again.running.is_empty() && again.skipped.is_empty(),
         "the slot is one run, executed by the replica that inserted it"
     );
-    assert_eq!(runs::heartbeat(&pool, &[run.id]).await.unwrap(), 1);
+    assert_eq!(runs::heartbeat(&pool, &[run.id]).await.unwrap(), [run.id]);
 
     let done = runs::finish(
         &pool,
@@ -79,44 +79,56 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
     assert_eq!(done.status, RunStatus::Succeeded);
     assert_eq!(done.output, Some(json!({"n": 1})));
     assert!(done.finished_at.is_some() && done.duration_ms.is_some());
-    assert!(
-        runs::finish(&pool, run.id, &RunOutcome::Failed { error: "late".into() })
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(runs::finish(
+        &pool,
+        run.id,
+        &RunOutcome::Failed {
+            reason: RunReason::Error,
+            error: "late".into()
+        }
+    )
+    .await
+    .unwrap()
+    .is_none());
     assert_eq!(runs::get(&pool, run.id).await.unwrap().status, RunStatus::Succeeded);
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn failure_records_the_error(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "s")
+    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
         .await
         .unwrap()
         .running
         .remove(0)
         .run;
-    let failed = runs::finish(&pool, run.id, &RunOutcome::Failed { error: "boom".into() })
-        .await
-        .unwrap()
-        .unwrap();
+    let failed = runs::finish(
+        &pool,
+        run.id,
+        &RunOutcome::Failed {
+            reason: RunReason::Error,
+            error: "boom".into(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(
-        (failed.status, failed.error.as_deref(), failed.output),
-        (RunStatus::Failed, Some("boom"), None)
+        (failed.status, failed.reason, failed.error.as_deref(), failed.output),
+        (RunStatus::Failed, Some(RunReason::Error), Some("boom"), None)
     );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let first = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "s")
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
         .await
         .unwrap()
         .running
         .remove(0)
         .run;
-    let second = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(1))], "s")
+    let second = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(1))]), "s")
         .await
         .unwrap();
     assert!(second.running.is_empty());
@@ -125,7 +137,7 @@ async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
     assert_eq!((skipped.status, skipped.scheduled_at), (RunStatus::Skipped, at(1)));
     assert!(skipped.error.as_deref().unwrap().contains(&first.id.to_string()));
     // The same slot again (another replica) adds nothing.
-    let again = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(1))], "s")
+    let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(1))]), "s")
         .await
         .unwrap();
     assert!(again.running.is_empty() && again.skipped.is_empty());
@@ -134,10 +146,15 @@ async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn fifty_tasks_inserting_the_same_slot_make_one_row(pool: PgPool) {
     let def = job(&pool, "k").await;
+    // Fifty replicas: each instance name is one scheduler process.
     let tasks: Vec<_> = (0..50)
-        .map(|_| {
+        .map(|i| {
             let (pool, slot) = (pool.clone(), DueSlot::of(&def, at(7)));
-            tokio::spawn(async move { runs::insert_scheduled(&pool, &[slot], "s").await.unwrap() })
+            tokio::spawn(async move {
+                runs::insert_scheduled(&pool, SlotBatch::start(&[slot]), &format!("s{i}"))
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut inserted = 0;
@@ -188,7 +205,9 @@ async fn batch_insert_handles_a_herd(pool: PgPool) {
     for i in 0..200 {
         slots.push(DueSlot::of(&job(&pool, &format!("herd-{i}")).await, at(0)));
     }
-    let first = runs::insert_scheduled(&pool, &slots, "s").await.unwrap();
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s")
+        .await
+        .unwrap();
     assert_eq!(first.running.len(), 200);
     // The next second: every job is still running, so every slot is skipped, in one call.
     let next: Vec<DueSlot> = slots
@@ -198,7 +217,9 @@ async fn batch_insert_handles_a_herd(pool: PgPool) {
             ..s.clone()
         })
         .collect();
-    let second = runs::insert_scheduled(&pool, &next, "s").await.unwrap();
+    let second = runs::insert_scheduled(&pool, SlotBatch::start(&next), "s")
+        .await
+        .unwrap();
     assert_eq!((second.running.len(), second.skipped.len()), (0, 200));
 }
 
@@ -207,7 +228,7 @@ async fn stale_runs_fail_and_fresh_ones_do_not(pool: PgPool) {
     let (a, b) = (job(&pool, "a").await, job(&pool, "b").await);
     runs::insert_scheduled(
         &pool,
-        &[DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))],
+        SlotBatch::start(&[DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))]),
         "dead-scheduler",
     )
     .await
@@ -219,6 +240,7 @@ async fn stale_runs_fail_and_fresh_ones_do_not(pool: PgPool) {
     let failed = runs::fail_stale(&pool, Duration::from_secs(15 * 60)).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!((failed[0].job_key.as_str(), failed[0].status), ("a", RunStatus::Failed));
+    assert_eq!(failed[0].reason, Some(RunReason::Stale));
     let error = failed[0].error.as_deref().unwrap();
     assert!(
         error.starts_with("stale") && error.contains("dead-scheduler") && error.contains("15m"),
@@ -327,7 +349,7 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
     )
     .await
     .unwrap();
-    let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(5))], "s")
+    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(5))]), "s")
         .await
         .unwrap()
         .running
@@ -344,9 +366,13 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
 async fn run_list_filters_and_paginates(pool: PgPool) {
     let (a, b) = (job(&pool, "a").await, job(&pool, "b").await);
     for second in 0..30 {
-        let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&a, at(second)), DueSlot::of(&b, at(second))], "s")
-            .await
-            .unwrap();
+        let inserted = runs::insert_scheduled(
+            &pool,
+            SlotBatch::start(&[DueSlot::of(&a, at(second)), DueSlot::of(&b, at(second))]),
+            "s",
+        )
+        .await
+        .unwrap();
         for id in inserted.running.iter().map(|c| c.run.id) {
             finish_ok(&pool, id).await;
         }
@@ -392,7 +418,7 @@ async fn run_list_filters_and_paginates(pool: PgPool) {
 async fn paused_definitions_do_not_fire_and_unknown_targets_are_not_claimed(pool: PgPool) {
     let def = job(&pool, "k").await;
     definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
-    let inserted = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(0))], "s")
+    let inserted = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
         .await
         .unwrap();
     assert!(
@@ -429,7 +455,7 @@ async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
 async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgPool) {
     let def = job(&pool, "k").await;
     for second in 0..25 {
-        let run = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(second))], "s")
+        let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(second))]), "s")
             .await
             .unwrap()
             .running
@@ -437,7 +463,7 @@ async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgP
             .run;
         finish_ok(&pool, run.id).await;
     }
-    let active = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(30))], "s")
+    let active = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(30))]), "s")
         .await
         .unwrap()
         .running
@@ -448,7 +474,7 @@ async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgP
         .execute(&pool)
         .await
         .unwrap();
-    let recent = runs::insert_scheduled(&pool, &[DueSlot::of(&def, at(31))], "s")
+    let recent = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(31))]), "s")
         .await
         .unwrap()
         .skipped

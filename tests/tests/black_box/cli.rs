@@ -3,7 +3,7 @@
 use std::process::{Command, Output};
 
 use cron_runtime::registry;
-use cron_runtime::store::runs::{self, DueSlot, RunOutcome};
+use cron_runtime::store::runs::{self, DueSlot, RunOutcome, SlotBatch};
 use serde_json::json;
 use tests::db::TestDb;
 use tests::fixtures::recurring;
@@ -81,7 +81,7 @@ async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
     let job = recurring(&db.pool, "old", "system.heartbeat", "* * * * *", json!({})).await;
     for minute in 0..3 {
         let at = chrono::Utc::now() - chrono::Duration::minutes(10 - minute);
-        let run = runs::insert_scheduled(&db.pool, &[DueSlot::of(&job, at)], "test")
+        let run = runs::insert_scheduled(&db.pool, SlotBatch::start(&[DueSlot::of(&job, at)]), "test")
             .await
             .unwrap()
             .running

@@ -1,0 +1,408 @@
+//! SPEC §11 at the store level: idempotent run-row writes, missed slots, the watchdog's pass,
+//! scheduler instances and the lost-run sweep, against a real PostgreSQL.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use cron_runtime::domain::{JobDefinition, JobKey, RunReason, RunStatus};
+use cron_runtime::scheduler::watchdog;
+use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
+use cron_runtime::store::instances::{self, Registration};
+use cron_runtime::store::runs::{self, DueSlot, RunNowOutcome, SlotBatch};
+use serde_json::json;
+use sqlx::PgPool;
+
+async fn job(pool: &PgPool, key: &str, target: &str, cron: &str) -> JobDefinition {
+    definitions::create(
+        pool,
+        &NewDefinition {
+            job_key: JobKey::parse(key).unwrap(),
+            target: target.into(),
+            schedule: ScheduleSpec::Recurring {
+                cron_expression: cron.into(),
+            },
+            timezone: "UTC".into(),
+            payload: json!({}),
+            description: None,
+            created_by: "test".into(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn at(second: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap()
+}
+
+async fn statuses(pool: &PgPool, key: &str) -> Vec<(RunStatus, Option<RunReason>)> {
+    sqlx::query_as("SELECT status, reason FROM cron_job_runs WHERE job_key = $1 ORDER BY scheduled_at")
+        .bind(key)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn register(pool: &PgPool, instance: &str, targets: &[&str]) {
+    instances::heartbeat(
+        pool,
+        &Registration {
+            instance,
+            hostname: "host",
+            version: "test",
+            commit: None,
+            targets,
+            heartbeat_every: Duration::from_secs(1),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Makes the definition's slots count from `since` (as if created then).
+async fn active_since(pool: &PgPool, def: &JobDefinition, since: DateTime<Utc>) {
+    sqlx::query("UPDATE cron_job_definitions SET active_since = $2 WHERE id = $1")
+        .bind(def.id)
+        .bind(since)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE cron_slot_watermarks SET checked_until = $2, next_check_at = $2 WHERE job_definition_id = $1")
+        .bind(def.id)
+        .bind(since)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPool) {
+    let (a, b) = (
+        job(&pool, "a", "system.heartbeat", "* * * * * *").await,
+        job(&pool, "b", "system.heartbeat", "* * * * * *").await,
+    );
+    let other = job(&pool, "busy", "system.heartbeat", "* * * * * *").await;
+    // "busy" has an active run: its slot is skipped.
+    runs::request_run(&pool, other.id, "x").await.unwrap();
+    let slots = [
+        DueSlot::of(&a, at(0)),
+        DueSlot::of(&b, at(0)),
+        DueSlot::of(&other, at(0)),
+    ];
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a")
+        .await
+        .unwrap();
+    assert_eq!((first.running.len(), first.skipped.len()), (2, 1));
+
+    // The reply of that commit was lost: the same scheduler retries the same batch.
+    let retry = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a")
+        .await
+        .unwrap();
+    let mut again: Vec<_> = retry.running.iter().map(|c| c.run.id).collect();
+    let mut before: Vec<_> = first.running.iter().map(|c| c.run.id).collect();
+    again.sort();
+    before.sort();
+    assert_eq!(again, before, "the retry executes what its first attempt inserted");
+    assert!(retry.skipped.is_empty(), "the skipped row is not written twice");
+    assert_eq!(retry.running[0].payload, json!({}));
+
+    // Another replica inserting the same slots gets nothing to run.
+    let replica = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-b")
+        .await
+        .unwrap();
+    assert!(replica.running.is_empty() && replica.skipped.is_empty() && replica.missed.is_empty());
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM cron_job_runs WHERE trigger_type = 'scheduled'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn late_slots_are_recorded_missed_with_their_reason(pool: PgPool) {
+    let (a, b) = (
+        job(&pool, "a", "system.heartbeat", "* * * * * *").await,
+        job(&pool, "b", "system.heartbeat", "* * * * * *").await,
+    );
+    let start = [DueSlot::of(&a, at(0))];
+    let late = [DueSlot::of(&b, at(0))];
+    let batch = SlotBatch {
+        start: &start,
+        missed: &late,
+        missed_reason: RunReason::Overloaded,
+    };
+    let inserted = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    assert_eq!((inserted.running.len(), inserted.missed.len()), (1, 1));
+    let missed = &inserted.missed[0];
+    assert_eq!(
+        (missed.status, missed.reason),
+        (RunStatus::Missed, Some(RunReason::Overloaded))
+    );
+    assert!(missed.finished_at.is_some() && missed.started_at.is_none());
+    assert_eq!(missed.scheduler_instance.as_deref(), Some("s"));
+    // A retry of a batch whose slot was running by then, now late: the run is executed, not missed.
+    let retry = SlotBatch {
+        start: &[],
+        missed: &start,
+        missed_reason: RunReason::DatabaseUnreachable,
+    };
+    let retried = runs::insert_scheduled(&pool, retry, "s").await.unwrap();
+    assert_eq!(retried.running.len(), 1);
+    assert!(retried.missed.is_empty());
+    assert_eq!(statuses(&pool, "a").await, [(RunStatus::Running, None)]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_lost_claim_is_found_again_and_only_by_its_instance(pool: PgPool) {
+    let def = job(&pool, "k", "system.heartbeat", "0 0 1 1 *").await;
+    let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x").await.unwrap() else {
+        panic!("expected a pending run")
+    };
+    // The claim committed; its reply never arrived.
+    runs::claim_pending(&pool, &["system.heartbeat"], 10, "sched-a")
+        .await
+        .unwrap();
+    let found = runs::claimed_not_executing(&pool, "sched-a", &[]).await.unwrap();
+    assert_eq!(found.iter().map(|c| c.run.id).collect::<Vec<_>>(), [run.id]);
+    assert!(runs::claimed_not_executing(&pool, "sched-a", &[run.id])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(runs::claimed_not_executing(&pool, "sched-b", &[])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_heartbeat_reports_which_runs_are_still_running(pool: PgPool) {
+    let (a, b) = (
+        job(&pool, "a", "system.heartbeat", "* * * * * *").await,
+        job(&pool, "b", "system.heartbeat", "* * * * * *").await,
+    );
+    let slots = [DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))];
+    let ids: Vec<_> = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s")
+        .await
+        .unwrap()
+        .running
+        .iter()
+        .map(|c| c.run.id)
+        .collect();
+    sqlx::query(
+        "UPDATE cron_job_runs SET status = 'failed', reason = 'stale', finished_at = now() WHERE job_key = 'a'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let running = runs::heartbeat(&pool, &ids).await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(runs::get(&pool, running[0]).await.unwrap().job_key, "b");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn runs_of_a_dead_instance_fail_as_scheduler_lost(pool: PgPool) {
+    let (a, b) = (
+        job(&pool, "a", "system.heartbeat", "* * * * * *").await,
+        job(&pool, "b", "system.heartbeat", "* * * * * *").await,
+    );
+    register(&pool, "dead", &["system.heartbeat"]).await;
+    register(&pool, "alive", &["system.heartbeat"]).await;
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&a, at(0))]), "dead")
+        .await
+        .unwrap();
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&b, at(0))]), "alive")
+        .await
+        .unwrap();
+    assert!(
+        runs::fail_lost(&pool).await.unwrap().is_empty(),
+        "both instances are alive"
+    );
+    // Five heartbeat intervals (5 s) without a sign.
+    sqlx::query(
+        "UPDATE cron_scheduler_instances SET last_seen_at = now() - interval '6 seconds' WHERE instance = 'dead'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let lost = runs::fail_lost(&pool).await.unwrap();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(
+        (lost[0].job_key.as_str(), lost[0].status, lost[0].reason),
+        ("a", RunStatus::Failed, Some(RunReason::SchedulerLost))
+    );
+    assert!(lost[0].error.as_deref().unwrap().contains("dead"));
+    assert_eq!(statuses(&pool, "b").await, [(RunStatus::Running, None)]);
+    let listed = instances::list(&pool).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|i| (i.instance.as_str(), i.alive))
+            .collect::<Vec<_>>(),
+        [("alive", true), ("dead", false)]
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_watchdog_records_every_unrecorded_slot_once_with_why(pool: PgPool) {
+    let every_second = job(&pool, "tick", "system.heartbeat", "* * * * * *").await;
+    let gone = job(&pool, "gone", "removed.target", "* * * * * *").await;
+    let since = Utc.timestamp_opt(Utc::now().timestamp() - 20, 0).unwrap();
+    active_since(&pool, &every_second, since).await;
+    active_since(&pool, &gone, since).await;
+    // A slot the scheduler did record stays as it is.
+    let recorded = DueSlot::of(&every_second, since + chrono::Duration::seconds(3));
+    runs::insert_scheduled(&pool, SlotBatch::start(&[recorded]), "s")
+        .await
+        .unwrap();
+
+    // No scheduler at all.
+    let report = watchdog::pass(&pool, Duration::from_secs(5)).await.unwrap();
+    assert!(!report.locked_out);
+    let tick = statuses(&pool, "tick").await;
+    assert!(
+        (14..=16).contains(&tick.len()),
+        "one row per slot from 20 s ago to 5 s ago: {}",
+        tick.len()
+    );
+    assert_eq!(
+        tick.iter().filter(|s| s.0 == RunStatus::Running).count(),
+        1,
+        "the recorded slot kept its row"
+    );
+    assert!(tick
+        .iter()
+        .filter(|s| s.0 != RunStatus::Running)
+        .all(|s| *s == (RunStatus::Missed, Some(RunReason::NoScheduler))));
+
+    // A live scheduler without the target: target_unavailable; with it: not_started.
+    register(&pool, "s1", &["system.heartbeat"]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    watchdog::pass(&pool, Duration::from_secs(5)).await.unwrap();
+    let gone_rows = statuses(&pool, "gone").await;
+    assert_eq!(
+        gone_rows.last(),
+        Some(&(RunStatus::Missed, Some(RunReason::TargetUnavailable)))
+    );
+    let tick = statuses(&pool, "tick").await;
+    assert_eq!(tick.last(), Some(&(RunStatus::Missed, Some(RunReason::NotStarted))));
+
+    // Exactly one row per slot, whatever ran twice.
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM cron_job_runs GROUP BY job_definition_id, scheduled_at HAVING count(*) > 1) d",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(duplicates, 0);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_watchdog_stops_at_a_pause_and_resumes_from_the_resume(pool: PgPool) {
+    let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
+    active_since(&pool, &def, Utc::now() - chrono::Duration::seconds(30)).await;
+    sqlx::query(
+        "UPDATE cron_job_definitions SET status = 'paused', pause_reason = 'hold on', paused_by = 'x',
+             paused_at = now() - interval '20 seconds' WHERE id = $1",
+    )
+    .bind(def.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap();
+    let paused = statuses(&pool, "k").await.len();
+    assert!((9..=11).contains(&paused), "slots up to the pause only: {paused}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(statuses(&pool, "k").await.len(), paused, "nothing while paused");
+    let next_check: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT next_check_at FROM cron_slot_watermarks WHERE job_definition_id = $1")
+            .bind(def.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(next_check, None, "parked until resumed");
+
+    definitions::resume(&pool, def.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap();
+    let resumed = statuses(&pool, "k").await.len() - paused;
+    assert!((1..=3).contains(&resumed), "slots since the resume only: {resumed}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn one_watchdog_pass_at_a_time(pool: PgPool) {
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(watchdog::PASS_LOCK)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let report = watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap();
+    assert!(report.locked_out, "another pass holds the lock");
+    holder.rollback().await.unwrap();
+    assert!(!watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap().locked_out);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_pending_run_nobody_can_start_ends_missed(pool: PgPool) {
+    let gone = job(&pool, "gone", "removed.target", "0 0 1 1 *").await;
+    let here = job(&pool, "here", "system.heartbeat", "0 0 1 1 *").await;
+    register(&pool, "s1", &["system.heartbeat"]).await;
+    for def in [&gone, &here] {
+        runs::request_run(&pool, def.id, "x").await.unwrap();
+    }
+    sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '10 seconds'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = watchdog::pass(&pool, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(report.missed_requests, 1);
+    assert_eq!(
+        statuses(&pool, "gone").await,
+        [(RunStatus::Missed, Some(RunReason::TargetUnavailable))]
+    );
+    assert_eq!(
+        statuses(&pool, "here").await,
+        [(RunStatus::Pending, None)],
+        "a live scheduler will claim it"
+    );
+    // The key is free again: a new run-now is pending, not skipped.
+    assert!(matches!(
+        runs::request_run(&pool, gone.id, "x").await.unwrap(),
+        RunNowOutcome::Pending(_)
+    ));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_clean_exit_fails_what_its_instance_still_owns(pool: PgPool) {
+    let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "leaving")
+        .await
+        .unwrap();
+    let failed = runs::fail_owned(&pool, "leaving").await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].status, failed[0].reason),
+        (RunStatus::Failed, Some(RunReason::Shutdown))
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn rows_written_without_a_reason_get_one(pool: PgPool) {
+    // What a scheduler of the previous release writes during a deploy overlap.
+    let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
+    sqlx::query(
+        "INSERT INTO cron_job_runs (id, job_definition_id, job_key, job_version, target, trigger_type,
+             scheduled_at, status, started_at, finished_at, error)
+         VALUES (gen_random_uuid(), $1, 'k', 1, 'system.heartbeat', 'scheduled', now(), 'failed', now(), now(),
+                 'timed out after 1m')",
+    )
+    .bind(def.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses(&pool, "k").await,
+        [(RunStatus::Failed, Some(RunReason::Timeout))]
+    );
+}
