@@ -27,6 +27,10 @@ pub struct SleepArgs {
     #[serde(deserialize_with = "sleep_seconds")]
     #[schemars(range(min = 0, max = 86400))]
     pub seconds: f64,
+    /// Hold a connection of the application's pool (`ctx.db()`) while sleeping, like a
+    /// target in a long transaction (tests use it to exhaust the pool).
+    #[serde(default)]
+    pub hold_connection: bool,
 }
 
 /// The longest `system.sleep` accepts: one day.
@@ -50,11 +54,16 @@ pub struct Slept {
 }
 
 /// Sleeps for `seconds` (0 to 86400), then succeeds; fails with "cancelled" if the run is
-/// cancelled first (timeout or shutdown). Use it to test timeouts, overlap and shutdown.
+/// cancelled first (timeout or shutdown). Use it to test timeouts, overlap and shutdown;
+/// with `hold_connection`, it also holds a database connection while it sleeps.
 #[cron_target("system.sleep", timeout = "1day 1m")]
 pub async fn sleep(ctx: JobContext, args: SleepArgs) -> anyhow::Result<Slept> {
     let duration = Duration::try_from_secs_f64(args.seconds)
         .with_context(|| format!("cannot sleep for {} seconds", args.seconds))?;
+    let _held = match args.hold_connection {
+        true => Some(ctx.db().acquire().await.context("cannot get a database connection")?),
+        false => None,
+    };
     tokio::select! {
         () = tokio::time::sleep(duration) => Ok(Slept { slept_seconds: args.seconds }),
         () = ctx.cancelled() => Err(anyhow!("cancelled")),
