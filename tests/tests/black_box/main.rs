@@ -9,6 +9,7 @@ mod api_errors;
 mod api_jobs;
 mod api_openapi;
 mod api_runs;
+mod api_schedulers;
 mod api_service;
 mod cli;
 mod metrics;
