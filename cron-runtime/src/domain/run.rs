@@ -117,7 +117,9 @@ impl RunReason {
             RunReason::NoScheduler => "missed: no scheduler instance was alive",
             RunReason::TargetUnavailable => "missed: no live scheduler has this target in its build",
             RunReason::DatabaseUnreachable => "missed: the scheduler could not reach the database in time",
-            RunReason::Overloaded => "missed: the scheduler had no room to start it in time (10,000 runs in flight)",
+            RunReason::Overloaded => {
+                "missed: the scheduler had no room to start it in time (CRON_MAX_IN_FLIGHT runs in flight)"
+            }
             _ => "missed: not started in time",
         }
     }

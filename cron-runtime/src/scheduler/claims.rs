@@ -60,6 +60,7 @@ impl Claimer {
     async fn run(mut self, requests: ClaimRequests) {
         loop {
             tokio::select! {
+                biased;
                 () = self.shutdown.cancelled() => return,
                 () = requests.0.notified() => {}
             }
@@ -80,6 +81,10 @@ impl Claimer {
             else {
                 return false;
             };
+            // Room and shutdown can be ready at once: a stopping scheduler claims nothing more.
+            if self.shutdown.is_cancelled() {
+                return false;
+            }
             if self.unsure {
                 match runs::claimed_not_executing(&self.pool, self.executor.instance(), &self.executor.in_flight())
                     .await

@@ -154,8 +154,9 @@ impl Executor {
     ) -> Option<OwnedSemaphorePermit> {
         let runs = u32::try_from(runs.min(self.inner.max_in_flight)).unwrap_or(u32::MAX);
         tokio::select! {
-            permit = self.inner.capacity.clone().acquire_many_owned(runs) => permit.ok(),
+            biased;
             () = give_up => None,
+            permit = self.inner.capacity.clone().acquire_many_owned(runs) => permit.ok(),
         }
     }
 
@@ -178,7 +179,9 @@ impl Executor {
             let executor = self.clone();
             self.inner.tasks.spawn(async move {
                 let id = run.id;
-                let outcome = executor.execute(&run, payload, revoked).await;
+                let outcome = executor.execute(&run, payload, revoked.clone()).await;
+                // The handler is done: a heartbeat meanwhile has nothing left to stop.
+                revoked.cancel();
                 executor.record(&run, outcome).await;
                 executor.lock_in_flight().remove(&id);
                 metrics::runs_in_flight(-1.0);
@@ -284,7 +287,7 @@ impl Executor {
         }
         let running: std::collections::HashSet<&Uuid> = running.iter().collect();
         for id in heartbeated.iter().filter(|id| !running.contains(id)) {
-            if let Some(in_flight) = self.lock_in_flight().get(id) {
+            if let Some(in_flight) = self.lock_in_flight().get(id).filter(|r| !r.revoked.is_cancelled()) {
                 tracing::warn!(
                     job_key = %in_flight.run.job_key, run_id = %id,
                     "run is no longer running in the database (ended by the sweep or a cancel); cancelling it"

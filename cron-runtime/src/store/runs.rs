@@ -508,8 +508,13 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
             }
         }
     }
+    let asked: std::collections::HashMap<Uuid, (&str, Option<&str>)> = ids
+        .iter()
+        .zip(statuses.iter().zip(&reasons))
+        .map(|(id, (status, reason))| (*id, (*status, *reason)))
+        .collect();
     let mut tx = pool.begin().await?;
-    let finished: Vec<JobRun> = sqlx::query_as(
+    let mut finished: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs r
          SET status = o.status, output = o.output, reason = o.reason, error = o.error,
              finished_at = clock_timestamp(),
@@ -519,14 +524,29 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
          WHERE r.id = o.id AND r.status = 'running'
          RETURNING r.*",
     )
-    .bind(ids)
-    .bind(statuses)
+    .bind(&ids)
+    .bind(&statuses)
     .bind(outputs)
-    .bind(reasons)
+    .bind(&reasons)
     .bind(errors)
     .fetch_all(&mut *tx)
     .await?;
     retire_finished_one_time(&mut tx, &finished).await?;
+    if finished.len() < ids.len() {
+        // A retry after a lost reply: the runs its first attempt ended are reported as ended
+        // here too (same status and reason), so they are logged and counted once.
+        let updated: HashSet<Uuid> = finished.iter().map(|r| r.id).collect();
+        let others: Vec<Uuid> = ids.iter().filter(|id| !updated.contains(id)).copied().collect();
+        let earlier: Vec<JobRun> = sqlx::query_as("SELECT * FROM cron_job_runs WHERE id = ANY($1)")
+            .bind(others)
+            .fetch_all(&mut *tx)
+            .await?;
+        finished.extend(earlier.into_iter().filter(|run| {
+            asked.get(&run.id).is_some_and(|(status, reason)| {
+                run.status.as_str() == *status && run.reason.map(RunReason::as_str) == *reason
+            })
+        }));
+    }
     tx.commit().await?;
     Ok(finished)
 }

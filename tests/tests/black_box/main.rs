@@ -17,4 +17,5 @@ mod scheduler_changes;
 mod scheduler_faults;
 mod scheduler_timing;
 mod sentry;
+mod slot_accounting;
 mod telemetry;
