@@ -97,6 +97,27 @@ pub async fn seed(pool: &PgPool, n: u64, expression_sql: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Waits until the watchdog has visited every definition (none is due for a check within the
+/// hour); returns how long that took, seconds.
+pub async fn wait_slots_accounted(pool: &PgPool, timeout: std::time::Duration) -> anyhow::Result<f64> {
+    let started = std::time::Instant::now();
+    loop {
+        let due: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM cron_slot_watermarks WHERE next_check_at < now() + interval '1 hour'",
+        )
+        .fetch_one(pool)
+        .await?;
+        if due == 0 {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "the watchdog left {due} definitions unvisited for {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Lag figures of the executions whose slot is in `[from, to)` (epoch seconds).
 #[derive(Debug, Clone, Default)]
 pub struct Lag {

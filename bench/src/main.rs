@@ -352,8 +352,15 @@ async fn idle(args: &Args, server: &Server) -> anyhow::Result<Table> {
     // Daily, ten minutes ago: next due in 23 h 50 min.
     let slot = now_epoch() as u64 - 600;
     db::seed(&pool, args.idle_definitions, &format!("'{}'", daily_at(slot))).await?;
+    // Created five minutes ago (after that slot): the watchdog's first visit of each new
+    // definition then happens at startup, and the window measures the steady state.
+    sqlx::query("UPDATE cron_job_definitions SET active_since = now() - interval '5 minutes'")
+        .execute(&pool)
+        .await?;
     let mut scheduler = spawn_scheduler(&args.cronjobs, &server.url(name))?;
     scheduler.wait_armed(Duration::from_secs(120))?;
+    let accounted = db::wait_slots_accounted(&pool, Duration::from_secs(120)).await?;
+    eprintln!("idle: the watchdog accounted for every new definition in {accounted:.1} s");
     tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!("idle: measuring for {} s", args.idle_seconds);
     let measure = |pool: PgPool, pid: u32| async move {

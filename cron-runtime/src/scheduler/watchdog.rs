@@ -133,7 +133,7 @@ pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, S
         }
         advances.push(account.advance);
     }
-    let missed = runs::insert_missed(&mut tx, &slots, &reasons, None).await?;
+    let missed = runs::insert_missed(&mut tx, &slots, &reasons, runs::MissedBy::Watchdog).await?;
     watermarks::advance(&mut tx, &advances).await?;
     tx.commit().await?;
 

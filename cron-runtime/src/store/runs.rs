@@ -142,7 +142,7 @@ pub async fn insert_scheduled(
     let not_started = slots_without(batch.start, running.iter().map(|c| &c.run));
     let skipped = insert_skipped(&mut tx, &SlotColumns::of(&not_started)).await?;
     let reasons = vec![batch.missed_reason; batch.missed.len()];
-    let missed = insert_missed(&mut tx, batch.missed, &reasons, Some(instance)).await?;
+    let missed = insert_missed(&mut tx, batch.missed, &reasons, MissedBy::Scheduler(instance)).await?;
     let unrecorded: Vec<DueSlot> = slots_without(&not_started, skipped.iter())
         .into_iter()
         .chain(slots_without(batch.missed, missed.iter()))
@@ -208,11 +208,13 @@ impl<'a> SlotColumns<'a> {
 const UNNEST_SLOTS: &str = "UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
          AS s(id, definition_id, job_key, job_version, target, scheduled_at)";
 
-/// [`UNNEST_SLOTS`] of definitions still active: one paused or retired a moment ago (its
-/// notification still in flight) does not fire.
+/// [`UNNEST_SLOTS`] of definitions still active, and (recurring ones) active since before the
+/// slot: one paused or retired a moment ago, or paused and resumed while this scheduler did not
+/// hear of it, does not fire for a slot outside its current active window.
 const DUE_SLOTS: &str = "UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
          AS s(id, definition_id, job_key, job_version, target, scheduled_at)
-     JOIN cron_job_definitions d ON d.id = s.definition_id AND d.status = 'active'";
+     JOIN cron_job_definitions d ON d.id = s.definition_id AND d.status = 'active'
+         AND (d.schedule_type = 'one_time' OR s.scheduled_at > d.active_since)";
 
 async fn insert_running(
     conn: &mut PgConnection,
@@ -260,14 +262,24 @@ async fn insert_skipped(conn: &mut PgConnection, slots: &SlotColumns<'_>) -> Res
     Ok(slots.bind(sqlx::query_as(&sql)).fetch_all(conn).await?)
 }
 
-/// (new) → `missed` for slots that were not started in time, each with its reason; `instance`
-/// is the scheduler that gave up on them (`None`: the watchdog). Slots recorded already are
-/// left as they are (the slot guard), so a late scheduler and the watchdog never both win.
+/// Who records a slot as missed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MissedBy<'a> {
+    /// The scheduler (instance) that could not start it: only slots of the definition's current
+    /// active window count (it may not have heard of a pause while the database was away).
+    Scheduler(&'a str),
+    /// The watchdog, which computes each definition's windows itself.
+    Watchdog,
+}
+
+/// (new) → `missed` for slots that were not started in time, each with its reason. Slots
+/// recorded already are left as they are (the slot guard), so a late scheduler and the watchdog
+/// never both win.
 pub(crate) async fn insert_missed(
     conn: &mut PgConnection,
     slots: &[DueSlot],
     reasons: &[RunReason],
-    instance: Option<&str>,
+    by: MissedBy<'_>,
 ) -> Result<Vec<JobRun>, StoreError> {
     if slots.is_empty() {
         return Ok(Vec::new());
@@ -275,13 +287,17 @@ pub(crate) async fn insert_missed(
     let columns = SlotColumns::of(slots);
     let errors: Vec<&str> = reasons.iter().map(|r| r.missed_message()).collect();
     let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+    let (slots_sql, instance) = match by {
+        MissedBy::Scheduler(instance) => (DUE_SLOTS, Some(instance)),
+        MissedBy::Watchdog => (UNNEST_SLOTS, None),
+    };
     let sql = format!(
         "INSERT INTO cron_job_runs
              (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
               status, finished_at, reason, error, scheduler_instance)
          SELECT s.id, s.definition_id, s.job_key, s.job_version, s.target, 'scheduled', s.scheduled_at,
                 'missed', clock_timestamp(), m.reason, m.error, $9
-         FROM {UNNEST_SLOTS}
+         FROM {slots_sql}
          JOIN UNNEST($1::uuid[], $7::text[], $8::text[]) AS m(id, reason, error) ON m.id = s.id
          ON CONFLICT DO NOTHING
          RETURNING *"

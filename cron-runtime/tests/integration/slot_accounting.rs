@@ -32,7 +32,8 @@ async fn job(pool: &PgPool, key: &str, target: &str, cron: &str) -> JobDefinitio
 }
 
 fn at(second: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap()
+    // After every definition's `active_since` (its creation): slots before it are not its slots.
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, second).unwrap()
 }
 
 async fn statuses(pool: &PgPool, key: &str) -> Vec<(RunStatus, Option<RunReason>)> {
@@ -405,4 +406,41 @@ async fn rows_written_without_a_reason_get_one(pool: PgPool) {
         statuses(&pool, "k").await,
         [(RunStatus::Failed, Some(RunReason::Timeout))]
     );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduler_records_nothing_outside_the_current_active_window(pool: PgPool) {
+    // A scheduler cut off from the database hears neither the pause nor the resume: its late
+    // inserts must not record slots of the paused stretch, missed or otherwise.
+    let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
+    let slot = |s: u32| DueSlot::of(&def, at(s));
+    definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
+    let (start, late) = ([slot(1)], [slot(2)]);
+    let batch = SlotBatch {
+        start: &start,
+        missed: &late,
+        missed_reason: RunReason::DatabaseUnreachable,
+    };
+    let paused = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    assert!(paused.running.is_empty() && paused.missed.is_empty(), "{paused:?}");
+    definitions::resume(&pool, def.id).await.unwrap();
+    sqlx::query("UPDATE cron_job_definitions SET active_since = $2 WHERE id = $1")
+        .bind(def.id)
+        .bind(at(5))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (before, after) = ([slot(4)], [slot(6)]);
+    let batch = SlotBatch {
+        start: &after,
+        missed: &before,
+        missed_reason: RunReason::DatabaseUnreachable,
+    };
+    let resumed = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    assert_eq!(resumed.running.len(), 1, "the slot after the resume runs");
+    assert!(
+        resumed.missed.is_empty(),
+        "the slot before the resume is not this window's"
+    );
+    assert_eq!(statuses(&pool, "k").await, [(RunStatus::Running, None)]);
 }

@@ -31,7 +31,8 @@ async fn job(pool: &PgPool, key: &str) -> JobDefinition {
 }
 
 fn at(second: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap()
+    // After every definition's `active_since` (its creation): slots before it are not its slots.
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, second).unwrap()
 }
 
 async fn finish_ok(pool: &PgPool, run_id: uuid::Uuid) {

@@ -11,6 +11,7 @@ mod api_openapi;
 mod api_runs;
 mod api_schedulers;
 mod api_service;
+mod chaos;
 mod cli;
 mod metrics;
 mod scheduler_changes;
