@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::executor::log_finished;
 use crate::store::{instances, runs, StoreError};
 
-/// Fails every lost or stale run, logging each; forgets instances dead for a day.
+/// Fails every lost or stale run, logging each.
 pub async fn sweep_once(pool: &PgPool, stale_after: Duration) -> Result<usize, StoreError> {
     let lost = runs::fail_lost(pool).await?;
     let stale = runs::fail_stale(pool, stale_after).await?;
@@ -23,15 +23,19 @@ pub async fn sweep_once(pool: &PgPool, stale_after: Duration) -> Result<usize, S
     for run in lost.iter().chain(&stale) {
         log_finished(run);
     }
-    instances::forget_dead(pool).await?;
     Ok(lost.len() + stale.len())
 }
 
-/// Sweeps every `every` (the heartbeat interval) until `stop` fires.
+/// How often rows of instances dead for a day are removed (they only clutter the list).
+const FORGET_EVERY: Duration = Duration::from_secs(600);
+
+/// Sweeps every `every` (the heartbeat interval) until `stop` fires; forgets instances dead
+/// for a day every [`FORGET_EVERY`].
 pub async fn run(pool: PgPool, stale_after: Duration, every: Duration, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the startup sweep already ran
+    let mut forgotten_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -40,6 +44,12 @@ pub async fn run(pool: PgPool, stale_after: Duration, every: Duration, stop: Can
         if let Err(e) = sweep_once(&pool, stale_after).await {
             crate::metrics::database_error("sweep dead runs");
             tracing::warn!(error = %e, "sweep failed; retrying at the next tick");
+        }
+        if forgotten_at.elapsed() >= FORGET_EVERY {
+            forgotten_at = tokio::time::Instant::now();
+            if let Err(e) = instances::forget_dead(&pool).await {
+                tracing::warn!(error = %e, "cannot forget dead scheduler instances; retrying later");
+            }
         }
     }
 }

@@ -84,10 +84,11 @@ pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) 
 #[tracing::instrument(skip_all)]
 pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, StoreError> {
     let mut tx = pool.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(PASS_LOCK)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (locked, now): (bool, DateTime<Utc>) =
+        sqlx::query_as("SELECT pg_try_advisory_xact_lock($1), clock_timestamp()")
+            .bind(PASS_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
     if !locked {
         return Ok(PassReport {
             locked_out: true,
@@ -95,13 +96,14 @@ pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, S
         });
     }
     let requests = runs::miss_unstartable_pending(&mut tx, missed_after).await?;
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
-        .fetch_one(&mut *tx)
-        .await?;
     let wait = missed_after + interval(missed_after);
     let horizon = now - chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-    let live = instances::live_targets(&mut *tx).await?;
     let due = watermarks::due(&mut tx, horizon, DEFINITIONS_PER_PASS).await?;
+    // Who is alive only matters for slots to record (an idle pass skips the query).
+    let live = match due.is_empty() {
+        true => instances::LiveTargets::default(),
+        false => instances::live_targets(&mut *tx).await?,
+    };
 
     let mut schedules: HashMap<(&str, &str), Option<Arc<Schedule>>> = HashMap::new();
     let (mut slots, mut reasons, mut advances) = (Vec::new(), Vec::new(), Vec::new());
