@@ -177,7 +177,7 @@ pub async fn create_job(
         payload: body.payload,
         description: body.description,
     };
-    let new = draft.validate(actor, now).map_err(ApiError::Validation)?;
+    let new = draft.validate(actor, Some(now)).map_err(ApiError::Validation)?;
     let created = definitions::create(&state.pool, &new).await?;
     let live = instances::live_targets(&state.pool).await?;
     Ok((StatusCode::CREATED, Json(Job::new(created, now, &live))))
@@ -291,7 +291,7 @@ pub async fn new_version(
     let now = Utc::now();
     let current = definitions::get(&state.pool, id).await?;
     let new = merge(&current, body)
-        .validate(actor, now)
+        .validate(actor, Some(now))
         .map_err(ApiError::Validation)?;
     // The store re-checks under a row lock: of concurrent calls, one wins and the rest get 409.
     let created = definitions::new_version(&state.pool, id, &new, ManagedBy::Api).await?;

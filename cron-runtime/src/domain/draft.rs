@@ -71,8 +71,9 @@ pub struct Draft {
 
 impl Draft {
     /// Checks every field, reporting every problem at once. A one-time `run_at` must be after
-    /// `now`.
-    pub fn validate(self, actor: String, now: DateTime<Utc>) -> Result<NewDefinition, Vec<FieldError>> {
+    /// `now` when it is given (a jobs file checked without a database may list a one-time job
+    /// that already ran; `apply` checks the ones it creates).
+    pub fn validate(self, actor: String, now: Option<DateTime<Utc>>) -> Result<NewDefinition, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
 
@@ -133,15 +134,9 @@ impl Draft {
                 match self.run_at.as_deref().map(parse_time) {
                     None => fail_none(&mut fail, "run_at", "is required for a one_time job".into()),
                     Some(Err(message)) => fail_none(&mut fail, "run_at", message),
-                    Some(Ok(run_at)) if run_at <= now => fail_none(
-                        &mut fail,
-                        "run_at",
-                        format!(
-                            "must be in the future (got {}, now is {})",
-                            run_at.to_rfc3339(),
-                            now.to_rfc3339()
-                        ),
-                    ),
+                    Some(Ok(run_at)) if now.is_some_and(|now| run_at <= now) => {
+                        fail_none(&mut fail, "run_at", in_the_past(run_at, now.unwrap_or(run_at)))
+                    }
                     Some(Ok(run_at)) => Some(ScheduleSpec::OneTime { run_at }),
                 }
             }
@@ -184,6 +179,15 @@ impl Draft {
 fn fail_none<T>(fail: &mut impl FnMut(&str, String), field: &str, message: String) -> Option<T> {
     fail(field, message);
     None
+}
+
+/// Why a one-time `run_at` is refused.
+pub fn in_the_past(run_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!(
+        "must be in the future (got {}, now is {})",
+        run_at.to_rfc3339(),
+        now.to_rfc3339()
+    )
 }
 
 /// Checks `payload` against what `target` accepts: a JSON object its payload type
@@ -265,7 +269,7 @@ mod tests {
             description: Some("x".repeat(501)),
             ..Draft::default()
         };
-        let errors = draft.validate("alice".into(), Utc::now()).expect_err("invalid");
+        let errors = draft.validate("alice".into(), Some(Utc::now())).expect_err("invalid");
         let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         fields.sort_unstable();
         assert_eq!(

@@ -268,6 +268,24 @@ pub async fn list(
     }))
 }
 
+/// Every live (active or paused) definition, by key.
+pub async fn list_live(pool: &PgPool) -> Result<Vec<JobDefinition>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT * FROM cron_job_definitions WHERE status <> 'retired' ORDER BY job_key")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// The newest version of every key, retired or not (what `cronjobs apply` compares a file with).
+pub async fn latest_versions_in(conn: &mut PgConnection) -> Result<Vec<JobDefinition>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT DISTINCT ON (job_key) * FROM cron_job_definitions ORDER BY job_key, version DESC")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
 /// Every active definition: what the scheduler arms timers for.
 pub async fn list_active(pool: &PgPool) -> Result<Vec<JobDefinition>, StoreError> {
     Ok(
