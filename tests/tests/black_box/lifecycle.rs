@@ -91,7 +91,9 @@ async fn retiring_a_job_frees_its_key_and_a_new_job_continues_its_versions() {
 
     let again = delete(&api, &format!("/jobs/{id}")).await;
     again.problem(409);
-    delete(&api, &format!("/jobs/{}", uuid::Uuid::now_v7())).await.problem(404);
+    delete(&api, &format!("/jobs/{}", uuid::Uuid::now_v7()))
+        .await
+        .problem(404);
     assert_eq!(delete(&api, "/jobs/123").await.error_fields(), ["jobId"]);
     api.get("/jobs/by-key/reports.weekly").await.problem(404);
 
@@ -129,7 +131,10 @@ async fn by_key_follows_the_live_version_across_new_versions_and_pauses() {
     // A paused job is still the live version of its key.
     api.pause(v2.body["id"].as_str().unwrap()).await;
     let found = api.get("/jobs/by-key/billing.sync").await.body;
-    assert_eq!((found["id"].clone(), found["status"].clone()), (v2.body["id"].clone(), json!("paused")));
+    assert_eq!(
+        (found["id"].clone(), found["status"].clone()),
+        (v2.body["id"].clone(), json!("paused"))
+    );
 
     assert_eq!(api.get("/jobs/by-key/Bad%20Key").await.error_fields(), ["jobKey"]);
     api.get("/jobs/by-key/no.such.job").await.problem(404);
@@ -164,7 +169,10 @@ async fn cancelling_a_pending_run_ends_it_at_once_and_frees_the_job() {
     cancel(&api, &uuid::Uuid::now_v7().to_string(), "triggered by mistake")
         .await
         .problem(404);
-    assert_eq!(cancel(&api, "123", "triggered by mistake").await.error_fields(), ["runId"]);
+    assert_eq!(
+        cancel(&api, "123", "triggered by mistake").await.error_fields(),
+        ["runId"]
+    );
 
     // The cancelled run no longer holds the job: the next run-now is accepted.
     let next = run_now(&api, job_id).await;
@@ -202,19 +210,20 @@ async fn cancelling_a_running_run_stops_its_handler_within_two_seconds() {
         )
         .await;
     assert_eq!(next.status, 202, "{}", next.text);
-    let next = wait_run(&api, next.body["id"].as_str().unwrap(), "succeeded", Duration::from_secs(30)).await;
+    let next = wait_run(
+        &api,
+        next.body["id"].as_str().unwrap(),
+        "succeeded",
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(next["cancelled_by"].is_null(), "{next}");
 }
 
 #[tokio::test]
 async fn a_handler_that_ignores_its_cancellation_is_aborted_after_the_grace() {
     let api = TestApi::spawn().await;
-    let job_id = sleep_job(
-        &api,
-        "stubborn",
-        json!({"seconds": 600, "ignore_cancellation": true}),
-    )
-    .await;
+    let job_id = sleep_job(&api, "stubborn", json!({"seconds": 600, "ignore_cancellation": true})).await;
     let scheduler = scheduler_for(&api, &[("CRON_SHUTDOWN_GRACE", "2s")]);
     let run_id = run_now(&api, &job_id).await;
     wait_run(&api, &run_id, "running", Duration::from_secs(30)).await;
@@ -225,7 +234,10 @@ async fn a_handler_that_ignores_its_cancellation_is_aborted_after_the_grace() {
     let took = asked.elapsed();
     eprintln!("cancel of a handler ignoring it took {took:?}");
     // It got its grace (2 s) to return, then was aborted.
-    assert!(took >= Duration::from_millis(1900), "aborted before the grace: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "aborted before the grace: {took:?}"
+    );
     assert!(took < Duration::from_secs(6), "aborted after {took:?}");
     assert_cancelled_by_admin(&run, "it hangs forever");
     let aborted = format!("\"run_id\":\"{run_id}\"");
@@ -256,7 +268,10 @@ async fn a_cancel_reaches_the_replica_that_owns_the_run() {
     let owner_instance = running["scheduler_instance"].as_str().expect("an owner").to_owned();
     // Instance names are `<host>-<pid>-<random>`: the pid says which process owns the run.
     let owns = |p: &Cronjobs| owner_instance.contains(&format!("-{}-", p.pid()));
-    let owner = replicas.iter().position(owns).expect("the owner is one of the replicas");
+    let owner = replicas
+        .iter()
+        .position(owns)
+        .expect("the owner is one of the replicas");
     let other = 1 - owner;
 
     assert_eq!(cancel(&api, &run_id, "duplicate of a manual fix").await.status, 202);
@@ -354,9 +369,15 @@ async fn run_now_with_a_payload_runs_it_once_without_changing_the_job() {
     assert_eq!(reply.body["payload"], json!({"seconds": 0.2}));
     let run_id = reply.body["id"].as_str().unwrap().to_owned();
     let run = wait_run(&api, &run_id, "succeeded", Duration::from_secs(30)).await;
-    assert_eq!(run["output"], json!({"slept_seconds": 0.2}), "the run's payload was used");
+    assert_eq!(
+        run["output"],
+        json!({"slept_seconds": 0.2}),
+        "the run's payload was used"
+    );
     assert_eq!(run["payload"], json!({"seconds": 0.2}));
     assert!(run["duration_ms"].as_i64().unwrap() < 60_000, "{run}");
+    let late = cancel(&api, &run_id, "too late to cancel").await;
+    assert_eq!(late.problem(409)["type"], "urn:cronjobs:problem:run-finished");
 
     let job = api.get(&format!("/jobs/{job_id}")).await.body;
     assert_eq!(job["version"], 1, "no new version: {job}");

@@ -12,6 +12,8 @@ mod api_runs;
 mod api_schedulers;
 mod api_service;
 mod cli;
+mod jobs_file;
+mod lifecycle;
 mod metrics;
 mod scheduler_changes;
 mod scheduler_faults;
