@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # One image for both services (api and scheduler). Railway's start command picks the role:
-#   cronjobs api | cronjobs scheduler   (pre-deploy on api: cronjobs migrate)
+#   cronjobs api | cronjobs scheduler   (pre-deploy on api: sh -c 'cronjobs migrate && cronjobs apply jobs.toml')
 # Locally:  docker build -t cronjobs . && docker run --rm -e DATABASE_URL=... cronjobs scheduler
 #
 # The toolchain is pinned here (and only here): keep RUST_VERSION equal to the `rustc --version`
@@ -38,6 +38,9 @@ RUN apt-get update \
     && groupadd --system --gid 10001 cronjobs \
     && useradd --system --uid 10001 --gid cronjobs --no-create-home --shell /usr/sbin/nologin cronjobs
 COPY --from=builder /app/target/release/cronjobs /usr/local/bin/cronjobs
+# The jobs managed as code: the api's pre-deploy command applies them (`cronjobs apply jobs.toml`).
+WORKDIR /app
+COPY jobs.toml /app/jobs.toml
 USER 10001:10001
 # Containers default to production behaviour (JSON logs, no .env); set APP_ENV=staging per
 # environment. HOST/PORT defaults (0.0.0.0:8080) live in the binary; Railway injects PORT.

@@ -3,10 +3,13 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
+
 use cron_runtime::config::{self, ApiConfig, CommonConfig, ConfigError, ProcessEnv, SchedulerConfig, Secret};
-use cron_runtime::{registry, scheduler, shutdown, store, telemetry};
+use cron_runtime::{jobfile, registry, scheduler, shutdown, store, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// A durable cron service on PostgreSQL.
@@ -29,6 +32,21 @@ enum Command {
     Scheduler,
     /// Local development: migrations, then the API and the scheduler in one process.
     Dev,
+    /// Make the jobs of a TOML jobs file live: create, new version, retire (`--dry-run`: plan only).
+    Apply {
+        /// The jobs file, e.g. jobs.toml.
+        file: PathBuf,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a jobs file against this build's targets (needs no database; for CI).
+    Validate {
+        /// The jobs file, e.g. jobs.toml.
+        file: PathBuf,
+    },
+    /// Print the live jobs as a jobs file.
+    Export,
     /// Delete terminal runs older than a cut-off (retention: 180 days).
     Prune {
         /// Age of the newest run to delete, e.g. `180d`, `12w`, `720h`.
@@ -56,6 +74,9 @@ pub async fn run() -> ExitCode {
         Command::Targets => print_targets(),
         Command::Scheduler => scheduler().await,
         Command::Dev => crate::dev::run().await,
+        Command::Apply { file, dry_run } => apply(&file, dry_run).await,
+        Command::Validate { file } => validate(&file),
+        Command::Export => export().await,
         Command::Prune {
             older_than,
             dry_run,
@@ -109,6 +130,67 @@ async fn migrate() -> anyhow::Result<()> {
     let pool = store::connect(&url).await?;
     store::schema::migrate(&pool).await?;
     println!("migrations applied: {}", store::schema::MIGRATOR.iter().count());
+    Ok(())
+}
+
+/// Reads a jobs file, naming it in the error.
+fn read_jobs_file(file: &Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok((file.display().to_string(), text))
+}
+
+fn validate(file: &Path) -> anyhow::Result<()> {
+    check_registry()?;
+    let (name, text) = read_jobs_file(file)?;
+    match jobfile::validate(&name, &text) {
+        Ok(jobs) => {
+            println!("{name}: {} jobs, valid", jobs.len());
+            Ok(())
+        }
+        Err(errors) => Err(invalid_file(&name, &errors)),
+    }
+}
+
+async fn apply(file: &Path, dry_run: bool) -> anyhow::Result<()> {
+    check_registry()?;
+    let (name, text) = read_jobs_file(file)?;
+    let url = config::database_url(&ProcessEnv)?;
+    let pool = store::connect(&url).await?;
+    store::schema::ensure_current(&pool).await?;
+    match jobfile::apply(&pool, &name, &text, dry_run).await {
+        Ok(plan) => {
+            println!("{plan}");
+            let done = if plan.is_empty() {
+                "Nothing to do: the live jobs match the file."
+            } else if dry_run {
+                "Dry run: nothing changed."
+            } else {
+                "Applied."
+            };
+            println!("{done}");
+            Ok(())
+        }
+        Err(jobfile::ApplyError::Invalid(errors)) => Err(invalid_file(&name, &errors)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn invalid_file(name: &str, errors: &[jobfile::FileError]) -> anyhow::Error {
+    for error in errors {
+        eprintln!("{error}");
+    }
+    let count = match errors.len() {
+        1 => "1 problem".to_owned(),
+        n => format!("{n} problems"),
+    };
+    anyhow::anyhow!("{name} is invalid ({count}); nothing was changed")
+}
+
+async fn export() -> anyhow::Result<()> {
+    let url = config::database_url(&ProcessEnv)?;
+    let pool = store::connect(&url).await?;
+    store::schema::ensure_current(&pool).await?;
+    print!("{}", jobfile::export(&pool).await?);
     Ok(())
 }
 

@@ -4,12 +4,14 @@
 //! - [`registry`]: the targets registered with `#[cron_target]`;
 //! - [`store`]: SQL, one module per table;
 //! - [`api`]: the admin REST API;
-//! - [`scheduler`]: timers, execution, recovery and shutdown.
+//! - [`scheduler`]: timers, execution, recovery and shutdown;
+//! - [`jobfile`]: jobs as code (`cronjobs apply`, `validate`, `export`).
 
 pub mod api;
 pub mod config;
 pub mod context;
 pub mod domain;
+pub mod jobfile;
 pub mod metrics;
 pub mod registry;
 pub mod scheduler;

@@ -31,6 +31,10 @@ pub struct SleepArgs {
     /// target in a long transaction (tests use it to exhaust the pool).
     #[serde(default)]
     pub hold_connection: bool,
+    /// Keep sleeping when the run is cancelled, like a handler that never checks
+    /// `ctx.cancelled()` (tests use it to prove such a handler is aborted).
+    #[serde(default)]
+    pub ignore_cancellation: bool,
 }
 
 /// The longest `system.sleep` accepts: one day.
@@ -64,9 +68,15 @@ pub async fn sleep(ctx: JobContext, args: SleepArgs) -> anyhow::Result<Slept> {
         true => Some(ctx.db().acquire().await.context("cannot get a database connection")?),
         false => None,
     };
+    let cancelled = async {
+        match args.ignore_cancellation {
+            true => std::future::pending().await,
+            false => ctx.cancelled().await,
+        }
+    };
     tokio::select! {
         () = tokio::time::sleep(duration) => Ok(Slept { slept_seconds: args.seconds }),
-        () = ctx.cancelled() => Err(anyhow!("cancelled")),
+        () = cancelled => Err(anyhow!("cancelled")),
     }
 }
 

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use cron_runtime::domain::{JobDefinition, JobKey, JobRun};
+use cron_runtime::domain::{JobDefinition, JobKey, JobRun, ManagedBy};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -47,6 +47,7 @@ async fn create(pool: &PgPool, key: &str, target: &str, schedule: ScheduleSpec, 
         payload,
         description: None,
         created_by: "test".into(),
+        managed_by: ManagedBy::Api,
     };
     definitions::create(pool, &new).await.expect("create job")
 }

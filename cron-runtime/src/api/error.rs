@@ -37,25 +37,7 @@ pub struct Problem {
     pub skipped_run_id: Option<Uuid>,
 }
 
-/// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// The field: a body field (`job_key`, `payload.seconds`), a query parameter, a path
-    /// parameter (`jobId`), or `body` for the body as a whole.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl FieldError {
-    /// An error about `field`.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::domain::FieldError;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +92,13 @@ impl ApiError {
             ApiError::Timeout | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) => match e {
-                StoreError::JobNotFound(_) | StoreError::RunNotFound(_) => StatusCode::NOT_FOUND,
-                StoreError::KeyTaken { .. } | StoreError::WrongStatus { .. } => StatusCode::CONFLICT,
+                StoreError::JobNotFound(_) | StoreError::RunNotFound(_) | StoreError::NoLiveJob(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                StoreError::KeyTaken { .. }
+                | StoreError::WrongStatus { .. }
+                | StoreError::ManagedElsewhere { .. }
+                | StoreError::RunFinished { .. } => StatusCode::CONFLICT,
                 StoreError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -163,6 +150,9 @@ impl ApiError {
                 StoreError::RunNotFound(_) => ("run-not-found", "Run not found", e.to_string()),
                 StoreError::KeyTaken { .. } => ("job-key-taken", "Job key taken", e.to_string()),
                 StoreError::WrongStatus { .. } => ("wrong-status", "Wrong job status", e.to_string()),
+                StoreError::NoLiveJob(_) => ("job-not-found", "Job not found", e.to_string()),
+                StoreError::ManagedElsewhere { .. } => ("managed-elsewhere", "Job managed elsewhere", e.to_string()),
+                StoreError::RunFinished { .. } => ("run-finished", "Run already finished", e.to_string()),
                 StoreError::Database(_) => ("internal", "Internal server error", GENERIC_500.into()),
             },
         };

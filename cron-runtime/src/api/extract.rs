@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::error::{ApiError, FieldError};
+use crate::domain::JobKey;
 
 /// A JSON body: wrong content type, malformed JSON, unknown fields and wrong types are 400s
 /// naming the field; a body over the limit is a 413.
@@ -21,20 +22,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers()) {
-            return Err(ApiError::invalid(
-                "body",
-                "send a JSON body with `Content-Type: application/json`",
-            ));
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::invalid("body", format!("the body could not be read: {e}"))
-            }
-        })?;
-        decode_json(&bytes).map(ApiJson)
+        decode_json(&read_body(req, state).await?).map(ApiJson)
     }
+}
+
+/// An optional JSON body: an empty body is `None`; any other follows [`ApiJson`]'s rules.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers());
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        decode_json(&bytes).map(|body| OptionalJson(Some(body)))
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError::invalid("body", "send a JSON body with `Content-Type: application/json`")
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::invalid("body", format!("the body could not be read: {e}"))
+        }
+    })
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -209,6 +234,23 @@ impl QueryParams {
 /// The `{jobId}` path parameter.
 #[derive(Debug, Clone, Copy)]
 pub struct JobId(pub Uuid);
+
+/// The `{jobKey}` path parameter.
+#[derive(Debug, Clone)]
+pub struct JobKeyParam(pub JobKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobKeyParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid("jobKey", e.body_text()))?;
+        JobKey::parse(&raw)
+            .map(JobKeyParam)
+            .map_err(|e| ApiError::invalid("jobKey", e.to_string()))
+    }
+}
 
 /// The `{runId}` path parameter.
 #[derive(Debug, Clone, Copy)]

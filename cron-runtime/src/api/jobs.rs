@@ -9,20 +9,14 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Actor;
-use super::error::{ApiError, FieldError, Problem};
-use super::extract::{ApiJson, JobId, QueryParams};
+use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, JobId, JobKeyParam, OptionalJson, QueryParams};
 use super::{parse_cursor, parse_enum, parse_limit, AppState};
-use crate::domain::schedule::parse_timezone;
-use crate::domain::{JobDefinition, JobKey, JobRun, JobStatus, Schedule, ScheduleType};
-use crate::registry::{self, PayloadError};
-use crate::store::definitions::{self, JobFilter, NewDefinition, ScheduleSpec};
+use crate::domain::draft::{validate_payload, validate_reason, Draft};
+use crate::domain::{JobDefinition, JobRun, JobStatus, ManagedBy, Schedule, ScheduleType};
+use crate::store::definitions::{self, JobFilter};
 use crate::store::instances::{self, LiveTargets};
 use crate::store::runs::{self, RunNowOutcome};
-
-/// The longest description accepted, in characters.
-pub const MAX_DESCRIPTION: usize = 500;
-/// Bounds of a pause reason, in characters after trimming.
-pub const PAUSE_REASON: std::ops::RangeInclusive<usize> = 5..=300;
 
 /// A job definition (one version of a job), with its next fire time.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -183,7 +177,7 @@ pub async fn create_job(
         payload: body.payload,
         description: body.description,
     };
-    let new = draft.validate(actor, now)?;
+    let new = draft.validate(actor, Some(now)).map_err(ApiError::Validation)?;
     let created = definitions::create(&state.pool, &new).await?;
     let live = instances::live_targets(&state.pool).await?;
     Ok((StatusCode::CREATED, Json(Job::new(created, now, &live))))
@@ -247,27 +241,11 @@ pub async fn pause_job(
     Actor(actor): Actor,
     ApiJson(body): ApiJson<PauseJob>,
 ) -> Result<Json<Job>, ApiError> {
-    let reason = validate_reason(body.reason.as_deref())?;
+    let reason =
+        validate_reason(body.reason.as_deref(), "the job is paused").map_err(|e| ApiError::Validation(vec![e]))?;
     let paused = definitions::pause(&state.pool, id, reason, &actor).await?;
     let live = instances::live_targets(&state.pool).await?;
     Ok(Json(Job::new(paused, Utc::now(), &live)))
-}
-
-/// The trimmed reason, if it is 5 to 300 characters long.
-fn validate_reason(reason: Option<&str>) -> Result<&str, ApiError> {
-    let reason = reason.map(str::trim).unwrap_or_default();
-    let length = reason.chars().count();
-    if PAUSE_REASON.contains(&length) {
-        Ok(reason)
-    } else {
-        let (min, max) = (PAUSE_REASON.start(), PAUSE_REASON.end());
-        Err(ApiError::invalid(
-            "reason",
-            format!(
-                "is required: say why the job is paused in {min} to {max} characters (got {length} after trimming)"
-            ),
-        ))
-    }
 }
 
 /// Resumes a paused job.
@@ -312,20 +290,34 @@ pub async fn new_version(
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let now = Utc::now();
     let current = definitions::get(&state.pool, id).await?;
-    let new = Draft::merge(&current, body).validate(actor, now)?;
+    let new = merge(&current, body)
+        .validate(actor, Some(now))
+        .map_err(ApiError::Validation)?;
     // The store re-checks under a row lock: of concurrent calls, one wins and the rest get 409.
-    let created = definitions::new_version(&state.pool, id, &new).await?;
+    let created = definitions::new_version(&state.pool, id, &new, ManagedBy::Api).await?;
     let live = instances::live_targets(&state.pool).await?;
     Ok((StatusCode::CREATED, Json(Job::new(created, now, &live))))
 }
 
-/// Requests a run now (allowed on active and paused jobs); a scheduler picks it up.
+/// The optional body of `POST /jobs/{jobId}/run-now`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunNow {
+    /// This run's payload instead of the job's (checked against the target like a job's);
+    /// the job itself does not change.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+}
+
+/// Requests a run now (allowed on active and paused jobs); a scheduler picks it up. An
+/// optional `payload` replaces the job's for this run only.
 #[utoipa::path(post, path = "/api/v2/admin/cron/jobs/{jobId}/run-now", tag = "jobs",
     params(("jobId" = Uuid, Path, description = "The job version's id.")),
+    request_body(content = Option<RunNow>, description = "Optional: `{\"payload\": {...}}` for this run only."),
     responses(
         (status = 202, description = "The run, `pending` until a scheduler claims it.", body = JobRun,
             links(("GetRun" = (operation_id = "get_run", parameters(("runId" = "$response.body#/id")))))),
-        (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a UUID, or the payload does not fit the target (`errors` names the field).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A run of the job is active (`active_run_id`; a `skipped` run was recorded), or the job is retired.", body = Problem, content_type = "application/problem+json"),
@@ -334,8 +326,14 @@ pub async fn run_now(
     State(state): State<AppState>,
     JobId(id): JobId,
     Actor(actor): Actor,
+    OptionalJson(body): OptionalJson<RunNow>,
 ) -> Result<(StatusCode, Json<JobRun>), ApiError> {
-    match runs::request_run(&state.pool, id, &actor).await? {
+    let payload = body.and_then(|b| b.payload);
+    if let Some(payload) = &payload {
+        let job = definitions::get(&state.pool, id).await?;
+        validate_payload(&job.target, payload).map_err(|e| ApiError::Validation(vec![e]))?;
+    }
+    match runs::request_run(&state.pool, id, &actor, payload.as_ref()).await? {
         RunNowOutcome::Pending(run) => Ok((StatusCode::ACCEPTED, Json(run))),
         RunNowOutcome::Skipped { run, active_run_id } => {
             crate::metrics::run_finished(&run);
@@ -347,220 +345,64 @@ pub async fn run_now(
     }
 }
 
-/// A definition as submitted (create) or merged with the current version (new-version),
-/// before validation.
-#[derive(Debug, Default)]
-struct Draft {
-    job_key: Option<String>,
-    target: Option<String>,
-    schedule_type: Option<String>,
-    cron_expression: Option<String>,
-    run_at: Option<String>,
-    timezone: Option<String>,
-    payload: Option<Value>,
-    description: Option<String>,
+/// Retires a job: it stops firing, and its key is free for a new job (SPEC §13). Runs in
+/// flight finish. A job managed by a jobs file is retired by removing it from the file.
+#[utoipa::path(delete, path = "/api/v2/admin/cron/jobs/{jobId}", tag = "jobs",
+    params(("jobId" = Uuid, Path, description = "The job version's id.")),
+    responses(
+        (status = 200, description = "The job, now `retired` (`retired_by` is the admin).", body = Job),
+        (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is already retired, or a jobs file manages it.", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn retire_job(
+    State(state): State<AppState>,
+    JobId(id): JobId,
+    Actor(actor): Actor,
+) -> Result<Json<Job>, ApiError> {
+    let retired = definitions::retire(&state.pool, id, &actor, ManagedBy::Api).await?;
+    let live = instances::live_targets(&state.pool).await?;
+    Ok(Json(Job::new(retired, Utc::now(), &live)))
 }
 
-impl Draft {
-    /// `body` over `current`: omitted fields carry over, except the other schedule type's field.
-    fn merge(current: &JobDefinition, body: NewVersion) -> Self {
-        let schedule_type = body
-            .schedule_type
-            .unwrap_or_else(|| current.schedule_type.as_str().to_owned());
-        let same_type = schedule_type == current.schedule_type.as_str();
-        Draft {
-            job_key: Some(current.job_key.clone()),
-            target: Some(body.target.unwrap_or_else(|| current.target.clone())),
-            cron_expression: body
-                .cron_expression
-                .or_else(|| current.cron_expression.clone().filter(|_| same_type)),
-            run_at: body
-                .run_at
-                .or_else(|| current.run_at.filter(|_| same_type).map(|t| t.to_rfc3339())),
-            schedule_type: Some(schedule_type),
-            timezone: Some(body.timezone.unwrap_or_else(|| current.timezone.clone())),
-            payload: Some(body.payload.unwrap_or_else(|| current.payload.clone())),
-            description: body.description.unwrap_or_else(|| current.description.clone()),
-        }
-    }
-
-    /// Checks every field, reporting every problem at once.
-    fn validate(self, actor: String, now: DateTime<Utc>) -> Result<NewDefinition, ApiError> {
-        let mut errors = Vec::new();
-        let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
-
-        let job_key = match self.job_key.as_deref().map(JobKey::parse) {
-            None => fail_none(&mut fail, "job_key", "is required".into()),
-            Some(Err(e)) => fail_none(&mut fail, "job_key", e.to_string()),
-            Some(Ok(key)) => Some(key),
-        };
-        let target = match self.target {
-            None => fail_none(&mut fail, "target", "is required".into()),
-            Some(t) if registry::get(&t).is_none() => fail_none(&mut fail, "target", unknown_target(&t)),
-            Some(t) => Some(t),
-        };
-        let schedule_type = match self.schedule_type.as_deref() {
-            None => fail_none(&mut fail, "schedule_type", "is required: recurring or one_time".into()),
-            Some(raw) => parse_enum::<ScheduleType>(raw)
-                .map_err(|m| fail("schedule_type", m))
-                .ok(),
-        };
-        let timezone = match parse_timezone(self.timezone.as_deref().unwrap_or("UTC")) {
-            Ok(tz) => Some(tz),
-            Err(e) => fail_none(&mut fail, e.field(), e.to_string()),
-        };
-        let schedule = match schedule_type {
-            None => None,
-            Some(ScheduleType::Recurring) => {
-                if self.run_at.is_some() {
-                    fail(
-                        "run_at",
-                        "must be omitted for a recurring job (run_at is for one_time jobs)".into(),
-                    );
-                }
-                match self.cron_expression {
-                    None => fail_none(&mut fail, "cron_expression", "is required for a recurring job".into()),
-                    Some(expression) => {
-                        // With a bad timezone, still check the expression (in UTC) so both are reported.
-                        let tz = timezone.map_or("UTC", |tz| tz.name());
-                        match Schedule::parse(&expression, tz) {
-                            Ok(_) => Some(ScheduleSpec::Recurring {
-                                cron_expression: expression,
-                            }),
-                            Err(e) => fail_none(&mut fail, e.field(), e.to_string()),
-                        }
-                    }
-                }
-            }
-            Some(ScheduleType::OneTime) => {
-                if self.cron_expression.is_some() {
-                    fail(
-                        "cron_expression",
-                        "must be omitted for a one_time job (cron_expression is for recurring jobs)".into(),
-                    );
-                }
-                match self.run_at.as_deref().map(parse_time) {
-                    None => fail_none(&mut fail, "run_at", "is required for a one_time job".into()),
-                    Some(Err(message)) => fail_none(&mut fail, "run_at", message),
-                    Some(Ok(run_at)) if run_at <= now => fail_none(
-                        &mut fail,
-                        "run_at",
-                        format!(
-                            "must be in the future (got {}, now is {})",
-                            run_at.to_rfc3339(),
-                            now.to_rfc3339()
-                        ),
-                    ),
-                    Some(Ok(run_at)) => Some(ScheduleSpec::OneTime { run_at }),
-                }
-            }
-        };
-        let payload = self.payload.unwrap_or_else(|| Value::Object(Default::default()));
-        if !payload.is_object() {
-            fail("payload", "must be a JSON object".into());
-        } else if let Some(target) = &target {
-            match registry::validate_payload(target, &payload) {
-                Ok(()) => {}
-                Err(PayloadError::Invalid { path, message }) => {
-                    let field = if path.is_empty() || path == "." {
-                        "payload".to_owned()
-                    } else {
-                        format!("payload.{path}")
-                    };
-                    fail(&field, message);
-                }
-                Err(e) => fail("payload", e.to_string()),
-            }
-        }
-        if let Some(description) = &self.description {
-            let length = description.chars().count();
-            if length > MAX_DESCRIPTION {
-                fail(
-                    "description",
-                    format!("must be at most {MAX_DESCRIPTION} characters (got {length})"),
-                );
-            }
-        }
-        match (job_key, target, schedule, timezone) {
-            (Some(job_key), Some(target), Some(schedule), Some(timezone)) if errors.is_empty() => Ok(NewDefinition {
-                job_key,
-                target,
-                schedule,
-                timezone: timezone.name().to_owned(),
-                payload,
-                description: self.description,
-                created_by: actor,
-            }),
-            _ => Err(ApiError::Validation(errors)),
-        }
-    }
+/// Reads the live (active or paused) version of a job by its key, which stays the same across
+/// versions while the id changes with each.
+#[utoipa::path(get, path = "/api/v2/admin/cron/jobs/by-key/{jobKey}", tag = "jobs",
+    params(("jobKey" = String, Path, description = "The job's key.")),
+    responses(
+        (status = 200, description = "The live version.", body = Job),
+        (status = 400, description = "Not a valid job key.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live job has this key.", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_job_by_key(
+    State(state): State<AppState>,
+    JobKeyParam(key): JobKeyParam,
+) -> Result<Json<Job>, ApiError> {
+    let definition = definitions::get_live(&state.pool, key.as_str()).await?;
+    let live = instances::live_targets(&state.pool).await?;
+    Ok(Json(Job::new(definition, Utc::now(), &live)))
 }
 
-fn fail_none<T>(fail: &mut impl FnMut(&str, String), field: &str, message: String) -> Option<T> {
-    fail(field, message);
-    None
-}
-
-/// Parses an RFC 3339 timestamp.
-pub(super) fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{raw:?} is not an RFC 3339 timestamp ({e}); write e.g. 2030-01-01T09:00:00Z"))
-}
-
-fn unknown_target(key: &str) -> String {
-    let known: Vec<&str> = registry::all().iter().map(|t| t.key).collect();
-    match known.len() {
-        0 => format!("no target is registered under {key:?} (this build has no targets)"),
-        1..=20 => format!(
-            "no target is registered under {key:?}; registered targets: {}",
-            known.join(", ")
-        ),
-        _ => format!("no target is registered under {key:?}; see GET /api/v2/admin/cron/targets"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pause_reason_is_trimmed_and_bounded() {
-        assert!(validate_reason(None).is_err());
-        assert!(validate_reason(Some("   ")).is_err());
-        assert!(validate_reason(Some("abcd")).is_err());
-        assert_eq!(validate_reason(Some("  abcde  ")).ok(), Some("abcde"));
-        assert!(validate_reason(Some(&"x".repeat(300))).is_ok());
-        assert!(validate_reason(Some(&"x".repeat(301))).is_err());
-    }
-
-    #[test]
-    fn validation_reports_every_problem() {
-        let draft = Draft {
-            job_key: Some("Bad Key".into()),
-            schedule_type: Some("one_time".into()),
-            cron_expression: Some("* * * * *".into()),
-            timezone: Some("Mars/Olympus".into()),
-            payload: Some(Value::Array(vec![])),
-            description: Some("x".repeat(501)),
-            ..Draft::default()
-        };
-        let Err(ApiError::Validation(errors)) = draft.validate("alice".into(), Utc::now()) else {
-            panic!("expected a validation error");
-        };
-        let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        fields.sort_unstable();
-        assert_eq!(
-            fields,
-            [
-                "cron_expression",
-                "description",
-                "job_key",
-                "payload",
-                "run_at",
-                "target",
-                "timezone"
-            ]
-        );
+/// `body` over `current`: omitted fields carry over, except the other schedule type's field.
+fn merge(current: &JobDefinition, body: NewVersion) -> Draft {
+    let schedule_type = body
+        .schedule_type
+        .unwrap_or_else(|| current.schedule_type.as_str().to_owned());
+    let same_type = schedule_type == current.schedule_type.as_str();
+    Draft {
+        job_key: Some(current.job_key.clone()),
+        target: Some(body.target.unwrap_or_else(|| current.target.clone())),
+        cron_expression: body
+            .cron_expression
+            .or_else(|| current.cron_expression.clone().filter(|_| same_type)),
+        run_at: body
+            .run_at
+            .or_else(|| current.run_at.filter(|_| same_type).map(|t| t.to_rfc3339())),
+        schedule_type: Some(schedule_type),
+        timezone: Some(body.timezone.unwrap_or_else(|| current.timezone.clone())),
+        payload: Some(body.payload.unwrap_or_else(|| current.payload.clone())),
+        description: body.description.unwrap_or_else(|| current.description.clone()),
     }
 }

@@ -70,6 +70,7 @@ pub enum Verb {
     Get,
     Post,
     Patch,
+    Delete,
 }
 
 impl Verb {
@@ -79,6 +80,7 @@ impl Verb {
             Verb::Get => "GET",
             Verb::Post => "POST",
             Verb::Patch => "PATCH",
+            Verb::Delete => "DELETE",
         }
     }
 
@@ -87,6 +89,7 @@ impl Verb {
             Verb::Get => MethodFilter::GET,
             Verb::Post => MethodFilter::POST,
             Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
         }
     }
 }
@@ -125,7 +128,7 @@ macro_rules! admin_path {
 
 /// Every route, once.
 fn route_table() -> Vec<RouteDef> {
-    use Verb::{Get, Patch, Post};
+    use Verb::{Delete, Get, Patch, Post};
     vec![
         route(Get, "/healthz", false, health::healthz),
         route(Get, "/readyz", false, health::readyz),
@@ -134,12 +137,15 @@ fn route_table() -> Vec<RouteDef> {
         route(Post, admin_path!("/jobs"), true, jobs::create_job),
         route(Get, admin_path!("/jobs"), true, jobs::list_jobs),
         route(Get, admin_path!("/jobs/{jobId}"), true, jobs::get_job),
+        route(Delete, admin_path!("/jobs/{jobId}"), true, jobs::retire_job),
+        route(Get, admin_path!("/jobs/by-key/{jobKey}"), true, jobs::get_job_by_key),
         route(Patch, admin_path!("/jobs/{jobId}/pause"), true, jobs::pause_job),
         route(Patch, admin_path!("/jobs/{jobId}/resume"), true, jobs::resume_job),
         route(Post, admin_path!("/jobs/{jobId}/new-version"), true, jobs::new_version),
         route(Post, admin_path!("/jobs/{jobId}/run-now"), true, jobs::run_now),
         route(Get, admin_path!("/runs"), true, runs::list_runs),
         route(Get, admin_path!("/runs/{runId}"), true, runs::get_run),
+        route(Post, admin_path!("/runs/{runId}/cancel"), true, runs::cancel_run),
         route(Get, admin_path!("/targets"), true, targets::list_targets),
         route(Get, admin_path!("/schedule/preview"), true, schedule::preview_schedule),
         route(Get, admin_path!("/schedulers"), true, schedulers::list_schedulers),

@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{error, health, jobs, metrics, runs, schedule, schedulers, targets};
-use crate::domain::{JobStatus, RunReason, RunStatus, ScheduleType, TriggerType};
+use crate::domain::{JobStatus, ManagedBy, RunReason, RunStatus, ScheduleType, TriggerType};
 use crate::store::CHANGES_CHANNEL;
 
 /// The admin API's OpenAPI document.
@@ -27,8 +27,11 @@ use crate::store::CHANGES_CHANNEL;
         jobs::resume_job,
         jobs::new_version,
         jobs::run_now,
+        jobs::retire_job,
+        jobs::get_job_by_key,
         runs::list_runs,
         runs::get_run,
+        runs::cancel_run,
         targets::list_targets,
         schedule::preview_schedule,
         schedulers::list_schedulers,
@@ -37,6 +40,7 @@ use crate::store::CHANGES_CHANNEL;
         error::Problem,
         error::FieldError,
         JobStatus,
+        ManagedBy,
         ScheduleType,
         RunStatus,
         RunReason,
@@ -45,8 +49,8 @@ use crate::store::CHANGES_CHANNEL;
     modifiers(&Security, &Description),
     security(("bearer" = [])),
     tags(
-        (name = "jobs", description = "Job definitions: create, version, pause, resume, run now."),
-        (name = "runs", description = "Run history."),
+        (name = "jobs", description = "Job definitions: create, version, pause, resume, run now, retire, look up by key."),
+        (name = "runs", description = "Run history; cancel a run."),
         (name = "targets", description = "The targets compiled into this build."),
         (name = "schedule", description = "Cron expression previews."),
         (name = "schedulers", description = "Scheduler instances and whether they are alive."),
@@ -84,9 +88,9 @@ impl Modify for Description {
              Errors are RFC 9457 problem details (`application/problem+json`) with `errors: [{{field, message}}]` \
              naming every invalid field. Timestamps are RFC 3339, output in UTC. Lists are newest first with an \
              opaque `cursor`.\n\n\
-             Every write a scheduler must see (create, pause, resume, new-version, run-now) sends a PostgreSQL \
-             NOTIFY on the channel `{CHANGES_CHANNEL}` in the same transaction; the payload is \
-             `definition:<job id>` or `run:<run id>`."
+             Every write a scheduler must see (create, pause, resume, new-version, retire, run-now, cancel) sends a \
+             PostgreSQL NOTIFY on the channel `{CHANGES_CHANNEL}` in the same transaction; the payload is \
+             `definition:<job id>`, `run:<run id>` or `cancel:<run id>`."
         ));
     }
 }

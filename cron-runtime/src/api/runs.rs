@@ -1,16 +1,18 @@
 //! `/runs`: run history.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::auth::Actor;
 use super::error::{ApiError, Problem};
-use super::extract::{parse_uuid, QueryParams, RunId};
-use super::jobs::parse_time;
+use super::extract::{parse_uuid, ApiJson, QueryParams, RunId};
 use super::{parse_cursor, parse_enum, parse_limit, AppState};
+use crate::domain::draft::{parse_time, validate_reason};
 use crate::domain::{JobRun, RunReason, RunStatus, TriggerType};
 use crate::store::runs::{self, RunFilter};
 
@@ -90,4 +92,40 @@ pub async fn list_runs(State(state): State<AppState>, mut query: QueryParams) ->
     ))]
 pub async fn get_run(State(state): State<AppState>, RunId(id): RunId) -> Result<Json<JobRun>, ApiError> {
     Ok(Json(runs::get(&state.pool, id).await?))
+}
+
+/// The body of `POST /runs/{runId}/cancel`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRun {
+    /// Why the run is cancelled: 5 to 300 characters after trimming (stored in the run's `error`).
+    #[schema(value_type = String, required = true, min_length = 5, max_length = 300)]
+    pub reason: Option<String>,
+}
+
+/// Cancels a run: a `pending` one at once; a `running` one's scheduler is told, its handler's
+/// `ctx.cancelled()` fires, and it ends `cancelled` when the handler returns (or is aborted
+/// after `CRON_SHUTDOWN_GRACE`). The job's next slot runs as usual.
+#[utoipa::path(post, path = "/api/v2/admin/cron/runs/{runId}/cancel", tag = "runs", request_body = CancelRun,
+    params(("runId" = Uuid, Path, description = "The run's id.")),
+    responses(
+        (status = 202, description = "The run: `cancelled`, or still `running` with `cancel_requested_at` set until its handler returns.", body = JobRun),
+        (status = 400, description = "The id is not a UUID, or the reason is missing or not 5 to 300 characters.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No run with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run already ended.", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    RunId(id): RunId,
+    Actor(actor): Actor,
+    ApiJson(body): ApiJson<CancelRun>,
+) -> Result<(StatusCode, Json<JobRun>), ApiError> {
+    let reason =
+        validate_reason(body.reason.as_deref(), "the run is cancelled").map_err(|e| ApiError::Validation(vec![e]))?;
+    let run = runs::cancel(&state.pool, id, reason, &actor).await?;
+    if run.status == RunStatus::Cancelled {
+        crate::metrics::run_finished(&run);
+    }
+    Ok((StatusCode::ACCEPTED, Json(run)))
 }

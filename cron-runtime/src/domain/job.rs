@@ -7,10 +7,12 @@
 //! | (new)    | active   | API create / new-version                      |
 //! | active   | paused   | API pause (a reason is required)              |
 //! | paused   | active   | API resume (`active_since` restarts)          |
-//! | active   | retired  | API new-version; scheduler after a one-time run |
-//! | paused   | retired  | API new-version                               |
+//! | active   | retired  | API new-version or retire, `cronjobs apply`; the scheduler after a one-time run |
+//! | paused   | retired  | API new-version or retire, `cronjobs apply`   |
 //!
-//! `retired` is final. At most one definition per `job_key` is not retired.
+//! `retired` is final. At most one definition per `job_key` is not retired. A definition
+//! `managed_by` a jobs file is versioned and retired only by `cronjobs apply`; the API may
+//! pause, resume and run it.
 
 use std::fmt;
 
@@ -26,6 +28,15 @@ pub enum JobStatus {
     Active,
     Paused,
     Retired,
+}
+
+/// Who owns a definition's versions: the REST API, or a jobs file through `cronjobs apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ManagedBy {
+    Api,
+    File,
 }
 
 /// Whether a definition fires on a cron expression or once at `run_at`.
@@ -133,6 +144,9 @@ pub struct JobDefinition {
     /// When the definition last became active (create, new version, resume): its slots
     /// are the fire times after this (SPEC §11).
     pub active_since: DateTime<Utc>,
+    /// Who retired it: an admin, `cronjobs apply`, or `scheduler` (a one-time job after its run).
+    pub retired_by: Option<String>,
+    pub managed_by: ManagedBy,
 }
 
 impl std::fmt::Display for JobStatus {

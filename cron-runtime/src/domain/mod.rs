@@ -2,10 +2,12 @@
 //!
 //! Values here are parsed at the boundary (API, database) and valid by construction inside.
 
+pub mod draft;
 pub mod job;
 pub mod run;
 pub mod schedule;
 
-pub use job::{JobDefinition, JobKey, JobKeyError, JobStatus, ScheduleType};
+pub use draft::{Draft, FieldError, NewDefinition, ScheduleSpec};
+pub use job::{JobDefinition, JobKey, JobKeyError, JobStatus, ManagedBy, ScheduleType};
 pub use run::{JobRun, RunReason, RunStatus, TriggerType};
 pub use schedule::{Schedule, ScheduleError};

@@ -14,6 +14,8 @@
 //! | running | succeeded | the executing scheduler                                        |
 //! | running | failed    | the executing scheduler (`error`, `panic`, `timeout`, `shutdown`) |
 //! | running | failed    | the sweep: no heartbeat for `CRON_STALE_AFTER` (`stale`), or its scheduler instance is no longer alive (`scheduler_lost`) |
+//! | pending | cancelled | API cancel (`cancelled`)                                       |
+//! | running | cancelled | the executing scheduler, when the handler returns after an API cancel (`cancelled`) |
 //!
 //! `pending` and `running` are *active*: at most one active run per `job_key`.
 //! `succeeded`, `failed`, `skipped`, `missed` and `cancelled` are terminal; every terminal run
@@ -175,6 +177,13 @@ pub struct JobRun {
     #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
     pub triggered_by: Option<String>,
+    /// A run-now's own payload; null when the job's payload was used.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+    /// When an admin asked to cancel the run while it was running.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// Who cancelled the run.
+    pub cancelled_by: Option<String>,
     pub scheduler_instance: Option<String>,
     pub created_at: DateTime<Utc>,
 }

@@ -3,7 +3,9 @@
 //! its outcome recorded.
 //!
 //! A target that errors, panics or times out fails its run; the scheduler lives on. A run that
-//! a heartbeat finds no longer `running` (the sweep or an admin ended it) is cancelled.
+//! a heartbeat finds no longer `running` (the sweep ended it) is stopped. A run an admin
+//! cancels (heard by NOTIFY, or at the next heartbeat) sees `ctx.cancelled()` fire, gets the
+//! shutdown grace to return, and is aborted after it; it is recorded `cancelled`.
 //!
 //! Targets get the application's pool through `ctx.db()`; every write of the executor's own
 //! (heartbeats, outcomes) goes through connections targets never hold, so twenty targets
@@ -60,6 +62,8 @@ struct Inner {
     /// `max_in_flight` permits; each run holds one until it is recorded.
     capacity: Arc<Semaphore>,
     max_in_flight: usize,
+    /// How long a cancelled handler gets to return before it is aborted.
+    cancel_grace: Duration,
     /// Cancelled when shutdown's grace period is over: in-flight runs are interrupted.
     interrupt: CancellationToken,
     /// Outcomes waiting for the recorder.
@@ -71,6 +75,15 @@ struct InFlight {
     run: JobRun,
     /// Fired when the run is no longer `running` in the database: stop executing it.
     revoked: CancellationToken,
+    /// Fired when an admin cancels the run.
+    cancelled: CancellationToken,
+}
+
+/// Why an executing run is stopped from outside.
+#[derive(Clone)]
+struct Stops {
+    revoked: CancellationToken,
+    cancelled: CancellationToken,
 }
 
 /// An outcome for the recorder, and where to say how recording went.
@@ -93,8 +106,15 @@ enum Recorded {
 impl Executor {
     /// An executor running at most `max_in_flight` runs at once as scheduler `instance`:
     /// targets get `targets_pool`, heartbeats go through `bookkeeping`, outcomes through a
-    /// connection of their own. Must be called inside a Tokio runtime (it starts the recorder).
-    pub fn new(targets_pool: PgPool, bookkeeping: PgPool, instance: String, max_in_flight: usize) -> Self {
+    /// connection of their own; a cancelled handler gets `cancel_grace` to return. Must be
+    /// called inside a Tokio runtime (it starts the recorder).
+    pub fn new(
+        targets_pool: PgPool,
+        bookkeeping: PgPool,
+        instance: String,
+        max_in_flight: usize,
+        cancel_grace: Duration,
+    ) -> Self {
         let interrupt = CancellationToken::new();
         let (outcomes, queue) = mpsc::unbounded_channel();
         let recorder_pool = store::side_pool(&bookkeeping, 1);
@@ -110,6 +130,7 @@ impl Executor {
                 tasks: TaskTracker::new(),
                 capacity: Arc::new(Semaphore::new(max_in_flight)),
                 max_in_flight,
+                cancel_grace,
                 interrupt,
                 outcomes,
             }),
@@ -164,22 +185,27 @@ impl Executor {
     /// (reserved for as many runs, if any); the permits left over are released. Runs beyond
     /// the room still run: a run this scheduler owns is never left unexecuted.
     pub fn spawn(&self, claimed: Vec<ClaimedRun>, mut room: Option<OwnedSemaphorePermit>) {
-        for ClaimedRun { run, payload } in claimed {
+        for ClaimedRun { run, target_payload } in claimed {
             let permit = room.as_mut().and_then(|room| room.split(1));
             log_started(&run);
             metrics::runs_in_flight(1.0);
-            let revoked = CancellationToken::new();
+            let stops = Stops {
+                revoked: CancellationToken::new(),
+                cancelled: CancellationToken::new(),
+            };
             self.lock_in_flight().insert(
                 run.id,
                 InFlight {
                     run: run.clone(),
-                    revoked: revoked.clone(),
+                    revoked: stops.revoked.clone(),
+                    cancelled: stops.cancelled.clone(),
                 },
             );
             let executor = self.clone();
             self.inner.tasks.spawn(async move {
                 let id = run.id;
-                let outcome = executor.execute(&run, payload, revoked.clone()).await;
+                let revoked = stops.revoked.clone();
+                let outcome = executor.execute(&run, target_payload, stops).await;
                 // The handler is done: a heartbeat meanwhile has nothing left to stop.
                 revoked.cancel();
                 executor.record(&run, outcome).await;
@@ -190,7 +216,7 @@ impl Executor {
         }
     }
 
-    async fn execute(&self, run: &JobRun, payload: serde_json::Value, revoked: CancellationToken) -> RunOutcome {
+    async fn execute(&self, run: &JobRun, payload: serde_json::Value, stops: Stops) -> RunOutcome {
         let Some(target) = registry::get(&run.target) else {
             return RunOutcome::Failed {
                 reason: RunReason::Error,
@@ -220,13 +246,35 @@ impl Executor {
                 (RunReason::Timeout, format!("timed out after {}", humantime::format_duration(target.timeout)))
             }
             () = self.inner.interrupt.cancelled() => (RunReason::Shutdown, "interrupted by shutdown".to_owned()),
-            () = revoked.cancelled() => (RunReason::Error, REVOKED.to_owned()),
+            () = stops.revoked.cancelled() => (RunReason::Error, REVOKED.to_owned()),
+            () = stops.cancelled.cancelled() => (RunReason::Cancelled, "cancelled by an admin".to_owned()),
         };
         cancel.cancel();
-        if tokio::time::timeout(CANCEL_GRACE, &mut handle).await.is_err() {
-            handle.abort();
+        let grace = match reason {
+            RunReason::Cancelled => self.inner.cancel_grace,
+            _ => CANCEL_GRACE,
+        };
+        match tokio::time::timeout(grace, &mut handle).await {
+            // The handler returned after a cancel: the store records it `cancelled` regardless.
+            Ok(Ok(Ok(output))) if reason == RunReason::Cancelled => RunOutcome::Succeeded { output },
+            Ok(_) => RunOutcome::Failed { reason, error },
+            Err(_) => {
+                handle.abort();
+                tracing::warn!(
+                    job_key = %run.job_key, run_id = %run.id, grace_ms = grace.as_millis() as u64,
+                    "the handler ignored its cancellation; aborted"
+                );
+                RunOutcome::Failed { reason, error }
+            }
         }
-        RunOutcome::Failed { reason, error }
+    }
+
+    /// Cancels run `run_id` if this scheduler executes it (an admin's cancel).
+    pub fn cancel(&self, run_id: Uuid) {
+        if let Some(in_flight) = self.lock_in_flight().get(&run_id) {
+            tracing::info!(job_key = %in_flight.run.job_key, %run_id, "cancelling the run, as an admin asked");
+            in_flight.cancelled.cancel();
+        }
     }
 
     /// `running` → terminal through the recorder, which retries while the database is
@@ -271,7 +319,13 @@ impl Executor {
                 continue;
             }
             match runs::heartbeat(&self.inner.bookkeeping, &ids).await {
-                Ok(running) => self.revoke_all_but(&ids, &running),
+                Ok(beats) => {
+                    for beat in beats.iter().filter(|b| b.cancel_requested) {
+                        self.cancel(beat.id);
+                    }
+                    let running: Vec<Uuid> = beats.iter().map(|b| b.id).collect();
+                    self.revoke_all_but(&ids, &running);
+                }
                 Err(e) => {
                     metrics::database_error("heartbeat runs");
                     tracing::warn!(error = %e, runs = ids.len(), "heartbeat failed; retrying at the next tick");

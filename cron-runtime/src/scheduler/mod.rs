@@ -71,6 +71,8 @@ pub(crate) enum Event {
     ReplaceAll(Vec<JobDefinition>),
     /// Pending runs may be waiting (run-now): claim them.
     ClaimPending,
+    /// An admin asked to cancel a run: stop it if it runs here.
+    CancelRun(Uuid),
 }
 
 /// How many slots one insert statement carries: the first batch of a herd is small so its
@@ -114,7 +116,13 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     let name = instance_name();
     tracing::info!(instance = %name, targets = registry::all().len(), "scheduler starting");
     let instance = Instance::new(bookkeeping.clone(), name.clone(), config.heartbeat_every);
-    let executor = Executor::new(pool.clone(), bookkeeping.clone(), name, config.max_in_flight);
+    let executor = Executor::new(
+        pool.clone(),
+        bookkeeping.clone(),
+        name,
+        config.max_in_flight,
+        config.shutdown_grace,
+    );
     let background = CancellationToken::new();
     // Up until the end of the drain, so /metrics shows the last runs.
     let http = listener.map(|listener| tokio::spawn(http::serve(listener, metrics, background.clone())));
@@ -261,6 +269,7 @@ impl TimerLoop {
                 );
             }
             Event::ClaimPending => self.claims.request(),
+            Event::CancelRun(run_id) => self.executor.cancel(run_id),
         }
     }
 

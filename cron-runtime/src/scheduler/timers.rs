@@ -209,6 +209,8 @@ mod tests {
             updated_at: now,
             retired_at: None,
             active_since: now,
+            retired_by: None,
+            managed_by: crate::domain::ManagedBy::Api,
         }
     }
 

@@ -114,6 +114,7 @@ impl Watcher {
                 }
             },
             Change::RunRequested(_) => self.send(Event::ClaimPending),
+            Change::CancelRequested(run_id) => self.send(Event::CancelRun(run_id)),
         }
     }
 

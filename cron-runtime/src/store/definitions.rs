@@ -1,31 +1,13 @@
 //! Queries on `cron_job_definitions`.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{notify, violated_constraint, Change, Cursor, Page, StoreError};
-use crate::domain::{JobDefinition, JobKey, JobStatus, ScheduleType};
+use crate::domain::{JobDefinition, JobStatus, ManagedBy, ScheduleType};
 
-/// When a new definition fires.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ScheduleSpec {
-    Recurring { cron_expression: String },
-    OneTime { run_at: DateTime<Utc> },
-}
-
-/// A validated definition to insert (by create or new-version).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewDefinition {
-    pub job_key: JobKey,
-    pub target: String,
-    pub schedule: ScheduleSpec,
-    pub timezone: String,
-    pub payload: Value,
-    pub description: Option<String>,
-    pub created_by: String,
-}
+pub use crate::domain::{NewDefinition, ScheduleSpec};
 
 /// Filters of the job list; `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,60 +25,151 @@ const UNIQUE_KEY_VERSION: &str = "cron_job_definitions_key_version";
 #[tracing::instrument(skip_all, fields(job_key = %new.job_key))]
 pub async fn create(pool: &PgPool, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
     let mut tx = pool.begin().await?;
-    let created = match insert_next_version(&mut tx, new).await {
-        Err(StoreError::Database(e)) if is_key_conflict(&e) => {
+    match create_in(&mut tx, new).await {
+        Err(StoreError::KeyTaken { job_key, .. }) => {
             drop(tx);
-            return Err(key_taken(pool, new.job_key.as_str()).await);
+            Err(key_taken(pool, &job_key).await)
+        }
+        Err(e) => Err(e),
+        Ok(created) => {
+            tx.commit().await?;
+            Ok(created)
+        }
+    }
+}
+
+/// [`create`] inside the caller's transaction (a taken key reports a nil `existing_id`).
+pub async fn create_in(conn: &mut PgConnection, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
+    let created = match insert_next_version(conn, new, None).await {
+        Err(StoreError::Database(e)) if is_key_conflict(&e) => {
+            return Err(StoreError::KeyTaken {
+                job_key: new.job_key.to_string(),
+                existing_id: Uuid::nil(),
+            })
         }
         other => other?,
     };
-    notify(&mut tx, Change::Definition(created.id)).await?;
-    tx.commit().await?;
+    notify(conn, Change::Definition(created.id)).await?;
     Ok(created)
 }
 
 /// Replaces the live definition `previous_id` with `new` (which keeps its key): the old one
-/// is retired and the new one inserted as the next version, in one transaction. Of several
-/// concurrent calls on the same definition exactly one succeeds; the others find it retired.
+/// is retired (by `new.created_by`) and the new one inserted as the next version, in one
+/// transaction. Of several concurrent calls on the same definition exactly one succeeds; the
+/// others find it retired. Only `writer` may version a definition it manages.
 #[tracing::instrument(skip_all, fields(%previous_id))]
-pub async fn new_version(pool: &PgPool, previous_id: Uuid, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
+pub async fn new_version(
+    pool: &PgPool,
+    previous_id: Uuid,
+    new: &NewDefinition,
+    writer: ManagedBy,
+) -> Result<JobDefinition, StoreError> {
     let mut tx = pool.begin().await?;
-    let previous: Option<JobDefinition> = sqlx::query_as("SELECT * FROM cron_job_definitions WHERE id = $1 FOR UPDATE")
-        .bind(previous_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let previous = previous.ok_or(StoreError::JobNotFound(previous_id))?;
-    if previous.status == JobStatus::Retired {
-        return Err(StoreError::WrongStatus {
-            id: previous_id,
-            actual: JobStatus::Retired,
-            required: "active or paused",
-            action: "new-version",
-        });
-    }
-    sqlx::query(
-        "UPDATE cron_job_definitions SET status = 'retired', retired_at = now(), updated_at = now() WHERE id = $1",
-    )
-    .bind(previous_id)
-    .execute(&mut *tx)
-    .await?;
-    let created = insert_next_version(&mut tx, new).await?;
-    notify(&mut tx, Change::Definition(previous_id)).await?;
-    notify(&mut tx, Change::Definition(created.id)).await?;
+    let created = new_version_in(&mut tx, previous_id, new, writer).await?;
     tx.commit().await?;
     Ok(created)
 }
 
-async fn insert_next_version(conn: &mut PgConnection, new: &NewDefinition) -> Result<JobDefinition, StoreError> {
+/// [`new_version`] inside the caller's transaction. The API's new version is active; a jobs
+/// file's keeps the pause of the version it replaces (`apply` leaves pause state alone).
+pub async fn new_version_in(
+    conn: &mut PgConnection,
+    previous_id: Uuid,
+    new: &NewDefinition,
+    writer: ManagedBy,
+) -> Result<JobDefinition, StoreError> {
+    let previous = lock_live(conn, previous_id, writer, "new-version").await?;
+    mark_retired(conn, previous_id, &new.created_by).await?;
+    let keep_pause = (writer == ManagedBy::File && previous.status == JobStatus::Paused).then_some(&previous);
+    let created = insert_next_version(conn, new, keep_pause).await?;
+    notify(conn, Change::Definition(previous_id)).await?;
+    notify(conn, Change::Definition(created.id)).await?;
+    Ok(created)
+}
+
+/// active | paused → retired, by `actor` (SPEC §13's `DELETE /jobs/:id`). Only `writer` may
+/// retire a definition it manages.
+#[tracing::instrument(skip(pool))]
+pub async fn retire(pool: &PgPool, id: Uuid, actor: &str, writer: ManagedBy) -> Result<JobDefinition, StoreError> {
+    let mut tx = pool.begin().await?;
+    let retired = retire_in(&mut tx, id, actor, writer).await?;
+    tx.commit().await?;
+    Ok(retired)
+}
+
+/// [`retire`] inside the caller's transaction.
+pub async fn retire_in(
+    conn: &mut PgConnection,
+    id: Uuid,
+    actor: &str,
+    writer: ManagedBy,
+) -> Result<JobDefinition, StoreError> {
+    lock_live(conn, id, writer, "retire").await?;
+    let retired = mark_retired(conn, id, actor).await?;
+    notify(conn, Change::Definition(id)).await?;
+    Ok(retired)
+}
+
+/// Locks definition `id` for a change by `writer`: it must exist, be live, and be `writer`'s.
+async fn lock_live(
+    conn: &mut PgConnection,
+    id: Uuid,
+    writer: ManagedBy,
+    action: &'static str,
+) -> Result<JobDefinition, StoreError> {
+    let current: Option<JobDefinition> = sqlx::query_as("SELECT * FROM cron_job_definitions WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let current = current.ok_or(StoreError::JobNotFound(id))?;
+    if current.status == JobStatus::Retired {
+        return Err(StoreError::WrongStatus {
+            id,
+            actual: JobStatus::Retired,
+            required: "active or paused",
+            action,
+        });
+    }
+    if current.managed_by != writer {
+        return Err(StoreError::ManagedElsewhere {
+            id,
+            job_key: current.job_key,
+            managed_by: current.managed_by,
+            action,
+        });
+    }
+    Ok(current)
+}
+
+async fn mark_retired(conn: &mut PgConnection, id: Uuid, actor: &str) -> Result<JobDefinition, StoreError> {
+    Ok(sqlx::query_as(
+        "UPDATE cron_job_definitions
+         SET status = 'retired', retired_at = now(), retired_by = $2, updated_at = now()
+         WHERE id = $1 RETURNING *",
+    )
+    .bind(id)
+    .bind(actor)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Inserts `new` as the next version of its key: active, or paused like `paused_as`.
+async fn insert_next_version(
+    conn: &mut PgConnection,
+    new: &NewDefinition,
+    paused_as: Option<&JobDefinition>,
+) -> Result<JobDefinition, StoreError> {
     let (schedule_type, cron_expression, run_at) = match &new.schedule {
         ScheduleSpec::Recurring { cron_expression } => (ScheduleType::Recurring, Some(cron_expression.as_str()), None),
         ScheduleSpec::OneTime { run_at } => (ScheduleType::OneTime, None, Some(*run_at)),
     };
+    let pause = paused_as.map(|p| (p.pause_reason.as_deref(), p.paused_at, p.paused_by.as_deref()));
     let created = sqlx::query_as(
         "INSERT INTO cron_job_definitions
              (id, job_key, version, target, schedule_type, cron_expression, timezone, run_at,
-              payload, description, status, created_by)
-         SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9, 'active', $10
+              payload, description, status, created_by, managed_by, pause_reason, paused_at, paused_by)
+         SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9,
+                CASE WHEN $12::text IS NULL THEN 'active' ELSE 'paused' END, $10, $11, $12, $13, $14
          FROM cron_job_definitions WHERE job_key = $2
          RETURNING *",
     )
@@ -110,6 +183,10 @@ async fn insert_next_version(conn: &mut PgConnection, new: &NewDefinition) -> Re
     .bind(&new.payload)
     .bind(&new.description)
     .bind(&new.created_by)
+    .bind(new.managed_by)
+    .bind(pause.and_then(|p| p.0))
+    .bind(pause.and_then(|p| p.1))
+    .bind(pause.and_then(|p| p.2))
     .fetch_one(conn)
     .await?;
     Ok(created)
@@ -133,6 +210,15 @@ async fn key_taken(pool: &PgPool, job_key: &str) -> StoreError {
         },
         Err(e) => e.into(),
     }
+}
+
+/// The live (active or paused) version of `job_key`.
+pub async fn get_live(pool: &PgPool, job_key: &str) -> Result<JobDefinition, StoreError> {
+    sqlx::query_as("SELECT * FROM cron_job_definitions WHERE job_key = $1 AND status <> 'retired'")
+        .bind(job_key)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::NoLiveJob(job_key.to_owned()))
 }
 
 /// Reads one definition.
@@ -180,6 +266,24 @@ pub async fn list(
         at: d.created_at,
         id: d.id,
     }))
+}
+
+/// Every live (active or paused) definition, by key.
+pub async fn list_live(pool: &PgPool) -> Result<Vec<JobDefinition>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT * FROM cron_job_definitions WHERE status <> 'retired' ORDER BY job_key")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// The newest version of every key, retired or not (what `cronjobs apply` compares a file with).
+pub async fn latest_versions_in(conn: &mut PgConnection) -> Result<Vec<JobDefinition>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT DISTINCT ON (job_key) * FROM cron_job_definitions ORDER BY job_key, version DESC")
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 /// Every active definition: what the scheduler arms timers for.

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use crate::domain::JobStatus;
+use crate::domain::{JobStatus, ManagedBy, RunStatus};
 
 pub use page::{Cursor, InvalidCursor, Page};
 
@@ -38,8 +38,32 @@ pub enum StoreError {
         required: &'static str,
         action: &'static str,
     },
+    #[error("{}", managed_elsewhere(job_key, *managed_by, action))]
+    ManagedElsewhere {
+        id: Uuid,
+        job_key: String,
+        managed_by: ManagedBy,
+        action: &'static str,
+    },
+    #[error("no job with key {0:?} is live (active or paused); its versions are all retired, or it never existed")]
+    NoLiveJob(String),
+    #[error("run {id} is already {status}; only a pending or running run can be cancelled")]
+    RunFinished { id: Uuid, status: RunStatus },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+fn managed_elsewhere(job_key: &str, managed_by: ManagedBy, action: &str) -> String {
+    match managed_by {
+        ManagedBy::File => format!(
+            "job {job_key:?} is managed by a jobs file: {action} it by changing the file and running `cronjobs apply` \
+             (the API may pause, resume and run it)"
+        ),
+        ManagedBy::Api => format!(
+            "job {job_key:?} is managed through the API, not by a jobs file: {action} it through the API, \
+             or retire it there before adding it to the file"
+        ),
+    }
 }
 
 /// A change a scheduler must react to, as carried on [`CHANGES_CHANNEL`].
@@ -49,6 +73,8 @@ pub enum Change {
     Definition(Uuid),
     /// A run was requested (run-now): claim pending runs.
     RunRequested(Uuid),
+    /// An admin asked to cancel a running run: its scheduler stops it.
+    CancelRequested(Uuid),
 }
 
 impl fmt::Display for Change {
@@ -56,6 +82,7 @@ impl fmt::Display for Change {
         match self {
             Change::Definition(id) => write!(f, "definition:{id}"),
             Change::RunRequested(id) => write!(f, "run:{id}"),
+            Change::CancelRequested(id) => write!(f, "cancel:{id}"),
         }
     }
 }
@@ -71,6 +98,7 @@ impl FromStr for Change {
         match kind {
             "definition" => Ok(Change::Definition(id)),
             "run" => Ok(Change::RunRequested(id)),
+            "cancel" => Ok(Change::CancelRequested(id)),
             _ => Err(format!("unknown change kind in {payload:?}")),
         }
     }
@@ -136,7 +164,11 @@ mod tests {
     #[test]
     fn change_round_trips_through_its_payload() {
         let id = Uuid::now_v7();
-        for change in [Change::Definition(id), Change::RunRequested(id)] {
+        for change in [
+            Change::Definition(id),
+            Change::RunRequested(id),
+            Change::CancelRequested(id),
+        ] {
             assert_eq!(change.to_string().parse::<Change>(), Ok(change));
         }
         assert!("job:nope".parse::<Change>().is_err());

@@ -235,7 +235,7 @@ async fn insert_running(
              ON CONFLICT DO NOTHING
              RETURNING *
          )
-         SELECT inserted.*, d.payload FROM inserted JOIN cron_job_definitions d ON d.id = inserted.job_definition_id"
+         SELECT inserted.*, d.payload AS target_payload FROM inserted JOIN cron_job_definitions d ON d.id = inserted.job_definition_id"
     );
     Ok(slots.bind(sqlx::query_as(&sql)).bind(instance).fetch_all(conn).await?)
 }
@@ -323,7 +323,7 @@ async fn owned_running(
     }
     let columns = SlotColumns::of(slots);
     Ok(sqlx::query_as(
-        "SELECT r.*, d.payload
+        "SELECT r.*, d.payload AS target_payload
          FROM UNNEST($1::uuid[], $2::timestamptz[]) AS s(definition_id, scheduled_at)
          JOIN cron_job_runs r ON r.job_definition_id = s.definition_id AND r.scheduled_at = s.scheduled_at
                              AND r.trigger_type = 'scheduled'
@@ -338,9 +338,15 @@ async fn owned_running(
 }
 
 /// (new) → `pending` for an admin's run-now, or `skipped` when a run of the key is active.
-/// Allowed on active and paused jobs; a retired job is a conflict.
-#[tracing::instrument(skip(pool))]
-pub async fn request_run(pool: &PgPool, definition_id: Uuid, actor: &str) -> Result<RunNowOutcome, StoreError> {
+/// Allowed on active and paused jobs; a retired job is a conflict. `payload` (validated by the
+/// caller) replaces the job's for this run only.
+#[tracing::instrument(skip(pool, payload))]
+pub async fn request_run(
+    pool: &PgPool,
+    definition_id: Uuid,
+    actor: &str,
+    payload: Option<&Value>,
+) -> Result<RunNowOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     // FOR SHARE: a concurrent new-version cannot retire the job under this request.
     let definition: Option<JobDefinition> =
@@ -359,7 +365,12 @@ pub async fn request_run(pool: &PgPool, definition_id: Uuid, actor: &str) -> Res
     }
     // The active run can finish between the failed insert and the lookup: then try again.
     for _ in 0..3 {
-        if let Some(run) = insert_manual(&mut tx, &definition, actor, RunStatus::Pending, None).await? {
+        let manual = Manual {
+            definition: &definition,
+            actor,
+            payload,
+        };
+        if let Some(run) = insert_manual(&mut tx, &manual, RunStatus::Pending, None).await? {
             notify(&mut tx, Change::RunRequested(run.id)).await?;
             tx.commit().await?;
             return Ok(RunNowOutcome::Pending(run));
@@ -371,7 +382,7 @@ pub async fn request_run(pool: &PgPool, definition_id: Uuid, actor: &str) -> Res
                 .await?;
         if let Some(active_run_id) = active {
             let error = format!("skipped: run {active_run_id} of this job was still active (overlap policy: skip)");
-            if let Some(run) = insert_manual(&mut tx, &definition, actor, RunStatus::Skipped, Some(&error)).await? {
+            if let Some(run) = insert_manual(&mut tx, &manual, RunStatus::Skipped, Some(&error)).await? {
                 tx.commit().await?;
                 return Ok(RunNowOutcome::Skipped { run, active_run_id });
             }
@@ -382,20 +393,27 @@ pub async fn request_run(pool: &PgPool, definition_id: Uuid, actor: &str) -> Res
     )))
 }
 
+/// What a run-now request asks for.
+struct Manual<'a> {
+    definition: &'a JobDefinition,
+    actor: &'a str,
+    payload: Option<&'a Value>,
+}
+
 async fn insert_manual(
     conn: &mut PgConnection,
-    definition: &JobDefinition,
-    actor: &str,
+    manual: &Manual<'_>,
     status: RunStatus,
     error: Option<&str>,
 ) -> Result<Option<JobRun>, StoreError> {
+    let definition = manual.definition;
     let run = sqlx::query_as(
         "INSERT INTO cron_job_runs
              (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
-              status, finished_at, reason, error, triggered_by)
+              status, finished_at, reason, error, triggered_by, payload)
          VALUES ($1, $2, $3, $4, $5, 'manual', clock_timestamp(), $6,
                  CASE WHEN $6 = 'skipped' THEN clock_timestamp() END,
-                 CASE WHEN $6 = 'skipped' THEN 'overlap' END, $7, $8)
+                 CASE WHEN $6 = 'skipped' THEN 'overlap' END, $7, $8, $9)
          ON CONFLICT DO NOTHING
          RETURNING *",
     )
@@ -406,9 +424,48 @@ async fn insert_manual(
     .bind(&definition.target)
     .bind(status)
     .bind(error)
-    .bind(actor)
+    .bind(manual.actor)
+    .bind(manual.payload)
     .fetch_optional(conn)
     .await?;
+    Ok(run)
+}
+
+/// `pending` → `cancelled` at once; for a `running` run, records the request (who, why) and
+/// tells its scheduler (NOTIFY), which stops the run and records it `cancelled` when its
+/// handler returns. A terminal run is a conflict. Asking again changes nothing.
+#[tracing::instrument(skip(pool, reason))]
+pub async fn cancel(pool: &PgPool, run_id: Uuid, reason: &str, actor: &str) -> Result<JobRun, StoreError> {
+    let mut tx = pool.begin().await?;
+    let status: Option<RunStatus> = sqlx::query_scalar("SELECT status FROM cron_job_runs WHERE id = $1 FOR UPDATE")
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let sql = match status.ok_or(StoreError::RunNotFound(run_id))? {
+        RunStatus::Pending => {
+            "UPDATE cron_job_runs
+             SET status = 'cancelled', reason = 'cancelled', finished_at = clock_timestamp(),
+                 error = $2, cancelled_by = $3
+             WHERE id = $1 RETURNING *"
+        }
+        RunStatus::Running => {
+            "UPDATE cron_job_runs
+             SET cancel_requested_at = COALESCE(cancel_requested_at, clock_timestamp()),
+                 error = COALESCE(error, $2), cancelled_by = COALESCE(cancelled_by, $3)
+             WHERE id = $1 RETURNING *"
+        }
+        status => return Err(StoreError::RunFinished { id: run_id, status }),
+    };
+    let run: JobRun = sqlx::query_as(sql)
+        .bind(run_id)
+        .bind(reason)
+        .bind(actor)
+        .fetch_one(&mut *tx)
+        .await?;
+    if run.status == RunStatus::Running {
+        notify(&mut tx, Change::CancelRequested(run_id)).await?;
+    }
+    tx.commit().await?;
     Ok(run)
 }
 
@@ -417,8 +474,8 @@ async fn insert_manual(
 pub struct ClaimedRun {
     #[sqlx(flatten)]
     pub run: JobRun,
-    /// The definition's payload, handed to the target.
-    pub payload: Value,
+    /// What the target gets: the run's own payload (a run-now's), else the definition's.
+    pub target_payload: Value,
 }
 
 /// `pending` → `running` for up to `limit` pending runs of the given targets, oldest first:
@@ -446,7 +503,7 @@ pub async fn claim_pending(
              LIMIT $2
              FOR UPDATE SKIP LOCKED
          )
-         RETURNING r.*, d.payload",
+         RETURNING r.*, COALESCE(r.payload, d.payload) AS target_payload",
     )
     .bind(targets)
     .bind(limit)
@@ -464,7 +521,7 @@ pub async fn claimed_not_executing(
     executing: &[Uuid],
 ) -> Result<Vec<ClaimedRun>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT r.*, d.payload FROM cron_job_runs r JOIN cron_job_definitions d ON d.id = r.job_definition_id
+        "SELECT r.*, COALESCE(r.payload, d.payload) AS target_payload FROM cron_job_runs r JOIN cron_job_definitions d ON d.id = r.job_definition_id
          WHERE r.status = 'running' AND r.trigger_type = 'manual' AND r.scheduler_instance = $1
            AND r.id <> ALL($2::uuid[])",
     )
@@ -474,21 +531,30 @@ pub async fn claimed_not_executing(
     .await?)
 }
 
+/// A run still `running` at a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Beat {
+    pub id: Uuid,
+    /// An admin asked to cancel it (the executor may have missed the notification).
+    pub cancel_requested: bool,
+}
+
 /// Records a sign of life for running runs (the executing scheduler calls this periodically).
-/// Returns the ids that are still `running`: the others were ended meanwhile by someone else
-/// (the sweep, a cancel), and their executor must stop them.
-pub async fn heartbeat(pool: &PgPool, run_ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar(
+/// Returns the runs that are still `running`: the others were ended meanwhile by someone else
+/// (the sweep), and their executor must stop them; so must it those with a cancel request.
+pub async fn heartbeat(pool: &PgPool, run_ids: &[Uuid]) -> Result<Vec<Beat>, StoreError> {
+    Ok(sqlx::query_as(
         "UPDATE cron_job_runs SET heartbeat_at = clock_timestamp()
          WHERE id = ANY($1) AND status = 'running'
-         RETURNING id",
+         RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested",
     )
     .bind(run_ids)
     .fetch_all(pool)
     .await?)
 }
 
-/// `running` → `succeeded` | `failed`. Returns `None` if the run was no longer running
+/// `running` → `succeeded` | `failed`, or `cancelled` whatever the outcome when an admin asked
+/// for it (the reason text stays in `error`). Returns `None` if the run was no longer running
 /// (the sweep got there first). A scheduled one-time job is retired with its run.
 pub async fn finish(pool: &PgPool, run_id: Uuid, outcome: &RunOutcome) -> Result<Option<JobRun>, StoreError> {
     Ok(finish_many(pool, &[(run_id, outcome)]).await?.pop())
@@ -532,8 +598,10 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
     let mut tx = pool.begin().await?;
     let mut finished: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs r
-         SET status = o.status, output = o.output, reason = o.reason, error = o.error,
-             finished_at = clock_timestamp(),
+         SET status = CASE WHEN r.cancel_requested_at IS NULL THEN o.status ELSE 'cancelled' END,
+             reason = CASE WHEN r.cancel_requested_at IS NULL THEN o.reason ELSE 'cancelled' END,
+             error = CASE WHEN r.cancel_requested_at IS NULL THEN o.error ELSE r.error END,
+             output = o.output, finished_at = clock_timestamp(),
              duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - r.started_at) * 1000)::bigint)
          FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[])
              AS o(id, status, output, reason, error)
@@ -568,18 +636,22 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
 }
 
 /// `running` → `failed` (`stale`) for runs without a heartbeat for `stale_after`, whichever
-/// scheduler ran them (a replica recovers another's dead runs).
+/// scheduler ran them (a replica recovers another's dead runs); a run an admin asked to cancel
+/// ends `cancelled`, keeping the admin's reason.
 #[tracing::instrument(skip(pool))]
 pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobRun>, StoreError> {
     let mut tx = pool.begin().await?;
     let failed: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs
-         SET status = 'failed', reason = 'stale', finished_at = clock_timestamp(),
+         SET status = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
+             reason = CASE WHEN cancel_requested_at IS NULL THEN 'stale' ELSE 'cancelled' END,
+             finished_at = clock_timestamp(),
              duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - started_at) * 1000)::bigint),
-             error = 'stale: no heartbeat for more than ' || $2 || ' (last at '
+             error = CASE WHEN cancel_requested_at IS NOT NULL THEN error ELSE
+                     'stale: no heartbeat for more than ' || $2 || ' (last at '
                      || to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
                      || ' from scheduler ' || COALESCE(scheduler_instance, 'unknown')
-                     || '); presumed dead'
+                     || '); presumed dead' END
          WHERE id IN (
              SELECT id FROM cron_job_runs
              WHERE status = 'running' AND heartbeat_at < clock_timestamp() - make_interval(secs => $1)
@@ -598,18 +670,21 @@ pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobR
 
 /// `running` → `failed` (`scheduler_lost`) for runs whose scheduler instance is no longer
 /// alive (SPEC §11): a deploy that killed the old scheduler after SIGTERM does not block its
-/// jobs until `CRON_STALE_AFTER`. Runs of an instance without a row (a release before
+/// jobs until `CRON_STALE_AFTER`. A run an admin asked to cancel ends `cancelled`. Runs of an instance without a row (a release before
 /// instances were recorded) are left to [`fail_stale`].
 #[tracing::instrument(skip(pool))]
 pub async fn fail_lost(pool: &PgPool) -> Result<Vec<JobRun>, StoreError> {
     let mut tx = pool.begin().await?;
     let sql = format!(
         "UPDATE cron_job_runs r
-         SET status = 'failed', reason = 'scheduler_lost', finished_at = clock_timestamp(),
+         SET status = CASE WHEN r.cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
+             reason = CASE WHEN r.cancel_requested_at IS NULL THEN 'scheduler_lost' ELSE 'cancelled' END,
+             finished_at = clock_timestamp(),
              duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - r.started_at) * 1000)::bigint),
-             error = 'scheduler_lost: scheduler ' || i.instance || ' stopped heartbeating (last seen '
+             error = CASE WHEN r.cancel_requested_at IS NOT NULL THEN r.error ELSE
+                     'scheduler_lost: scheduler ' || i.instance || ' stopped heartbeating (last seen '
                      || to_char(i.last_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-                     || '); presumed dead'
+                     || '); presumed dead' END
          FROM cron_scheduler_instances i
          WHERE i.instance = r.scheduler_instance AND r.id IN (
              SELECT lost.id FROM cron_job_runs lost
@@ -687,7 +762,7 @@ async fn retire_finished_one_time<'r>(
         return Ok(());
     }
     let retired: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE cron_job_definitions SET status = 'retired', retired_at = now(), updated_at = now()
+        "UPDATE cron_job_definitions SET status = 'retired', retired_at = now(), retired_by = 'scheduler', updated_at = now()
          WHERE id = ANY($1) AND schedule_type = 'one_time' AND status <> 'retired'
          RETURNING id",
     )

@@ -9,4 +9,5 @@ mod schedule_properties;
 mod schema_constraints;
 mod slot_accounting;
 mod store_definitions;
+mod store_lifecycle;
 mod store_runs;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use cron_runtime::domain::{JobDefinition, JobKey, RunReason, RunStatus};
+use cron_runtime::domain::{JobDefinition, JobKey, ManagedBy, RunReason, RunStatus};
 use cron_runtime::scheduler::watchdog;
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::instances::{self, Registration};
@@ -25,6 +25,7 @@ async fn job(pool: &PgPool, key: &str, target: &str, cron: &str) -> JobDefinitio
             payload: json!({}),
             description: None,
             created_by: "test".into(),
+            managed_by: ManagedBy::Api,
         },
     )
     .await
@@ -84,7 +85,7 @@ async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPoo
     );
     let other = job(&pool, "busy", "system.heartbeat", "* * * * * *").await;
     // "busy" has an active run: its slot is skipped.
-    runs::request_run(&pool, other.id, "x").await.unwrap();
+    runs::request_run(&pool, other.id, "x", None).await.unwrap();
     let slots = [
         DueSlot::of(&a, at(0)),
         DueSlot::of(&b, at(0)),
@@ -105,7 +106,7 @@ async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPoo
     before.sort();
     assert_eq!(again, before, "the retry executes what its first attempt inserted");
     assert!(retry.skipped.is_empty(), "the skipped row is not written twice");
-    assert_eq!(retry.running[0].payload, json!({}));
+    assert_eq!(retry.running[0].target_payload, json!({}));
 
     // Another replica inserting the same slots gets nothing to run.
     let replica = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-b")
@@ -156,7 +157,7 @@ async fn late_slots_are_recorded_missed_with_their_reason(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_lost_claim_is_found_again_and_only_by_its_instance(pool: PgPool) {
     let def = job(&pool, "k", "system.heartbeat", "0 0 1 1 *").await;
-    let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x").await.unwrap() else {
+    let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x", None).await.unwrap() else {
         panic!("expected a pending run")
     };
     // The claim committed; its reply never arrived.
@@ -197,7 +198,8 @@ async fn a_heartbeat_reports_which_runs_are_still_running(pool: PgPool) {
     .unwrap();
     let running = runs::heartbeat(&pool, &ids).await.unwrap();
     assert_eq!(running.len(), 1);
-    assert_eq!(runs::get(&pool, running[0]).await.unwrap().job_key, "b");
+    assert!(!running[0].cancel_requested);
+    assert_eq!(runs::get(&pool, running[0].id).await.unwrap().job_key, "b");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -350,7 +352,7 @@ async fn a_pending_run_nobody_can_start_ends_missed(pool: PgPool) {
     let here = job(&pool, "here", "system.heartbeat", "0 0 1 1 *").await;
     register(&pool, "s1", &["system.heartbeat"]).await;
     for def in [&gone, &here] {
-        runs::request_run(&pool, def.id, "x").await.unwrap();
+        runs::request_run(&pool, def.id, "x", None).await.unwrap();
     }
     sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '10 seconds'")
         .execute(&pool)
@@ -369,7 +371,7 @@ async fn a_pending_run_nobody_can_start_ends_missed(pool: PgPool) {
     );
     // The key is free again: a new run-now is pending, not skipped.
     assert!(matches!(
-        runs::request_run(&pool, gone.id, "x").await.unwrap(),
+        runs::request_run(&pool, gone.id, "x", None).await.unwrap(),
         RunNowOutcome::Pending(_)
     ));
 }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
-use cron_runtime::domain::{JobKey, JobStatus, ScheduleType};
+use cron_runtime::domain::{JobKey, JobStatus, ManagedBy, ScheduleType};
 use cron_runtime::store::definitions::{self, JobFilter, NewDefinition, ScheduleSpec};
 use cron_runtime::store::StoreError;
 use serde_json::json;
@@ -20,6 +20,7 @@ fn recurring(key: &str) -> NewDefinition {
         payload: json!({}),
         description: Some("test job".into()),
         created_by: "alice".into(),
+        managed_by: ManagedBy::Api,
     }
 }
 
@@ -51,7 +52,7 @@ async fn create_conflicts_with_a_live_key_and_continues_retired_versions(pool: P
         Err(StoreError::KeyTaken { existing_id, .. }) => assert_eq!(existing_id, first.id),
         other => panic!("expected KeyTaken, got {other:?}"),
     }
-    let second = definitions::new_version(&pool, first.id, &recurring("k"))
+    let second = definitions::new_version(&pool, first.id, &recurring("k"), ManagedBy::Api)
         .await
         .unwrap();
     assert_eq!(second.version, 2);
@@ -82,7 +83,9 @@ async fn new_version_retires_the_old_one(pool: PgPool) {
         payload: json!({"message": "x"}),
         ..recurring("k")
     };
-    let v2 = definitions::new_version(&pool, v1.id, &changed).await.unwrap();
+    let v2 = definitions::new_version(&pool, v1.id, &changed, ManagedBy::Api)
+        .await
+        .unwrap();
     assert_eq!(
         (v2.version, v2.status, v2.target.as_str()),
         (2, JobStatus::Active, "system.fail")
@@ -91,7 +94,7 @@ async fn new_version_retires_the_old_one(pool: PgPool) {
     assert_eq!(v1.status, JobStatus::Retired);
     assert!(v1.retired_at.is_some());
     assert!(matches!(
-        definitions::new_version(&pool, v1.id, &changed).await,
+        definitions::new_version(&pool, v1.id, &changed, ManagedBy::Api).await,
         Err(StoreError::WrongStatus {
             actual: JobStatus::Retired,
             ..
@@ -105,7 +108,7 @@ async fn twenty_concurrent_new_versions_exactly_one_succeeds(pool: PgPool) {
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let pool = pool.clone();
-            tokio::spawn(async move { definitions::new_version(&pool, v1.id, &recurring("k")).await })
+            tokio::spawn(async move { definitions::new_version(&pool, v1.id, &recurring("k"), ManagedBy::Api).await })
         })
         .collect();
     let mut ok = 0;

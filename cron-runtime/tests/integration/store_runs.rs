@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, RunReason, RunStatus, TriggerType};
+use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, ManagedBy, RunReason, RunStatus, TriggerType};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs::{self, DueSlot, RunFilter, RunNowOutcome, RunOutcome, SlotBatch};
 use cron_runtime::store::StoreError;
@@ -24,6 +24,7 @@ async fn job(pool: &PgPool, key: &str) -> JobDefinition {
             payload: json!({}),
             description: None,
             created_by: "test".into(),
+            managed_by: ManagedBy::Api,
         },
     )
     .await
@@ -55,7 +56,7 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
         (run.status, run.trigger_type, run.scheduled_at, run.job_version),
         (RunStatus::Running, TriggerType::Scheduled, at(0), 1)
     );
-    assert_eq!(claimed.payload, json!({}));
+    assert_eq!(claimed.target_payload, json!({}));
     assert_eq!(run.scheduler_instance.as_deref(), Some("sched-a"));
     assert!(run.started_at.is_some() && run.heartbeat_at.is_some());
     let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-b")
@@ -65,7 +66,13 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
         again.running.is_empty() && again.skipped.is_empty(),
         "the slot is one run, executed by the replica that inserted it"
     );
-    assert_eq!(runs::heartbeat(&pool, &[run.id]).await.unwrap(), [run.id]);
+    assert_eq!(
+        runs::heartbeat(&pool, &[run.id]).await.unwrap(),
+        [runs::Beat {
+            id: run.id,
+            cancel_requested: false
+        }]
+    );
 
     let done = runs::finish(
         &pool,
@@ -176,7 +183,7 @@ async fn fifty_tasks_claiming_ten_pending_runs_claim_each_once(pool: PgPool) {
     let mut ids = Vec::new();
     for i in 0..10 {
         let def = job(&pool, &format!("k{i}")).await;
-        let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x").await.unwrap() else {
+        let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x", None).await.unwrap() else {
             panic!("expected a pending run")
         };
         ids.push(run.id);
@@ -264,14 +271,14 @@ async fn stale_runs_fail_and_fresh_ones_do_not(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn run_now_records_pending_then_skips_while_active(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let RunNowOutcome::Pending(first) = runs::request_run(&pool, def.id, "alice").await.unwrap() else {
+    let RunNowOutcome::Pending(first) = runs::request_run(&pool, def.id, "alice", None).await.unwrap() else {
         panic!("expected a pending run")
     };
     assert_eq!(
         (first.trigger_type, first.triggered_by.as_deref()),
         (TriggerType::Manual, Some("alice"))
     );
-    match runs::request_run(&pool, def.id, "bob").await.unwrap() {
+    match runs::request_run(&pool, def.id, "bob", None).await.unwrap() {
         RunNowOutcome::Skipped { run, active_run_id } => {
             assert_eq!(active_run_id, first.id);
             assert_eq!(run.status, RunStatus::Skipped);
@@ -286,29 +293,35 @@ async fn run_now_records_pending_then_skips_while_active(pool: PgPool) {
     finish_ok(&pool, first.id).await;
     definitions::pause(&pool, def.id, "on hold", "x").await.unwrap();
     assert!(matches!(
-        runs::request_run(&pool, def.id, "x").await.unwrap(),
+        runs::request_run(&pool, def.id, "x", None).await.unwrap(),
         RunNowOutcome::Pending(_)
     ));
-    let v2 = definitions::new_version(&pool, def.id, &{
-        let mut n = NewDefinition {
-            job_key: JobKey::parse("k").unwrap(),
-            target: "system.heartbeat".into(),
-            schedule: ScheduleSpec::Recurring {
-                cron_expression: "* * * * *".into(),
-            },
-            timezone: "UTC".into(),
-            payload: json!({}),
-            description: None,
-            created_by: "x".into(),
-        };
-        n.description = Some("v2".into());
-        n
-    })
+    let v2 = definitions::new_version(
+        &pool,
+        def.id,
+        &{
+            let mut n = NewDefinition {
+                job_key: JobKey::parse("k").unwrap(),
+                target: "system.heartbeat".into(),
+                schedule: ScheduleSpec::Recurring {
+                    cron_expression: "* * * * *".into(),
+                },
+                timezone: "UTC".into(),
+                payload: json!({}),
+                description: None,
+                created_by: "x".into(),
+                managed_by: ManagedBy::Api,
+            };
+            n.description = Some("v2".into());
+            n
+        },
+        ManagedBy::Api,
+    )
     .await
     .unwrap();
     assert_eq!(v2.status, JobStatus::Active);
     assert!(matches!(
-        runs::request_run(&pool, def.id, "x").await,
+        runs::request_run(&pool, def.id, "x", None).await,
         Err(StoreError::WrongStatus {
             actual: JobStatus::Retired,
             ..
@@ -322,7 +335,7 @@ async fn fifty_concurrent_run_nows_make_one_pending_run(pool: PgPool) {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let pool = pool.clone();
-            tokio::spawn(async move { runs::request_run(&pool, def.id, "x").await.unwrap() })
+            tokio::spawn(async move { runs::request_run(&pool, def.id, "x", None).await.unwrap() })
         })
         .collect();
     let mut pending = 0;
@@ -346,6 +359,7 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
             payload: json!({}),
             description: None,
             created_by: "x".into(),
+            managed_by: ManagedBy::Api,
         },
     )
     .await
@@ -426,7 +440,7 @@ async fn paused_definitions_do_not_fire_and_unknown_targets_are_not_claimed(pool
         inserted.running.is_empty() && inserted.skipped.is_empty(),
         "a paused job's slot is dropped"
     );
-    let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x").await.unwrap() else {
+    let RunNowOutcome::Pending(run) = runs::request_run(&pool, def.id, "x", None).await.unwrap() else {
         panic!()
     };
     assert!(runs::claim_pending(&pool, &["other.target"], 10, "old-replica")

@@ -13,6 +13,8 @@ mod api_schedulers;
 mod api_service;
 mod chaos;
 mod cli;
+mod jobs_file;
+mod lifecycle;
 mod metrics;
 mod scheduler_changes;
 mod scheduler_faults;

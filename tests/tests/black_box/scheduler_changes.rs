@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use cron_runtime::domain::{JobKey, RunStatus, TriggerType};
+use cron_runtime::domain::{JobKey, ManagedBy, RunStatus, TriggerType};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs::{self, RunNowOutcome};
 use serde_json::json;
@@ -63,8 +63,11 @@ async fn new_version_switches_target_and_payload() {
         payload: json!({"message": "version two"}),
         description: None,
         created_by: "test".into(),
+        managed_by: ManagedBy::Api,
     };
-    let v2 = definitions::new_version(&db.pool, v1.id, &v2).await.unwrap();
+    let v2 = definitions::new_version(&db.pool, v1.id, &v2, ManagedBy::Api)
+        .await
+        .unwrap();
     let switched_at = v2.created_at;
     let later = wait_for(Duration::from_secs(5), "two v2 runs", || async {
         let later: Vec<_> = runs_of(&db.pool, "switch")
@@ -97,7 +100,7 @@ async fn run_now_executes_within_a_second_and_a_second_request_during_the_run_is
     // Let the scheduler finish starting before asking.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let RunNowOutcome::Pending(requested) = runs::request_run(&db.pool, job.id, "alice").await.unwrap() else {
+    let RunNowOutcome::Pending(requested) = runs::request_run(&db.pool, job.id, "alice", None).await.unwrap() else {
         panic!("expected a pending run");
     };
     let started = wait_for(Duration::from_secs(3), "the manual run to start", || async {
@@ -113,7 +116,7 @@ async fn run_now_executes_within_a_second_and_a_second_request_during_the_run_is
         (TriggerType::Manual, Some("alice"))
     );
 
-    match runs::request_run(&db.pool, job.id, "bob").await.unwrap() {
+    match runs::request_run(&db.pool, job.id, "bob", None).await.unwrap() {
         RunNowOutcome::Skipped { active_run_id, run } => {
             assert_eq!(active_run_id, requested.id);
             assert_eq!(run.status, RunStatus::Skipped);

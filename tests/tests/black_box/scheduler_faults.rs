@@ -92,7 +92,7 @@ async fn a_run_orphaned_by_kill_9_is_failed_as_stale_after_restart() {
     let env = [("CRON_STALE_AFTER", "3s"), ("CRON_HEARTBEAT_EVERY", "1s")];
     let mut first = scheduler(&db, &env);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let RunNowOutcome::Pending(run) = runs::request_run(&db.pool, job.id, "test").await.unwrap() else {
+    let RunNowOutcome::Pending(run) = runs::request_run(&db.pool, job.id, "test", None).await.unwrap() else {
         panic!()
     };
     wait_for(Duration::from_secs(5), "the run to start", || async {
@@ -161,7 +161,7 @@ async fn sigterm_during(seconds: f64, grace: &str) -> (cron_runtime::domain::Job
     .await;
     let mut process = scheduler(&db, &[("CRON_SHUTDOWN_GRACE", grace)]);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let RunNowOutcome::Pending(run) = runs::request_run(&db.pool, job.id, "test").await.unwrap() else {
+    let RunNowOutcome::Pending(run) = runs::request_run(&db.pool, job.id, "test", None).await.unwrap() else {
         panic!()
     };
     wait_for(Duration::from_secs(5), "the run to start", || async {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use cron_runtime::domain::{JobDefinition, JobKey, JobRun, JobStatus, RunReason, RunStatus, TriggerType};
+use cron_runtime::domain::{JobDefinition, JobKey, JobRun, JobStatus, ManagedBy, RunReason, RunStatus, TriggerType};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs::{self, RunNowOutcome};
 use serde_json::{json, Value};
@@ -52,7 +52,10 @@ async fn executions(db: &TestDb) -> HashMap<Uuid, (String, DateTime<Utc>)> {
 
 /// An admin's run-now, which must be recorded `pending`.
 async fn run_now(db: &TestDb, job: &JobDefinition) -> JobRun {
-    match runs::request_run(&db.pool, job.id, "test").await.expect("run-now") {
+    match runs::request_run(&db.pool, job.id, "test", None)
+        .await
+        .expect("run-now")
+    {
         RunNowOutcome::Pending(run) => run,
         RunNowOutcome::Skipped { run, .. } => panic!("run-now was skipped: {run:?}"),
     }
@@ -77,6 +80,7 @@ async fn job(db: &TestDb, key: &str, target: &str, schedule: ScheduleSpec, paylo
         payload,
         description: None,
         created_by: "test".into(),
+        managed_by: ManagedBy::Api,
     };
     definitions::create(&db.pool, &new).await.expect("create job")
 }

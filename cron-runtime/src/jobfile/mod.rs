@@ -1,0 +1,140 @@
+//! Jobs as code (SPEC §13): a TOML file of jobs that `cronjobs apply` makes live.
+//!
+//! ```toml
+//! [jobs."reports.daily-digest"]        # the job key
+//! target = "reports.digest"
+//! cron = "0 8 * * MON-FRI"             # or run_at = 2027-01-01T09:00:00Z
+//! timezone = "Europe/Berlin"           # default UTC
+//! payload = { team = "core" }
+//! description = "Weekday digest for the core team"
+//! ```
+//!
+//! - [`parse`]: the file, with every problem placed at its line; each entry validated by the
+//!   same rules as a REST body ([`crate::domain::Draft`]).
+//! - [`plan`]: what applying changes: create, new version (with the changed fields), retire
+//!   (file-managed jobs no longer in the file), unchanged. Jobs created through the API are never
+//!   touched, and a paused job stays paused.
+//! - [`apply`]: the plan, in one transaction under an advisory lock (two applies serialize;
+//!   an invalid entry changes nothing), through the same store functions as the API.
+
+pub mod parse;
+pub mod plan;
+
+use chrono::Utc;
+use sqlx::PgPool;
+
+use crate::domain::{JobDefinition, ManagedBy, ScheduleType};
+use crate::store::{definitions, StoreError};
+pub use parse::{FileError, FileJob};
+pub use plan::{Plan, Step};
+
+/// The advisory lock an apply holds for its transaction: "cronappl".
+pub const APPLY_LOCK: i64 = 0x6372_6f6e_6170_706c;
+
+/// Why an apply changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FileError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        ApplyError::Store(e.into())
+    }
+}
+
+/// Who `apply` records as the creator and retirer: `file:<name of the file>`.
+pub fn actor(file: &str) -> String {
+    let name = std::path::Path::new(file)
+        .file_name()
+        .map_or_else(|| file.to_owned(), |n| n.to_string_lossy().into_owned());
+    format!("file:{name}")
+}
+
+/// Checks a file against this build's targets, without a database (`cronjobs validate`).
+pub fn validate(file: &str, text: &str) -> Result<Vec<FileJob>, Vec<FileError>> {
+    parse::parse(file, text, &actor(file))
+}
+
+/// Makes the jobs of `text` (the contents of `file`) live; with `dry_run`, only plans.
+/// Returns the plan it applied.
+pub async fn apply(pool: &PgPool, file: &str, text: &str, dry_run: bool) -> Result<Plan, ApplyError> {
+    let actor = actor(file);
+    let jobs = parse::parse(file, text, &actor).map_err(ApplyError::Invalid)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPLY_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let latest = definitions::latest_versions_in(&mut tx).await?;
+    let plan = plan::plan(file, &jobs, &latest, Utc::now()).map_err(ApplyError::Invalid)?;
+    if dry_run || plan.is_empty() {
+        return Ok(plan);
+    }
+    for step in &plan.steps {
+        match step {
+            Step::Create(new) => {
+                definitions::create_in(&mut tx, new).await?;
+            }
+            Step::Change { current, new, .. } => {
+                definitions::new_version_in(&mut tx, current.id, new, ManagedBy::File).await?;
+            }
+            Step::Retire(current) => {
+                definitions::retire_in(&mut tx, current.id, &actor, ManagedBy::File).await?;
+            }
+            Step::Unchanged { .. } => {}
+        }
+    }
+    tx.commit().await?;
+    Ok(plan)
+}
+
+/// The live jobs as a jobs file (`cronjobs export`): applying it changes nothing.
+pub async fn export(pool: &PgPool) -> Result<String, StoreError> {
+    let live = definitions::list_live(pool).await?;
+    let mut out =
+        String::from("# cronjobs jobs file, exported from the live jobs. Apply with `cronjobs apply FILE`.\n");
+    for job in &live {
+        out.push('\n');
+        out.push_str(&export_one(job));
+    }
+    Ok(out)
+}
+
+fn export_one(job: &JobDefinition) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let mut out = String::new();
+    if job.managed_by == ManagedBy::Api {
+        out.push_str("# managed through the API: apply leaves it as it is while the API manages it\n");
+    }
+    if let (Some(by), Some(reason)) = (&job.paused_by, &job.pause_reason) {
+        out.push_str(&format!("# paused by {by}: {}\n", reason.replace('\n', " ")));
+    }
+    out.push_str(&format!("[jobs.{}]\n", quote(&job.job_key)));
+    out.push_str(&format!("target = {}\n", quote(&job.target)));
+    match (job.schedule_type, &job.cron_expression, job.run_at) {
+        (ScheduleType::Recurring, Some(cron), _) => out.push_str(&format!("cron = {}\n", quote(cron))),
+        (_, _, Some(run_at)) => out.push_str(&format!(
+            "run_at = {}\n",
+            run_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        )),
+        _ => {}
+    }
+    if job.timezone != "UTC" {
+        out.push_str(&format!("timezone = {}\n", quote(&job.timezone)));
+    }
+    if job.payload.as_object().is_some_and(|p| !p.is_empty()) {
+        match toml::Value::try_from(&job.payload) {
+            Ok(payload) => out.push_str(&format!("payload = {payload}\n")),
+            // TOML has no null: say so rather than export something that differs.
+            Err(e) => out.push_str(&format!("# payload not expressible in TOML ({e}): {}\n", job.payload)),
+        }
+    }
+    if let Some(description) = &job.description {
+        out.push_str(&format!("description = {}\n", quote(description)));
+    }
+    out
+}
