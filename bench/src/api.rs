@@ -17,7 +17,7 @@ use crate::process::{self, Service};
 use crate::{Args, Table};
 
 const DATABASE: &str = "cronjobs_bench_api";
-const TOKEN: &str = "bench-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "bench-token-0123456789abcdef";
 const DEFINITIONS: u64 = 1_000;
 const PREFIX: &str = "/api/v2/admin/cron";
 
@@ -143,12 +143,12 @@ async fn one_hour_window(pool: &PgPool) -> anyhow::Result<String> {
     Ok(format!("from={from}&to={to}"))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Starts `cronjobs api` on `port` and waits until `/readyz` answers 200.
-async fn start_api(bin: &Path, database_url: &str, port: u16) -> anyhow::Result<Service> {
+pub(crate) async fn start_api(bin: &Path, database_url: &str, port: u16) -> anyhow::Result<Service> {
     let tokens = format!("bench:{TOKEN}");
     let port_text = port.to_string();
     let api = process::spawn(
@@ -304,4 +304,37 @@ Transfer/sec:    200.00KB
         assert_eq!(figures.failures, 7);
         assert!((figures.requests_per_second - 1234.5).abs() < 1e-9);
     }
+}
+
+/// Creates `n` recurring jobs through `POST /jobs` (8 at a time), daily at varied times like
+/// the seeded ones: the way definitions reach a running scheduler in production, one
+/// notification each.
+pub(crate) async fn create_jobs(port: u16, n: u64) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v2/admin/cron/jobs");
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, url, next) = (client.clone(), url.clone(), next.clone());
+        workers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(());
+                }
+                let body = serde_json::json!({
+                    "job_key": format!("api-{i}"),
+                    "target": "system.heartbeat",
+                    "schedule_type": "recurring",
+                    "cron_expression": format!("{} {} * * *", i % 60, (i / 60) % 24),
+                });
+                let status = client.post(&url).bearer_auth(TOKEN).json(&body).send().await?.status();
+                anyhow::ensure!(status.as_u16() == 201, "POST /jobs answered {status}");
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done??;
+    }
+    Ok(())
 }

@@ -108,16 +108,21 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::from_url(&args.database_url)?;
     let mut tables = Vec::new();
     for scenario in args.scenarios.clone() {
-        let table = match scenario {
-            Scenario::Herd => herd(&args, &server).await?,
-            Scenario::Sustained => sustained(&args, &server).await?,
-            Scenario::Idle => idle(&args, &server).await?,
-            Scenario::Startup => startup(&args, &server).await?,
-            Scenario::Api => api::run(&args, &server).await?,
-            Scenario::Schedule => schedule()?,
+        let figures = match scenario {
+            Scenario::Herd => vec![herd(&args, &server).await?],
+            Scenario::Sustained => vec![sustained(&args, &server).await?],
+            Scenario::Idle => vec![
+                idle(&args, &server).await?,
+                idle_after_api_creates(&args, &server).await?,
+            ],
+            Scenario::Startup => vec![startup(&args, &server).await?],
+            Scenario::Api => vec![api::run(&args, &server).await?],
+            Scenario::Schedule => vec![schedule()?],
         };
-        println!("{table}");
-        tables.push(table);
+        for table in figures {
+            println!("{table}");
+            tables.push(table);
+        }
     }
     println!("\n# all figures\n");
     for table in tables {
@@ -403,6 +408,54 @@ async fn idle(args: &Args, server: &Server) -> anyhow::Result<Table> {
             format!("{rss:.1}"),
             format!("{peak:.1}"),
             lines.to_string(),
+        ]],
+    })
+}
+
+/// `idle` for definitions created through the API while the scheduler runs (one notification
+/// each, then the reconcile's full reload): the scheduler's memory once it has settled.
+async fn idle_after_api_creates(args: &Args, server: &Server) -> anyhow::Result<Table> {
+    let name = "cronjobs_bench_idle_api";
+    let pool = server.fresh(name, &args.cronjobs).await?;
+    let url = server.url(name);
+    let mut scheduler = spawn_scheduler(&args.cronjobs, &url)?;
+    scheduler.wait_armed(Duration::from_secs(60))?;
+    let port = api::free_port()?;
+    let api_process = api::start_api(&args.cronjobs, &url, port).await?;
+    let before = process::memory_mib(scheduler.pid(), "VmRSS").unwrap_or(0.0);
+    let started = Instant::now();
+    api::create_jobs(port, args.idle_definitions).await?;
+    let created_in = started.elapsed().as_secs_f64();
+    let after_creates = process::memory_mib(scheduler.pid(), "VmRSS").unwrap_or(0.0);
+    eprintln!(
+        "idle (API): {} jobs created in {created_in:.1} s; waiting for a reconcile",
+        args.idle_definitions
+    );
+    // CRON_RECONCILE_EVERY is 30 s: one full reload, and a little more.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let settled = process::memory_mib(scheduler.pid(), "VmRSS").unwrap_or(0.0);
+    let peak = process::memory_mib(scheduler.pid(), "VmHWM").unwrap_or(0.0);
+    api_process.stop()?;
+    scheduler.stop()?;
+    pool.close().await;
+    Ok(Table {
+        title: format!(
+            "idle (API): {} definitions created through POST /jobs while the scheduler runs",
+            args.idle_definitions
+        ),
+        header: vec![
+            "RSS before MiB",
+            "after the creates",
+            "after a reconcile",
+            "peak RSS MiB",
+            "creates took",
+        ],
+        rows: vec![vec![
+            format!("{before:.1}"),
+            format!("{after_creates:.1}"),
+            format!("{settled:.1}"),
+            format!("{peak:.1}"),
+            format!("{created_in:.1} s"),
         ]],
     })
 }

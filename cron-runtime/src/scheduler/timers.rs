@@ -36,8 +36,10 @@ pub enum NotArmed {
 }
 
 /// Parsed schedules by (expression, timezone). Parsing is the costliest step of arming
-/// (croner builds its bit sets), and many definitions share a schedule: a reload parses each
-/// distinct schedule once, and its definitions share the result.
+/// (croner builds its bit sets), and many definitions share a schedule: each distinct
+/// schedule is parsed once and its definitions share the result, however they were armed (a
+/// reload, or one notification per created job). Entries no armed definition uses any more
+/// are dropped at the next reload.
 type ParseCache = HashMap<(String, String), Result<Arc<Schedule>, String>>;
 
 /// Next fire times of every armed definition.
@@ -46,6 +48,7 @@ pub struct TimerQueue {
     armed: HashMap<Uuid, Armed>,
     heap: BinaryHeap<Reverse<(DateTime<Utc>, u64, Uuid)>>,
     next_generation: u64,
+    parsed: ParseCache,
 }
 
 impl TimerQueue {
@@ -67,15 +70,6 @@ impl TimerQueue {
     /// Arms (or re-arms) `definition` for its next fire time after `now`; a one-time
     /// definition fires at `run_at`, immediately if that has passed.
     pub fn arm(&mut self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DateTime<Utc>, NotArmed> {
-        self.arm_cached(definition, now, &mut ParseCache::new())
-    }
-
-    fn arm_cached(
-        &mut self,
-        definition: JobDefinition,
-        now: DateTime<Utc>,
-        parsed: &mut ParseCache,
-    ) -> Result<DateTime<Utc>, NotArmed> {
         self.disarm(definition.id);
         if definition.status != JobStatus::Active {
             return Err(NotArmed::NotActive);
@@ -83,7 +77,8 @@ impl TimerQueue {
         let (schedule, first) = match (definition.schedule_type, &definition.cron_expression, definition.run_at) {
             (ScheduleType::OneTime, _, Some(run_at)) => (None, run_at),
             (ScheduleType::Recurring, Some(expression), _) => {
-                let schedule = parsed
+                let schedule = self
+                    .parsed
                     .entry((expression.clone(), definition.timezone.clone()))
                     .or_insert_with(|| {
                         Schedule::parse(expression, &definition.timezone)
@@ -124,15 +119,17 @@ impl TimerQueue {
         let keep: HashSet<Uuid> = active.iter().map(|d| d.id).collect();
         self.armed.retain(|id, _| keep.contains(id));
         let mut failed = Vec::new();
-        let mut parsed = ParseCache::new();
         for definition in active {
             if !self.armed.contains_key(&definition.id) {
                 let id = definition.id;
-                if let Err(why) = self.arm_cached(definition, now, &mut parsed) {
+                if let Err(why) = self.arm(definition, now) {
                     failed.push((id, why));
                 }
             }
         }
+        // Keep only the schedules an armed definition still shares.
+        self.parsed
+            .retain(|_, parsed| parsed.as_ref().is_ok_and(|schedule| Arc::strong_count(schedule) > 1));
         // Rebuild the heap when lazy deletion has left it much larger than the armed set.
         if self.heap.len() > 2 * self.armed.len() + 1024 {
             self.heap
@@ -288,6 +285,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             [b_id]
         );
+    }
+
+    #[test]
+    fn definitions_armed_one_by_one_share_their_parsed_schedule() {
+        // Each job created through the API arrives alone: it must still share the parse.
+        let mut queue = TimerQueue::new();
+        let (a, b) = (definition(Some("0 8 * * *"), None), definition(Some("0 8 * * *"), None));
+        let (a_id, b_id) = (a.id, b.id);
+        queue.arm(a, t(0, 0, 0)).unwrap();
+        queue.arm(b, t(0, 0, 0)).unwrap();
+        let schedule = |id: &Uuid| queue.armed[id].schedule.clone().expect("recurring");
+        assert!(Arc::ptr_eq(&schedule(&a_id), &schedule(&b_id)));
+        // A reload forgets schedules nothing uses any more.
+        assert!(queue.replace_all(vec![], t(0, 0, 0)).is_empty());
+        assert!(queue.parsed.is_empty());
     }
 
     #[test]
