@@ -45,6 +45,10 @@ USER 10001:10001
 # Containers default to production behaviour (JSON logs, no .env); set APP_ENV=staging per
 # environment. HOST/PORT defaults (0.0.0.0:8080) live in the binary; Railway injects PORT.
 ENV APP_ENV=production
+# The commit this image was built from (CI passes --build-arg CRONJOBS_COMMIT=<sha>): /healthz
+# and the scheduler's instance row report it, so a deploy can tell the new build from the old.
+ARG CRONJOBS_COMMIT=""
+ENV CRONJOBS_COMMIT=${CRONJOBS_COMMIT}
 EXPOSE 8080
 # No HEALTHCHECK: the slim image has no curl/wget, and the platform (Railway) probes /readyz
 # itself. The scheduler is not an HTTP service unless PORT is set for it.

@@ -21,11 +21,35 @@ pub struct Health {
     pub status: String,
 }
 
-/// The process is up (no dependencies checked).
+/// The process is up, and which build it runs (so a deploy can tell the new build from the old).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// `ok`.
+    pub status: &'static str,
+    /// The package version.
+    pub version: &'static str,
+    /// The commit, when the image or platform provides it (`CRONJOBS_COMMIT`,
+    /// `RAILWAY_GIT_COMMIT_SHA`); null otherwise.
+    pub commit: Option<&'static str>,
+}
+
+impl Liveness {
+    /// This process's answer.
+    pub fn now() -> Self {
+        let build = crate::build_info();
+        Liveness {
+            status: "ok",
+            version: build.version,
+            commit: build.commit,
+        }
+    }
+}
+
+/// The process is up (no dependencies checked), with its version and commit (SPEC §15).
 #[utoipa::path(get, path = "/healthz", tag = "health", security(()),
-    responses((status = 200, description = "The process is up.", body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    responses((status = 200, description = "The process is up.", body = Liveness)))]
+pub async fn healthz() -> Json<Liveness> {
+    Json(Liveness::now())
 }
 
 /// The database answers and has every migration this binary knows.

@@ -21,10 +21,7 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 /// The routes: `/healthz` and `/metrics`.
 pub fn router(metrics: PrometheusHandle) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(|| async { Json(crate::api::health::Liveness::now()) }))
         .route(
             "/metrics",
             get(move || {

@@ -34,8 +34,12 @@ fn gauge(text: &str, name: &str) -> Option<f64> {
 #[tokio::test]
 async fn an_operator_sees_each_live_scheduler_and_its_departure() {
     let db = TestDb::create().await;
-    let (_api, base) = api_process(&db, TOKEN, &[]).await;
-    let mut scheduler = scheduler(&db, &[]);
+    // A deploy tells the new build from the old by its commit: both services report it.
+    let commit = [("CRONJOBS_COMMIT", "5eed1e55")];
+    let (_api, base) = api_process(&db, TOKEN, &commit).await;
+    let (_, health) = get(&format!("{base}/healthz")).await;
+    assert_eq!(serde_json::from_str::<Value>(&health).unwrap()["commit"], json!("5eed1e55"));
+    let mut scheduler = scheduler(&db, &commit);
     let schedulers = format!("{base}/api/v2/admin/cron/schedulers");
     let listed: Value = wait_for(Duration::from_secs(20), "the scheduler to register", || async {
         let (status, text) = get(&schedulers).await;
@@ -49,6 +53,7 @@ async fn an_operator_sees_each_live_scheduler_and_its_departure() {
     assert_eq!(instance["heartbeat_interval_ms"], json!(1000));
     assert_eq!(instance["stopping_since"], Value::Null);
     assert_eq!(instance["version"], json!(env!("CARGO_PKG_VERSION")));
+    assert_eq!(instance["commit"], json!("5eed1e55"));
     let targets: Vec<&str> = instance["targets"]
         .as_array()
         .expect("targets")

@@ -10,7 +10,10 @@ use tests::db::TestDb;
 #[tokio::test]
 async fn health_and_readiness_on_a_migrated_database() {
     let api = TestApi::spawn().await;
-    assert_eq!(send(api.client.get(api.url("/healthz"))).await.status, 200);
+    let health = send(api.client.get(api.url("/healthz"))).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["status"], "ok");
+    assert_eq!(health.body["version"], env!("CARGO_PKG_VERSION"));
     let ready = send(api.client.get(api.url("/readyz"))).await;
     assert_eq!(ready.status, 200, "{}", ready.text);
 }

@@ -29,7 +29,7 @@ async fn the_scheduler_serves_health_and_prometheus_metrics_on_port() {
     )
     .await;
     let port = free_port().to_string();
-    let _process = scheduler(&db, &[("PORT", port.as_str())]);
+    let _process = scheduler(&db, &[("PORT", port.as_str()), ("CRONJOBS_COMMIT", "0123abc")]);
     let base = format!("http://127.0.0.1:{port}");
     let health = format!("{base}/healthz");
 
@@ -37,7 +37,7 @@ async fn the_scheduler_serves_health_and_prometheus_metrics_on_port() {
     assert_eq!(status, 200);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).ok(),
-        Some(json!({ "status": "ok" }))
+        Some(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "commit": "0123abc" }))
     );
 
     wait_for(Duration::from_secs(15), "a succeeded and a failed run", || async {
