@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use cron_runtime::config::{self, ApiConfig, CommonConfig, ConfigError, ProcessEnv, SchedulerConfig, Secret};
-use cron_runtime::{jobfile, registry, scheduler, shutdown, store, telemetry};
+use cron_runtime::config::{self, ApiConfig, CommonConfig, ProcessEnv, SchedulerConfig, Secret};
+use cron_runtime::{jobfile, registry, scheduler, store, telemetry};
+
+use crate::process::{both, check_registry, shutdown_on_signal};
 use tokio_util::sync::CancellationToken;
 
 /// A durable cron service on PostgreSQL.
@@ -239,29 +241,6 @@ async fn scheduler() -> anyhow::Result<()> {
     result
 }
 
-/// Both configurations, or every problem of both in one error.
-pub(crate) fn both<A, B>(a: Result<A, ConfigError>, b: Result<B, ConfigError>) -> Result<(A, B), ConfigError> {
-    match (a, b) {
-        (Ok(a), Ok(b)) => Ok((a, b)),
-        (a, b) => {
-            let mut problems = a.err().map(|e| e.0).unwrap_or_default();
-            problems.extend(b.err().map(|e| e.0).unwrap_or_default());
-            Err(ConfigError(problems))
-        }
-    }
-}
-
-/// A token cancelled on SIGTERM or SIGINT.
-pub(crate) fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        shutdown::signal().await;
-        cancel.cancel();
-    });
-    token
-}
-
 /// Connects, retrying with backoff while the database is unreachable (a scheduler that
 /// starts before its database waits for it); `None` if shut down first.
 async fn connect_until(url: &Secret, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
@@ -300,12 +279,4 @@ fn humantime_short(d: std::time::Duration) -> String {
         s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
-}
-
-/// Fails with every duplicate or malformed target key, naming the functions.
-pub(crate) fn check_registry() -> anyhow::Result<()> {
-    registry::check().map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
-        anyhow::anyhow!("the target registry is invalid:\n{}", lines.join("\n"))
-    })
 }

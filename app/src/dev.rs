@@ -1,8 +1,10 @@
 //! `cronjobs dev`: the API and the scheduler in one process, for local work.
 //!
-//! Needs no configuration on a machine with a local PostgreSQL: without `DATABASE_URL` it
-//! uses (and creates) the `cronjobs_dev` database on 127.0.0.1:5432, and without
-//! `CRON_ADMIN_TOKENS` it makes up a token and prints a ready `curl` line.
+//! Needs no configuration on a machine with PostgreSQL installed: without `DATABASE_URL` it
+//! uses (and creates) the `cronjobs_dev` database on 127.0.0.1:5432 (or `$CRONJOBS_DEV_SERVER`),
+//! and when no server answers there it starts a private one ([`crate::dev_postgres`]), stopped
+//! on exit. Without `CRON_ADMIN_TOKENS` it makes up a token and prints a ready `curl` line.
+//! `PORT` is the API's; the embedded scheduler serves no port of its own.
 
 use std::net::IpAddr;
 
@@ -10,7 +12,8 @@ use anyhow::Context;
 use cron_runtime::config::{ApiConfig, CommonConfig, Env, ProcessEnv, SchedulerConfig, Secret};
 use cron_runtime::{api, scheduler, store, telemetry};
 
-use crate::cli::{both, check_registry, shutdown_on_signal};
+use crate::dev_postgres::PrivatePostgres;
+use crate::process::{both, check_registry, shutdown_on_signal};
 
 /// The database `cronjobs dev` uses when `DATABASE_URL` is unset.
 const DEV_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -40,11 +43,29 @@ pub async fn run() -> anyhow::Result<()> {
         ("HOST", "127.0.0.1".to_owned()),
         ("CRON_ADMIN_TOKENS", format!("dev:{generated_token}")),
     ];
+    // Kept until the end of `run`: dropping it stops the private server.
+    let mut private_server = None;
     if ProcessEnv.var("DATABASE_URL").is_none() {
-        defaults.push(("DATABASE_URL", create_dev_database().await?));
+        let server = match ProcessEnv.var("CRONJOBS_DEV_SERVER") {
+            Some(server) => server,
+            None => DEV_SERVER.to_owned(),
+        };
+        let server = match answers(&server).await {
+            true => server,
+            false => {
+                println!("cronjobs dev: no PostgreSQL answers at {server}; starting a private one");
+                let started = PrivatePostgres::start()?;
+                let url = started.server_url();
+                private_server = Some(started);
+                url
+            }
+        };
+        defaults.push(("DATABASE_URL", create_dev_database(&server).await?));
     }
     let env = DevEnv { defaults };
-    let (api_config, scheduler_config) = both(ApiConfig::from_env(&env), SchedulerConfig::from_env(&env))?;
+    let (api_config, mut scheduler_config) = both(ApiConfig::from_env(&env), SchedulerConfig::from_env(&env))?;
+    // One process: PORT is the API's, and it already serves /healthz and /metrics.
+    scheduler_config.port = None;
 
     let pool = store::connect_with(&api_config.database_url, 20)
         .await
@@ -76,18 +97,27 @@ pub async fn run() -> anyhow::Result<()> {
     // The scheduler also returns early on error: take the API down with it.
     shutdown.cancel();
     server.await.context("the API task failed")??;
+    drop(private_server);
     scheduled
 }
 
-/// Creates `cronjobs_dev` on the local server if it does not exist; returns its URL.
-async fn create_dev_database() -> anyhow::Result<String> {
-    let admin = store::connect_with(&Secret::new(format!("{DEV_SERVER}/postgres")), 1)
+/// Whether a PostgreSQL server answers at `server`.
+async fn answers(server: &str) -> bool {
+    let url = Secret::new(format!("{server}/postgres"));
+    match tokio::time::timeout(std::time::Duration::from_secs(3), store::connect_with(&url, 1)).await {
+        Ok(Ok(pool)) => {
+            pool.close().await;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Creates `cronjobs_dev` on `server` if it does not exist; returns its URL.
+async fn create_dev_database(server: &str) -> anyhow::Result<String> {
+    let admin = store::connect_with(&Secret::new(format!("{server}/postgres")), 1)
         .await
-        .with_context(|| {
-            format!(
-                "DATABASE_URL is unset and no local PostgreSQL answers at {DEV_SERVER} (start it, or set DATABASE_URL)"
-            )
-        })?;
+        .with_context(|| format!("cannot connect to the development PostgreSQL at {server}"))?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
         .bind(DEV_DATABASE)
         .fetch_one(&admin)
@@ -99,7 +129,7 @@ async fn create_dev_database() -> anyhow::Result<String> {
         tracing::info!(database = DEV_DATABASE, "created the development database");
     }
     admin.close().await;
-    Ok(format!("{DEV_SERVER}/{DEV_DATABASE}"))
+    Ok(format!("{server}/{DEV_DATABASE}"))
 }
 
 fn print_banner(host: IpAddr, port: u16, generated_token: Option<&String>) {

@@ -6,6 +6,8 @@ use targets as _;
 
 mod cli;
 mod dev;
+mod dev_postgres;
+mod process;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -38,7 +38,10 @@ async fn an_operator_sees_each_live_scheduler_and_its_departure() {
     let commit = [("CRONJOBS_COMMIT", "5eed1e55")];
     let (_api, base) = api_process(&db, TOKEN, &commit).await;
     let (_, health) = get(&format!("{base}/healthz")).await;
-    assert_eq!(serde_json::from_str::<Value>(&health).unwrap()["commit"], json!("5eed1e55"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&health).unwrap()["commit"],
+        json!("5eed1e55")
+    );
     let mut scheduler = scheduler(&db, &commit);
     let schedulers = format!("{base}/api/v2/admin/cron/schedulers");
     let listed: Value = wait_for(Duration::from_secs(20), "the scheduler to register", || async {
