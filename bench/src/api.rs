@@ -277,35 +277,6 @@ fn millis(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_wrk_latency_output() {
-        let output = "Running 5s test @ http://127.0.0.1:1/runs
-  2 threads and 8 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     1.20ms  300.00us   9.00ms   90.00%
-  Latency Distribution
-     50%  635.91us
-     75%  712.00us
-     90%    1.02ms
-     99%    2.33ms
-  1000 requests in 5.00s, 1.00MB read
-  Socket errors: connect 0, read 2, write 0, timeout 1
-  Non-2xx or 3xx responses: 4
-Requests/sec:   1234.50
-Transfer/sec:    200.00KB
-";
-        let figures = parse_wrk(output).expect("parsed");
-        assert_eq!(figures.p50, Duration::from_secs_f64(635.91e-6));
-        assert_eq!(figures.p99, Duration::from_secs_f64(2.33e-3));
-        assert_eq!(figures.failures, 7);
-        assert!((figures.requests_per_second - 1234.5).abs() < 1e-9);
-    }
-}
-
 /// Creates `n` recurring jobs through `POST /jobs` (8 at a time), daily at varied times like
 /// the seeded ones: the way definitions reach a running scheduler in production, one
 /// notification each.
@@ -337,4 +308,33 @@ pub(crate) async fn create_jobs(port: u16, n: u64) -> anyhow::Result<()> {
         done??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrk_latency_output() {
+        let output = "Running 5s test @ http://127.0.0.1:1/runs
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.20ms  300.00us   9.00ms   90.00%
+  Latency Distribution
+     50%  635.91us
+     75%  712.00us
+     90%    1.02ms
+     99%    2.33ms
+  1000 requests in 5.00s, 1.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   1234.50
+Transfer/sec:    200.00KB
+";
+        let figures = parse_wrk(output).expect("parsed");
+        assert_eq!(figures.p50, Duration::from_secs_f64(635.91e-6));
+        assert_eq!(figures.p99, Duration::from_secs_f64(2.33e-3));
+        assert_eq!(figures.failures, 7);
+        assert!((figures.requests_per_second - 1234.5).abs() < 1e-9);
+    }
 }
