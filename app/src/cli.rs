@@ -29,16 +29,17 @@ enum Command {
     Scheduler,
     /// Local development: migrations, then the API and the scheduler in one process.
     Dev,
-    /// Delete terminal runs older than a cut-off (retention: 180 days).
+    /// Delete terminal runs older than a cut-off (retention: 180 days; the `system.prune` target
+    /// does the same as a cron job).
     Prune {
         /// Age of the newest run to delete, e.g. `180d`, `12w`, `720h`.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = humantime::parse_duration, default_value = store::runs::DEFAULT_RETENTION)]
         older_than: Duration,
         /// Only count what would be deleted.
         #[arg(long)]
         dry_run: bool,
         /// Rows deleted per transaction (keeps locks short while the scheduler runs).
-        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        #[arg(long, default_value_t = store::runs::DEFAULT_PRUNE_BATCH, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         batch_size: i64,
     },
 }
@@ -95,7 +96,7 @@ fn load_dotenv() -> anyhow::Result<()> {
 async fn api() -> anyhow::Result<()> {
     let (common, config) = both(CommonConfig::from_env(&ProcessEnv), ApiConfig::from_env(&ProcessEnv))?;
     let telemetry = telemetry::init(&common, "api");
-    check_registry()?;
+    open_registry(&common)?;
     let result = cron_runtime::api::run(config).await;
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "api stopped with an error");
@@ -143,9 +144,12 @@ async fn scheduler() -> anyhow::Result<()> {
     );
     let (common, config) = both(common, config)?;
     let telemetry = telemetry::init(&common, "scheduler");
-    check_registry()?;
+    open_registry(&common)?;
+    if let Some(warning) = config.draining_warning() {
+        tracing::warn!("{warning}");
+    }
     let shutdown = shutdown_on_signal();
-    let Some(pool) = connect_until(&config.database_url, &shutdown).await else {
+    let Some(pool) = connect_until(&config.database_url, config.pool_size, &shutdown).await else {
         return Ok(());
     };
     let result = scheduler::run(pool, config, shutdown).await;
@@ -182,10 +186,10 @@ pub(crate) fn shutdown_on_signal() -> CancellationToken {
 
 /// Connects, retrying with backoff while the database is unreachable (a scheduler that
 /// starts before its database waits for it); `None` if shut down first.
-async fn connect_until(url: &Secret, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
+async fn connect_until(url: &Secret, size: u32, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
     let mut delay = Duration::from_millis(200);
     loop {
-        match store::connect_with(url, 20).await {
+        match store::connect_with(url, size).await {
             Ok(pool) => return Some(pool),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database")
@@ -200,7 +204,7 @@ async fn connect_until(url: &Secret, shutdown: &CancellationToken) -> Option<sql
 }
 
 fn print_targets() -> anyhow::Result<()> {
-    check_registry()?;
+    open_registry(&CommonConfig::from_env(&ProcessEnv)?)?;
     println!("{:<24} {:>8}  {:<16} DESCRIPTION", "KEY", "TIMEOUT", "PAYLOAD");
     for target in registry::all() {
         let payload = target.payload.as_ref().map_or("-", |p| p.type_name);
@@ -220,8 +224,18 @@ fn humantime_short(d: std::time::Duration) -> String {
     }
 }
 
+/// Checks the registry, then enables the diagnostic targets if `CRON_DIAGNOSTIC_TARGETS` asks.
+pub(crate) fn open_registry(common: &CommonConfig) -> anyhow::Result<()> {
+    check_registry()?;
+    if common.diagnostic_targets {
+        registry::enable_diagnostic_targets();
+        tracing::info!("diagnostic targets enabled (CRON_DIAGNOSTIC_TARGETS)");
+    }
+    Ok(())
+}
+
 /// Fails with every duplicate or malformed target key, naming the functions.
-pub(crate) fn check_registry() -> anyhow::Result<()> {
+fn check_registry() -> anyhow::Result<()> {
     registry::check().map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
         anyhow::anyhow!("the target registry is invalid:\n{}", lines.join("\n"))

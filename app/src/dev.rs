@@ -10,7 +10,7 @@ use anyhow::Context;
 use cron_runtime::config::{ApiConfig, CommonConfig, Env, ProcessEnv, SchedulerConfig, Secret};
 use cron_runtime::{api, scheduler, store, telemetry};
 
-use crate::cli::{both, check_registry, shutdown_on_signal};
+use crate::cli::{both, open_registry, shutdown_on_signal};
 
 /// The database `cronjobs dev` uses when `DATABASE_URL` is unset.
 const DEV_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -33,7 +33,7 @@ impl Env for DevEnv {
 pub async fn run() -> anyhow::Result<()> {
     let common = CommonConfig::from_env(&ProcessEnv)?;
     let _telemetry = telemetry::init(&common, "dev");
-    check_registry()?;
+    open_registry(&common)?;
 
     let generated_token = format!("dev-{}", uuid::Uuid::new_v4().simple());
     let mut defaults = vec![
@@ -46,7 +46,8 @@ pub async fn run() -> anyhow::Result<()> {
     let env = DevEnv { defaults };
     let (api_config, scheduler_config) = both(ApiConfig::from_env(&env), SchedulerConfig::from_env(&env))?;
 
-    let pool = store::connect_with(&api_config.database_url, 20)
+    // One pool serves the API and the targets here: the scheduler's size (DATABASE_POOL_SIZE).
+    let pool = store::connect_with(&api_config.database_url, scheduler_config.pool_size)
         .await
         .context("cannot connect to the database")?;
     store::schema::migrate(&pool).await.context("cannot apply migrations")?;

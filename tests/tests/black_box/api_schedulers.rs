@@ -61,7 +61,10 @@ async fn an_operator_sees_each_live_scheduler_and_its_departure() {
 
     // A clean exit removes the instance: nothing is left that looks like a dead scheduler.
     scheduler.terminate();
-    assert!(scheduler.wait_exit(Duration::from_secs(15)).is_some(), "the scheduler exits");
+    assert!(
+        scheduler.wait_exit(Duration::from_secs(15)).is_some(),
+        "the scheduler exits"
+    );
     let (_, text) = get(&schedulers).await;
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["items"], json!([]));
     let (_, metrics) = get(&format!("{base}/metrics")).await;
@@ -95,7 +98,10 @@ async fn missed_runs_are_listed_by_status_and_reason() {
     let at = |s: i64| chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
     let late = [DueSlot::of(&job, at(0))];
     let unreachable = [DueSlot::of(&job, at(1))];
-    for (slots, reason) in [(&late, RunReason::Overloaded), (&unreachable, RunReason::DatabaseUnreachable)] {
+    for (slots, reason) in [
+        (&late, RunReason::Overloaded),
+        (&unreachable, RunReason::DatabaseUnreachable),
+    ] {
         let batch = SlotBatch {
             start: &[],
             missed: slots,
@@ -109,8 +115,18 @@ async fn missed_runs_are_listed_by_status_and_reason() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["status"], json!("missed"));
     assert_eq!(items[0]["reason"], json!("overloaded"));
-    assert!(items[0]["error"].as_str().unwrap().starts_with("missed:"), "{}", items[0]);
-    assert_eq!(api.get("/runs?status=missed").await.body["items"].as_array().unwrap().len(), 2);
+    assert!(
+        items[0]["error"].as_str().unwrap().starts_with("missed:"),
+        "{}",
+        items[0]
+    );
+    assert_eq!(
+        api.get("/runs?status=missed").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     let bad = api.get("/runs?reason=sunspots").await;
     assert_eq!(bad.status, 400, "{}", bad.text);
@@ -123,13 +139,22 @@ async fn a_job_says_whether_a_live_scheduler_can_run_its_target() {
     let heartbeat = api
         .create_job(&json!({"job_key": "beat", "target": "system.heartbeat", "schedule_type": "recurring", "cron_expression": "* * * * *"}))
         .await;
-    assert_eq!(heartbeat["target_available"], json!(false), "no scheduler is up: {heartbeat}");
+    assert_eq!(
+        heartbeat["target_available"],
+        json!(false),
+        "no scheduler is up: {heartbeat}"
+    );
     register(&api, "s1", &["system.heartbeat"]).await;
     let id = heartbeat["id"].as_str().unwrap();
-    assert_eq!(api.get(&format!("/jobs/{id}")).await.body["target_available"], json!(true));
+    assert_eq!(
+        api.get(&format!("/jobs/{id}")).await.body["target_available"],
+        json!(true)
+    );
     let failing = api
-        .create_job(&json!({"job_key": "fail", "target": "system.fail", "schedule_type": "recurring",
-            "cron_expression": "* * * * *", "payload": {"message": "x"}}))
+        .create_job(
+            &json!({"job_key": "fail", "target": "system.fail", "schedule_type": "recurring",
+            "cron_expression": "* * * * *", "payload": {"message": "x"}}),
+        )
         .await;
     assert_eq!(failing["target_available"], json!(false), "s1's build lacks it");
     let listed = api.get("/jobs").await;
@@ -140,7 +165,10 @@ async fn a_job_says_whether_a_live_scheduler_can_run_its_target() {
         .all(|j| j["target_available"] == json!(j["job_key"] == json!("beat"))));
     // A scheduler that is stopping starts nothing new: its targets no longer count.
     instances::mark_stopping(&api.db.pool, "s1").await.unwrap();
-    assert_eq!(api.get(&format!("/jobs/{id}")).await.body["target_available"], json!(false));
+    assert_eq!(
+        api.get(&format!("/jobs/{id}")).await.body["target_available"],
+        json!(false)
+    );
 }
 
 async fn register(api: &TestApi, instance: &str, targets: &[&str]) {

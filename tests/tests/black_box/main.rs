@@ -5,6 +5,7 @@
 //! `cargo nextest` still runs each test in its own process.
 
 mod api_auth;
+mod api_cursors;
 mod api_errors;
 mod api_jobs;
 mod api_openapi;
@@ -12,8 +13,11 @@ mod api_runs;
 mod api_schedulers;
 mod api_service;
 mod cli;
+mod connection_budget;
+mod diagnostic_targets;
 mod metrics;
 mod scheduler_changes;
+mod scheduler_draining;
 mod scheduler_faults;
 mod scheduler_timing;
 mod sentry;
