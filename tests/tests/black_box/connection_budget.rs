@@ -8,10 +8,11 @@ use serde_json::json;
 use tests::db::TestDb;
 use tests::fixtures::{recurring, scheduler, wait_for};
 
-/// The process's TCP connections to PostgreSQL (port 5432): its sockets (`/proc/<pid>/fd`)
+/// The process's TCP connections to PostgreSQL's `port`: its sockets (`/proc/<pid>/fd`)
 /// matched by inode against the kernel's TCP table. (tokio's signal handling holds a socket
 /// pair too, so counting every socket would not do.)
-fn database_connections(pid: u32) -> usize {
+fn database_connections(pid: u32, port: u16) -> usize {
+    let remote_port = format!(":{port:04X}");
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|fds| {
             fds.filter_map(Result::ok)
@@ -29,8 +30,8 @@ fn database_connections(pid: u32) -> usize {
         .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
         .filter(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            // rem_address is `<hex ip>:<hex port>`; 5432 is 0x1538.
-            fields.len() > 9 && fields[2].ends_with(":1538") && inodes.iter().any(|i| i == fields[9])
+            // rem_address is `<hex ip>:<hex port>` (5432 is 1538).
+            fields.len() > 9 && fields[2].ends_with(&remote_port) && inodes.iter().any(|i| i == fields[9])
         })
         .count()
 }
@@ -62,10 +63,11 @@ async fn targets_holding_connections_stay_within_the_configured_pools() {
         .await;
         runs::request_run(&db.pool, job.id, "test").await.expect("run-now");
     }
+    let port = reqwest::Url::parse(&db.url).ok().and_then(|u| u.port()).unwrap_or(5432);
     let (pid, pool) = (scheduler.pid(), &db.pool);
     let mut most = 0;
     wait_for(Duration::from_secs(45), "every run to end", || {
-        most = most.max(database_connections(pid));
+        most = most.max(database_connections(pid, port));
         async move {
             let ended: i64 = sqlx::query_scalar("SELECT count(*) FROM cron_job_runs WHERE finished_at IS NOT NULL")
                 .fetch_one(pool)
