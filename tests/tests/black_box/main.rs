@@ -16,6 +16,7 @@ mod cli;
 mod connection_budget;
 mod diagnostic_targets;
 mod metrics;
+mod retention;
 mod scheduler_changes;
 mod scheduler_draining;
 mod scheduler_faults;
