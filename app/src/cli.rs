@@ -11,7 +11,7 @@ use anyhow::Context;
 use cron_runtime::config::{self, ApiConfig, CommonConfig, ProcessEnv, SchedulerConfig, Secret};
 use cron_runtime::{jobfile, registry, scheduler, store, telemetry};
 
-use crate::process::{both, check_registry, shutdown_on_signal};
+use crate::process::{both, open_registry, shutdown_on_signal};
 use tokio_util::sync::CancellationToken;
 
 /// A durable cron service on PostgreSQL.
@@ -49,16 +49,17 @@ enum Command {
     },
     /// Print the live jobs as a jobs file.
     Export,
-    /// Delete terminal runs older than a cut-off (retention: 180 days).
+    /// Delete terminal runs older than a cut-off (retention: 180 days; the `system.prune` target
+    /// does the same as a cron job).
     Prune {
         /// Age of the newest run to delete, e.g. `180d`, `12w`, `720h`.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = humantime::parse_duration, default_value = store::runs::DEFAULT_RETENTION)]
         older_than: Duration,
         /// Only count what would be deleted.
         #[arg(long)]
         dry_run: bool,
         /// Rows deleted per transaction (keeps locks short while the scheduler runs).
-        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        #[arg(long, default_value_t = store::runs::DEFAULT_PRUNE_BATCH, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         batch_size: i64,
     },
 }
@@ -118,7 +119,7 @@ fn load_dotenv() -> anyhow::Result<()> {
 async fn api() -> anyhow::Result<()> {
     let (common, config) = both(CommonConfig::from_env(&ProcessEnv), ApiConfig::from_env(&ProcessEnv))?;
     let telemetry = telemetry::init(&common, "api");
-    check_registry()?;
+    open_registry(&common)?;
     let result = cron_runtime::api::run(config).await;
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "api stopped with an error");
@@ -142,7 +143,8 @@ fn read_jobs_file(file: &Path) -> anyhow::Result<(String, String)> {
 }
 
 fn validate(file: &Path) -> anyhow::Result<()> {
-    check_registry()?;
+    // A file may name diagnostic targets only where they are enabled (tests, benchmarks).
+    open_registry(&CommonConfig::from_env(&ProcessEnv)?)?;
     let (name, text) = read_jobs_file(file)?;
     match jobfile::validate(&name, &text) {
         Ok(jobs) => {
@@ -154,7 +156,7 @@ fn validate(file: &Path) -> anyhow::Result<()> {
 }
 
 async fn apply(file: &Path, dry_run: bool) -> anyhow::Result<()> {
-    check_registry()?;
+    open_registry(&CommonConfig::from_env(&ProcessEnv)?)?;
     let (name, text) = read_jobs_file(file)?;
     let url = config::database_url(&ProcessEnv)?;
     let pool = store::connect(&url).await?;
@@ -227,9 +229,12 @@ async fn scheduler() -> anyhow::Result<()> {
     );
     let (common, config) = both(common, config)?;
     let telemetry = telemetry::init(&common, "scheduler");
-    check_registry()?;
+    open_registry(&common)?;
+    if let Some(warning) = config.draining_warning() {
+        tracing::warn!("{warning}");
+    }
     let shutdown = shutdown_on_signal();
-    let Some(pool) = connect_until(&config.database_url, &shutdown).await else {
+    let Some(pool) = connect_until(&config.database_url, config.pool_size, &shutdown).await else {
         return Ok(());
     };
     let result = scheduler::run(pool, config, shutdown).await;
@@ -243,10 +248,10 @@ async fn scheduler() -> anyhow::Result<()> {
 
 /// Connects, retrying with backoff while the database is unreachable (a scheduler that
 /// starts before its database waits for it); `None` if shut down first.
-async fn connect_until(url: &Secret, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
+async fn connect_until(url: &Secret, size: u32, shutdown: &CancellationToken) -> Option<sqlx::PgPool> {
     let mut delay = Duration::from_millis(200);
     loop {
-        match store::connect_with(url, 20).await {
+        match store::connect_with(url, size).await {
             Ok(pool) => return Some(pool),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to the database")
@@ -261,7 +266,7 @@ async fn connect_until(url: &Secret, shutdown: &CancellationToken) -> Option<sql
 }
 
 fn print_targets() -> anyhow::Result<()> {
-    check_registry()?;
+    open_registry(&CommonConfig::from_env(&ProcessEnv)?)?;
     println!("{:<24} {:>8}  {:<16} DESCRIPTION", "KEY", "TIMEOUT", "PAYLOAD");
     for target in registry::all() {
         let payload = target.payload.as_ref().map_or("-", |p| p.type_name);

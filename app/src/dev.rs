@@ -13,7 +13,7 @@ use cron_runtime::config::{ApiConfig, CommonConfig, Env, ProcessEnv, SchedulerCo
 use cron_runtime::{api, scheduler, store, telemetry};
 
 use crate::dev_postgres::PrivatePostgres;
-use crate::process::{both, check_registry, shutdown_on_signal};
+use crate::process::{both, open_registry, shutdown_on_signal};
 
 /// The database `cronjobs dev` uses when `DATABASE_URL` is unset.
 const DEV_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -36,7 +36,7 @@ impl Env for DevEnv {
 pub async fn run() -> anyhow::Result<()> {
     let common = CommonConfig::from_env(&ProcessEnv)?;
     let _telemetry = telemetry::init(&common, "dev");
-    check_registry()?;
+    open_registry(&common)?;
 
     let generated_token = format!("dev-{}", uuid::Uuid::new_v4().simple());
     let mut defaults = vec![
@@ -67,7 +67,8 @@ pub async fn run() -> anyhow::Result<()> {
     // One process: PORT is the API's, and it already serves /healthz and /metrics.
     scheduler_config.port = None;
 
-    let pool = store::connect_with(&api_config.database_url, 20)
+    // One pool serves the API and the targets here: the scheduler's size (DATABASE_POOL_SIZE).
+    let pool = store::connect_with(&api_config.database_url, scheduler_config.pool_size)
         .await
         .context("cannot connect to the database")?;
     store::schema::migrate(&pool).await.context("cannot apply migrations")?;

@@ -1,7 +1,7 @@
 //! What every subcommand that runs a service shares: the registry check, the shutdown signal,
 //! and reading two configurations at once.
 
-use cron_runtime::config::ConfigError;
+use cron_runtime::config::{CommonConfig, ConfigError};
 use cron_runtime::{registry, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,16 @@ pub fn shutdown_on_signal() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+/// Checks the registry, then enables the diagnostic targets if `CRON_DIAGNOSTIC_TARGETS` asks.
+pub fn open_registry(common: &CommonConfig) -> anyhow::Result<()> {
+    check_registry()?;
+    if common.diagnostic_targets {
+        registry::enable_diagnostic_targets();
+        tracing::info!("diagnostic targets enabled (CRON_DIAGNOSTIC_TARGETS)");
+    }
+    Ok(())
 }
 
 /// Fails with every duplicate or malformed target key, naming the functions.

@@ -120,6 +120,8 @@ pub fn spawn(bin: &Path, subcommand: &str, database_url: &str, env: &[(&str, &st
         .env("DATABASE_URL", database_url)
         .env("LOG_FORMAT", "json")
         .env("APP_ENV", "production")
+        // The benchmark jobs run `system.record` (and `system.sleep`), diagnostic targets.
+        .env("CRON_DIAGNOSTIC_TARGETS", "1")
         .env_remove("RUST_LOG")
         .env_remove("SENTRY_DSN")
         .envs(env.iter().copied())

@@ -38,6 +38,9 @@ use proc_macro::TokenStream;
 ///   compile time; jobs name it in their `target` field;
 /// - `timeout = "..."` (optional, default `10m`): a humantime duration (`90s`, `5m`, `1h 30m`)
 ///   after which a run is cancelled and fails. It must not be zero.
+/// - `diagnostic` (optional): a target for testing the service itself, not for production jobs.
+///   It is left out of the registry (not listed, rejected by the API, not run) unless the
+///   process runs with `CRON_DIAGNOSTIC_TARGETS=1`.
 ///
 /// # The function
 ///

@@ -1,4 +1,4 @@
-//! Expansion of `#[cron_target("key", timeout = "5m")]`.
+//! Expansion of `#[cron_target("key", timeout = "5m", diagnostic)]`.
 //!
 //! The function is emitted unchanged; beside it goes a `const _: () = { ... };` block with a
 //! type-erased entry point and an `inventory` registration. Every mistake is reported on the
@@ -16,7 +16,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, FnArg, Ident, ItemFn, Lit, LitStr, Meta, ReturnType, Token, Type};
 
 /// Arguments that may be given by name.
-const NAMED_ARGS: &str = "`timeout`";
+const NAMED_ARGS: &str = "`timeout`, `diagnostic`";
 
 /// Longest key, in characters (`JobKey::MAX_LEN` in cron-runtime).
 const KEY_MAX_LEN: usize = 100;
@@ -52,6 +52,7 @@ fn token_stream_with_error(mut tokens: TokenStream, error: syn::Error) -> TokenS
 struct Config {
     key: LitStr,
     timeout: Duration,
+    diagnostic: bool,
 }
 
 /// One argument as written: the key (a bare literal) or `name = value`.
@@ -78,6 +79,7 @@ impl Config {
         // A key written wrongly is reported as such, not also as missing.
         let mut key_attempted = false;
         let mut timeout: Option<Duration> = None;
+        let mut diagnostic = false;
         let mut errors: Option<syn::Error> = None;
         let mut fail = |e: syn::Error| match &mut errors {
             Some(errors) => errors.combine(e),
@@ -117,6 +119,14 @@ impl Config {
                             &meta,
                             "expected `timeout = \"...\"`, e.g. `timeout = \"5m\"`",
                         )),
+                        (Some("diagnostic"), Meta::Path(_)) if diagnostic => {
+                            fail(syn::Error::new_spanned(&meta, "`diagnostic` is given twice"));
+                        }
+                        (Some("diagnostic"), Meta::Path(_)) => diagnostic = true,
+                        (Some("diagnostic"), _) => fail(syn::Error::new_spanned(
+                            &meta,
+                            "`diagnostic` takes no value: write `diagnostic`",
+                        )),
                         (Some("key"), _) => {
                             key_attempted = true;
                             fail(syn::Error::new_spanned(
@@ -148,6 +158,7 @@ impl Config {
             (None, Some(key)) => Ok(Config {
                 key,
                 timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+                diagnostic,
             }),
             (None, None) => unreachable!("a missing or mistyped key is reported above"),
         }
@@ -316,6 +327,7 @@ fn generate(input: &ItemFn, config: &Config, handler: &Handler) -> TokenStream {
     let description = LitStr::new(&handler.description, Span::call_site());
     let secs = config.timeout.as_secs();
     let nanos = config.timeout.subsec_nanos();
+    let diagnostic = config.diagnostic;
 
     // Locals are `__cron_`-prefixed so they cannot shadow the user's function (which may well be
     // called `payload`). Some carry the span of the user's token so that a type error lands on
@@ -395,6 +407,7 @@ fn generate(input: &ItemFn, config: &Config, handler: &Handler) -> TokenStream {
                     description: #description,
                     timeout: ::core::time::Duration::new(#secs, #nanos),
                     payload: #payload_spec,
+                    diagnostic: #diagnostic,
                     run: __cron_run,
                     function: #function,
                     file: ::core::file!(),

@@ -109,6 +109,9 @@ pub struct CommonConfig {
     pub app_env: AppEnv,
     pub log_format: LogFormat,
     pub sentry_dsn: Option<Secret>,
+    /// `CRON_DIAGNOSTIC_TARGETS`: put the diagnostic targets (`system.sleep`, `system.fail`,
+    /// `system.panic`, `system.record`) in the registry. Off by default; tests and benchmarks.
+    pub diagnostic_targets: bool,
 }
 
 /// Settings of `cronjobs api`.
@@ -120,6 +123,8 @@ pub struct ApiConfig {
     pub admin_tokens: Vec<AdminToken>,
     /// A slot not started this long after its time is missed (the API's watchdog records it).
     pub missed_after: Duration,
+    /// `DATABASE_POOL_SIZE`: connections serving requests (the watchdog has one more).
+    pub pool_size: u32,
 }
 
 /// Settings of `cronjobs scheduler`.
@@ -136,12 +141,60 @@ pub struct SchedulerConfig {
     pub max_in_flight: usize,
     /// When set, the scheduler serves `/healthz` and `/metrics` on this port.
     pub port: Option<u16>,
+    /// `DATABASE_POOL_SIZE`: the targets' pool (`ctx.db()`).
+    pub pool_size: u32,
+    /// `CRON_SCHEDULER_POOL_SIZE`: the scheduler's own bookkeeping (slot inserts, claims,
+    /// heartbeats, sweeps, the watchdog), kept apart so busy targets cannot starve it.
+    pub bookkeeping_pool_size: u32,
+    /// `RAILWAY_DEPLOYMENT_DRAINING_SECONDS`, set by the operator on Railway: how long the
+    /// platform waits between SIGTERM and SIGKILL (Railway's default is 3 s).
+    pub platform_draining: Option<Duration>,
+}
+
+impl ApiConfig {
+    /// The most connections the process opens: its pool plus the watchdog's connection.
+    pub fn max_connections(&self) -> u32 {
+        self.pool_size + 1
+    }
+}
+
+/// What a scheduler needs after `CRON_SHUTDOWN_GRACE` to fail what is left and leave the
+/// cluster cleanly (a few database writes); the platform's draining time should add it.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
+
+impl SchedulerConfig {
+    /// A warning when the platform kills the process before its shutdown grace is over: runs
+    /// would die mid-flight and be failed later by a sweep instead of at shutdown.
+    pub fn draining_warning(&self) -> Option<String> {
+        let draining = self.platform_draining?;
+        (draining < self.shutdown_grace).then(|| {
+            format!(
+                "RAILWAY_DEPLOYMENT_DRAINING_SECONDS ({}s) is shorter than CRON_SHUTDOWN_GRACE ({}): \
+                 a deploy kills runs before their grace is over; set it to at least {}",
+                draining.as_secs(),
+                humantime::format_duration(self.shutdown_grace),
+                (self.shutdown_grace + SHUTDOWN_MARGIN).as_secs()
+            )
+        })
+    }
+
+    /// The most connections the process opens: the targets' pool, the bookkeeping pool, the
+    /// connection that records outcomes and the LISTEN connection.
+    pub fn max_connections(&self) -> u32 {
+        self.pool_size + self.bookkeeping_pool_size + 2
+    }
 }
 
 /// The default of `CRON_MISSED_AFTER` (SPEC §15).
 pub const DEFAULT_MISSED_AFTER: Duration = Duration::from_secs(60);
 /// The default of `CRON_MAX_IN_FLIGHT`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+/// The default of `DATABASE_POOL_SIZE` for `cronjobs api`.
+pub const DEFAULT_API_POOL_SIZE: u32 = 10;
+/// The default of `DATABASE_POOL_SIZE` for `cronjobs scheduler` (the targets' `ctx.db()`).
+pub const DEFAULT_TARGETS_POOL_SIZE: u32 = 20;
+/// The default of `CRON_SCHEDULER_POOL_SIZE`.
+pub const DEFAULT_BOOKKEEPING_POOL_SIZE: u32 = 4;
 
 /// Collects values and problems while reading the environment.
 struct Reader<'a> {
@@ -186,6 +239,15 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A pool size within `min..=1000`.
+    fn pool_size(&mut self, name: &str, default: u32, min: u32, why_min: &str) -> u32 {
+        self.parsed(name, default, |raw| match raw.parse::<u32>() {
+            Ok(n) if (min..=1000).contains(&n) => Ok(n),
+            Ok(n) if n < min && !why_min.is_empty() => Err(format!("must be at least {min}: {why_min}")),
+            _ => Err(format!("must be a whole number from {min} to 1000")),
+        })
+    }
+
     fn finish<T>(self, value: T) -> Result<T, ConfigError> {
         if self.problems.is_empty() {
             Ok(value)
@@ -198,6 +260,14 @@ impl<'a> Reader<'a> {
 fn parse_port(raw: &str) -> Result<u16, String> {
     raw.parse::<u16>()
         .map_err(|_| "must be a port number between 0 and 65535".to_owned())
+}
+
+fn parse_switch(raw: &str) -> Result<bool, String> {
+    match raw {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err("must be 1 (on) or 0 (off)".into()),
+    }
 }
 
 /// The minimum length of an admin token.
@@ -224,6 +294,7 @@ fn parse_admin_tokens(raw: &str) -> Result<Vec<AdminToken>, String> {
     if tokens.is_empty() && problems.is_empty() {
         problems.push("no name:token pairs".into());
     }
+    problems.extend(duplicate_admins(&tokens));
     if problems.is_empty() {
         Ok(tokens)
     } else {
@@ -232,6 +303,26 @@ fn parse_admin_tokens(raw: &str) -> Result<Vec<AdminToken>, String> {
             problems.join("; ")
         ))
     }
+}
+
+/// Names given twice, and tokens given twice (named by their admins, never echoed): with either,
+/// who made a change would depend on the order of the list.
+fn duplicate_admins(tokens: &[AdminToken]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, admin) in tokens.iter().enumerate() {
+        for earlier in &tokens[..i] {
+            if earlier.name == admin.name {
+                problems.push(format!("the name {:?} is given twice", admin.name));
+            }
+            if earlier.token == admin.token {
+                problems.push(format!(
+                    "{:?} and {:?} have the same token: give each admin their own",
+                    earlier.name, admin.name
+                ));
+            }
+        }
+    }
+    problems
 }
 
 const DATABASE_URL_HINT: &str = "set it to a PostgreSQL URL, e.g. postgres://user:password@host:5432/cronjobs";
@@ -267,10 +358,12 @@ impl CommonConfig {
             }
         }
         let sentry_dsn = sentry_dsn.map(Secret::new);
+        let diagnostic_targets = r.parsed("CRON_DIAGNOSTIC_TARGETS", false, parse_switch);
         r.finish(CommonConfig {
             app_env,
             log_format,
             sentry_dsn,
+            diagnostic_targets,
         })
     }
 }
@@ -297,12 +390,14 @@ impl ApiConfig {
             None => Vec::new(),
         };
         let missed_after = r.duration("CRON_MISSED_AFTER", DEFAULT_MISSED_AFTER);
+        let pool_size = r.pool_size("DATABASE_POOL_SIZE", DEFAULT_API_POOL_SIZE, 1, "");
         let config = ApiConfig {
             database_url: database_url.unwrap_or_else(|| Secret::new("")),
             host,
             port,
             admin_tokens,
             missed_after,
+            pool_size,
         };
         r.finish(config)
     }
@@ -325,6 +420,18 @@ impl SchedulerConfig {
             }
         });
         let port = r.parsed("PORT", None, |raw| parse_port(raw).map(Some));
+        let pool_size = r.pool_size("DATABASE_POOL_SIZE", DEFAULT_TARGETS_POOL_SIZE, 1, "");
+        let bookkeeping_pool_size = r.pool_size(
+            "CRON_SCHEDULER_POOL_SIZE",
+            DEFAULT_BOOKKEEPING_POOL_SIZE,
+            2,
+            "with one connection, heartbeats would wait behind a large slot insert",
+        );
+        let platform_draining = r.parsed("RAILWAY_DEPLOYMENT_DRAINING_SECONDS", None, |raw| {
+            raw.parse::<u64>()
+                .map(|s| Some(Duration::from_secs(s)))
+                .map_err(|_| "must be a whole number of seconds".to_owned())
+        });
         if heartbeat_every >= stale_after {
             r.problems.push(format!(
                 "CRON_HEARTBEAT_EVERY ({}) must be shorter than CRON_STALE_AFTER ({}), or healthy runs would be marked stale",
@@ -341,6 +448,9 @@ impl SchedulerConfig {
             missed_after,
             max_in_flight,
             port,
+            pool_size,
+            bookkeeping_pool_size,
+            platform_draining,
         };
         r.finish(config)
     }
@@ -390,6 +500,34 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_admin_names_and_tokens_are_rejected_without_echoing_tokens() {
+        let config =
+            |tokens: &str| ApiConfig::from_env(&[("DATABASE_URL", "postgres://x"), ("CRON_ADMIN_TOKENS", tokens)]);
+        let err = config("alice:0123456789abcdef,alice:fedcba9876543210")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r#"the name "alice" is given twice"#), "{err}");
+        assert!(
+            !err.contains("0123456789abcdef") && !err.contains("fedcba9876543210"),
+            "{err}"
+        );
+
+        let err = config("alice:0123456789abcdef,bob:0123456789abcdef")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r#""alice" and "bob" have the same token"#), "{err}");
+        assert!(!err.contains("0123456789abcdef"), "{err}");
+
+        assert_eq!(
+            config("alice:0123456789abcdef,bob:fedcba9876543210")
+                .unwrap()
+                .admin_tokens
+                .len(),
+            2
+        );
+    }
+
+    #[test]
     fn scheduler_durations_are_validated() {
         let err = SchedulerConfig::from_env(&[
             ("DATABASE_URL", "postgres://x"),
@@ -417,6 +555,73 @@ mod tests {
         assert!(!text.contains("secretvalue"), "{text}");
         let ok = CommonConfig::from_env(&[("SENTRY_DSN", "https://public@sentry.example.com/42")]).unwrap();
         assert!(ok.sentry_dsn.is_some());
+    }
+
+    #[test]
+    fn diagnostic_targets_are_off_unless_switched_on() {
+        assert!(!CommonConfig::from_env(&[]).unwrap().diagnostic_targets);
+        assert!(
+            CommonConfig::from_env(&[("CRON_DIAGNOSTIC_TARGETS", "1")])
+                .unwrap()
+                .diagnostic_targets
+        );
+        assert!(
+            !CommonConfig::from_env(&[("CRON_DIAGNOSTIC_TARGETS", "0")])
+                .unwrap()
+                .diagnostic_targets
+        );
+        let err = CommonConfig::from_env(&[("CRON_DIAGNOSTIC_TARGETS", "yes")]).unwrap_err();
+        assert!(err.to_string().contains("CRON_DIAGNOSTIC_TARGETS"), "{err}");
+    }
+
+    #[test]
+    fn pool_sizes_have_defaults_and_are_validated_together() {
+        let url = ("DATABASE_URL", "postgres://x");
+        let scheduler = SchedulerConfig::from_env(&[url]).unwrap();
+        assert_eq!((scheduler.pool_size, scheduler.bookkeeping_pool_size), (20, 4));
+        assert_eq!(scheduler.max_connections(), 26);
+        let tokens = ("CRON_ADMIN_TOKENS", "alice:0123456789abcdef");
+        let api = ApiConfig::from_env(&[url, tokens]).unwrap();
+        assert_eq!((api.pool_size, api.max_connections()), (10, 11));
+
+        let small =
+            SchedulerConfig::from_env(&[url, ("DATABASE_POOL_SIZE", "3"), ("CRON_SCHEDULER_POOL_SIZE", "2")]).unwrap();
+        assert_eq!(small.max_connections(), 7);
+
+        let err = SchedulerConfig::from_env(&[url, ("DATABASE_POOL_SIZE", "0"), ("CRON_SCHEDULER_POOL_SIZE", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_POOL_SIZE=\"0\" is invalid"), "{err}");
+        assert!(
+            err.contains("CRON_SCHEDULER_POOL_SIZE=\"1\" is invalid: must be at least 2"),
+            "{err}"
+        );
+        let err = ApiConfig::from_env(&[url, tokens, ("DATABASE_POOL_SIZE", "many")]).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_POOL_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn a_platform_draining_time_shorter_than_the_grace_is_warned_about() {
+        let config = |draining: &str| {
+            SchedulerConfig::from_env(&[
+                ("DATABASE_URL", "postgres://x"),
+                ("CRON_SHUTDOWN_GRACE", "30s"),
+                ("RAILWAY_DEPLOYMENT_DRAINING_SECONDS", draining),
+            ])
+        };
+        let warning = config("3").unwrap().draining_warning().expect("a warning");
+        assert!(
+            warning.contains("(3s) is shorter than CRON_SHUTDOWN_GRACE (30s)"),
+            "{warning}"
+        );
+        assert!(warning.contains("at least 45"), "{warning}");
+        assert_eq!(config("45").unwrap().draining_warning(), None);
+        let unset = SchedulerConfig::from_env(&[("DATABASE_URL", "postgres://x")]).unwrap();
+        assert_eq!(unset.draining_warning(), None);
+        assert!(config("45s")
+            .unwrap_err()
+            .to_string()
+            .contains("RAILWAY_DEPLOYMENT_DRAINING_SECONDS"));
     }
 
     #[test]

@@ -3,11 +3,17 @@
 //! `#[cron_target]` emits one [`Target`] per function through `inventory::submit!`;
 //! this module collects them, checks them once at startup, and looks them up by key.
 //! inventory's iteration order is unspecified, so every listing here is sorted by key.
+//!
+//! Diagnostic targets (`#[cron_target(..., diagnostic)]`: they panic, sleep for a day or create
+//! tables on purpose) are left out of every lookup unless [`enable_diagnostic_targets`] was
+//! called: the API lists and accepts only what [`all`] and [`get`] return, and the scheduler
+//! runs and advertises only those, so this is the one switch.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -29,6 +35,8 @@ pub struct Target {
     pub timeout: Duration,
     /// The payload type, if the function takes one.
     pub payload: Option<PayloadSpec>,
+    /// A target for testing the service itself: off unless enabled (see the module doc).
+    pub diagnostic: bool,
     /// Runs the function: decodes the payload, calls it, encodes its output.
     pub run: fn(JobContext, Value) -> RunFuture,
     /// The function's name, for messages.
@@ -100,17 +108,40 @@ pub enum RegistryError {
     },
 }
 
-/// Every registered target, sorted by key.
-pub fn all() -> Vec<&'static Target> {
+static DIAGNOSTICS_ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Puts the diagnostic targets in the registry for the rest of the process
+/// (`CRON_DIAGNOSTIC_TARGETS=1`; the tests and benchmarks use them).
+pub fn enable_diagnostic_targets() {
+    DIAGNOSTICS_ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`enable_diagnostic_targets`] was called.
+pub fn diagnostic_targets_enabled() -> bool {
+    DIAGNOSTICS_ENABLED.load(Ordering::Relaxed)
+}
+
+fn usable(target: &Target) -> bool {
+    !target.diagnostic || diagnostic_targets_enabled()
+}
+
+/// Every registered target, enabled or not, sorted by key.
+fn registered() -> Vec<&'static Target> {
     let mut targets: Vec<&'static Target> = inventory::iter::<Target>.into_iter().collect();
     targets.sort_by(|a, b| a.key.cmp(b.key).then(a.file.cmp(b.file)).then(a.line.cmp(&b.line)));
     targets
 }
 
-/// Checks the registry: every key well-formed and unique. Run once at startup.
+/// Every usable target (diagnostic ones only when enabled), sorted by key.
+pub fn all() -> Vec<&'static Target> {
+    registered().into_iter().filter(|t| usable(t)).collect()
+}
+
+/// Checks the registry: every key well-formed and unique, diagnostic targets included (a
+/// build must not be broken only where they are enabled). Run once at startup.
 pub fn check() -> Result<(), Vec<RegistryError>> {
     let mut errors = Vec::new();
-    let targets = all();
+    let targets = registered();
     for target in &targets {
         if let Err(reason) = JobKey::parse(target.key) {
             errors.push(RegistryError::MalformedKey {
@@ -136,13 +167,14 @@ pub fn check() -> Result<(), Vec<RegistryError>> {
     }
 }
 
-/// Looks a target up by key.
+/// Looks a usable target up by key.
 pub fn get(key: &str) -> Option<&'static Target> {
     static BY_KEY: OnceLock<HashMap<&'static str, &'static Target>> = OnceLock::new();
     BY_KEY
-        .get_or_init(|| all().into_iter().map(|t| (t.key, t)).collect())
+        .get_or_init(|| registered().into_iter().map(|t| (t.key, t)).collect())
         .get(key)
         .copied()
+        .filter(|t| usable(t))
 }
 
 /// Checks that `payload` fits the target `key`: an object that deserializes into its payload

@@ -34,6 +34,8 @@
 //! # Diagnostic targets
 //!
 //! [`system`] holds targets for operating and testing the service itself: `system.heartbeat`,
-//! `system.sleep`, `system.fail`, `system.panic` and `system.record`.
+//! `system.prune` (retention as a cron job),
+//! `system.sleep`, `system.fail`, `system.panic` and `system.record`. All but `system.heartbeat`
+//! are off unless `CRON_DIAGNOSTIC_TARGETS=1` (see [`system`]).
 
 pub mod system;

@@ -1,8 +1,13 @@
 //! Diagnostic targets, for operators and for the service's own tests and benchmarks.
+//!
+//! `system.heartbeat` is always on (the Definition-of-Done job runs it). The others are marked
+//! `diagnostic`, off unless the process runs with `CRON_DIAGNOSTIC_TARGETS=1`: they panic, fail,
+//! hold run capacity for up to a day or create a table on purpose, which no production job needs.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use cron_runtime::store::runs::Pruned;
 use cron_runtime::{cron_target, JobContext};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -60,7 +65,7 @@ pub struct Slept {
 /// Sleeps for `seconds` (0 to 86400), then succeeds; fails with "cancelled" if the run is
 /// cancelled first (timeout or shutdown). Use it to test timeouts, overlap and shutdown;
 /// with `hold_connection`, it also holds a database connection while it sleeps.
-#[cron_target("system.sleep", timeout = "1day 1m")]
+#[cron_target("system.sleep", timeout = "1day 1m", diagnostic)]
 pub async fn sleep(ctx: JobContext, args: SleepArgs) -> anyhow::Result<Slept> {
     let duration = Duration::try_from_secs_f64(args.seconds)
         .with_context(|| format!("cannot sleep for {} seconds", args.seconds))?;
@@ -90,14 +95,14 @@ pub struct FailArgs {
 
 /// Always fails, with the payload's `message` as the run's error. Use it to test alerting and
 /// the failed-run path.
-#[cron_target("system.fail", timeout = "1m")]
+#[cron_target("system.fail", timeout = "1m", diagnostic)]
 pub async fn fail(_ctx: JobContext, args: FailArgs) -> anyhow::Result<()> {
     Err(anyhow!(args.message))
 }
 
 /// Panics ("system.panic was asked to panic"). The run must be recorded as failed with that
 /// message and the scheduler must carry on: the scheduler's tests use it to prove both.
-#[cron_target("system.panic", timeout = "1m")]
+#[cron_target("system.panic", timeout = "1m", diagnostic)]
 pub async fn panic(_ctx: JobContext) -> anyhow::Result<()> {
     panic!("system.panic was asked to panic")
 }
@@ -105,7 +110,7 @@ pub async fn panic(_ctx: JobContext) -> anyhow::Result<()> {
 /// Inserts a row (run id, job key, slot, time of execution) into `cron_test_executions`,
 /// creating the table if needed. Tests and benchmarks count executions with it; the table's
 /// primary key on run_id makes a run that executes twice fail.
-#[cron_target("system.record", timeout = "1m")]
+#[cron_target("system.record", timeout = "1m", diagnostic)]
 pub async fn record(ctx: JobContext) -> anyhow::Result<()> {
     match insert_execution(&ctx).await {
         Err(e) if is_undefined_table(&e) => {
@@ -156,4 +161,86 @@ fn is_undefined_table(error: &sqlx::Error) -> bool {
         .as_database_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == "42P01")
+}
+
+/// The payload of `system.prune`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneArgs {
+    /// Delete terminal runs created longer ago than this: a duration such as `180d`, `12w` or
+    /// `720h`, from `1d` to 100 years (default `180d`, the retention of SPEC §2.8).
+    #[serde(default)]
+    pub older_than: Retention,
+}
+
+/// How old a run must be for `system.prune` to delete it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Duration);
+
+/// The shortest retention `system.prune` accepts: a job should not be able to wipe the history
+/// an operator is looking at (`cronjobs prune` can, by hand).
+pub const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// The longest: a cut-off before year 1 would delete nothing anyway.
+pub const MAX_RETENTION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+impl Retention {
+    /// Parses a humantime duration within [`MIN_RETENTION`]..=[`MAX_RETENTION`].
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let duration = humantime::parse_duration(raw.trim())
+            .map_err(|e| format!("{e}; write a duration such as 180d, 12w or 720h"))?;
+        if !(MIN_RETENTION..=MAX_RETENTION).contains(&duration) {
+            return Err(format!("must be from 1d to 100 years (got {raw:?})"));
+        }
+        Ok(Retention(duration))
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention::parse(cron_runtime::store::runs::DEFAULT_RETENTION).expect("a valid default")
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Retention::parse(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Retention {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl schemars::JsonSchema for Retention {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Retention".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration such as 180d, 12w or 720h, from 1d to 100 years.",
+            "examples": ["180d"]
+        })
+    }
+}
+
+/// Deletes terminal runs older than `older_than` (default `180d`), in batches of 5,000 rows
+/// per transaction so no lock is held for long, exactly as `cronjobs prune` does. Schedule it
+/// (e.g. `0 3 * * *`) to keep run history within its retention. Returns the counts by status.
+#[cron_target("system.prune", timeout = "1h")]
+pub async fn prune(ctx: JobContext, args: PruneArgs) -> anyhow::Result<Pruned> {
+    use cron_runtime::store::runs;
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(args.older_than.0)?;
+    tokio::select! {
+        // Each batch commits on its own: a cancelled prune keeps what it deleted.
+        pruned = runs::prune(ctx.db(), cutoff, runs::DEFAULT_PRUNE_BATCH) => {
+            let pruned = pruned.context("cannot prune runs")?;
+            tracing::info!(deleted = pruned.total(), cutoff = %cutoff, "pruned runs");
+            Ok(pruned)
+        }
+        () = ctx.cancelled() => Err(anyhow!("cancelled")),
+    }
 }

@@ -16,10 +16,13 @@ fn the_registry_is_valid() {
 
 #[test]
 fn the_system_targets_are_registered() {
+    // As `CRON_DIAGNOSTIC_TARGETS=1` does in the binary (diagnostics_off.rs covers the default).
+    registry::enable_diagnostic_targets();
     let expected = [
         ("system.fail", Some("FailArgs")),
         ("system.heartbeat", None),
         ("system.panic", None),
+        ("system.prune", Some("PruneArgs")),
         ("system.record", None),
         ("system.sleep", Some("SleepArgs")),
     ];
@@ -48,6 +51,7 @@ fn the_system_targets_are_registered() {
 
 #[test]
 fn sleep_payloads_are_checked() {
+    registry::enable_diagnostic_targets();
     assert_eq!(
         registry::validate_payload("system.sleep", &json!({"seconds": 0.5})),
         Ok(())
@@ -78,6 +82,7 @@ fn sleep_payloads_are_checked() {
 
 #[test]
 fn fail_payloads_are_checked() {
+    registry::enable_diagnostic_targets();
     assert_eq!(
         registry::validate_payload("system.fail", &json!({"message": "boom"})),
         Ok(())

@@ -28,6 +28,8 @@ fn context(cancel: CancellationToken) -> JobContext {
 }
 
 async fn run(key: &str, payload: Value, cancel: CancellationToken) -> Result<Value, String> {
+    // As `CRON_DIAGNOSTIC_TARGETS=1` does in the binary.
+    registry::enable_diagnostic_targets();
     let target = registry::get(key).unwrap_or_else(|| panic!("{key} is not registered"));
     (target.run)(context(cancel), payload).await
 }

@@ -44,6 +44,9 @@ impl TestApi {
 
     /// Serves the API over `db`.
     pub async fn spawn_on(db: TestDb) -> TestApi {
+        // What `CRON_DIAGNOSTIC_TARGETS=1` does in the binary: the tests create jobs on
+        // `system.sleep` and friends. (For the default, start the binary: `api_process`.)
+        cron_runtime::registry::enable_diagnostic_targets();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let admins = vec![AdminToken {

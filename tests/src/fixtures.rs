@@ -89,6 +89,8 @@ pub fn scheduler(db: &TestDb, extra: &[(&str, &str)]) -> Cronjobs {
         ("CRON_SHUTDOWN_GRACE", "3s"),
         ("LOG_FORMAT", "json"),
         ("RUST_LOG", "info"),
+        // The tests run `system.record`, `system.sleep`, ... (off in production).
+        ("CRON_DIAGNOSTIC_TARGETS", "1"),
     ];
     for (key, value) in extra {
         env.retain(|(k, _)| k != key);
@@ -108,6 +110,7 @@ pub async fn api_process(db: &TestDb, token: &str, extra: &[(&str, &str)]) -> (C
         ("CRON_ADMIN_TOKENS", tokens.as_str()),
         ("HOST", "127.0.0.1"),
         ("PORT", port.as_str()),
+        ("CRON_DIAGNOSTIC_TARGETS", "1"),
     ];
     for (key, value) in extra {
         env.retain(|(k, _)| k != key);

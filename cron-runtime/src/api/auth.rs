@@ -1,13 +1,15 @@
 //! Admin authentication: `Authorization: Bearer <token>` against `CRON_ADMIN_TOKENS`.
 //!
-//! Every token is compared in constant time, and all of them are compared on every request,
-//! so response timing reveals neither a token's prefix nor which admin matched.
+//! The presented token and every configured one are hashed (SHA-256) and the digests compared
+//! in constant time, all of them on every request: a digest has a fixed size, so response timing
+//! reveals neither a token's prefix, nor its length, nor which admin matched.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -42,9 +44,12 @@ fn bearer_token(header: &str) -> Option<&str> {
 }
 
 fn find_admin<'a>(admins: &'a [AdminToken], token: &str) -> Option<&'a AdminToken> {
+    let presented = Sha256::digest(token.as_bytes());
     let mut matched = None;
     for admin in admins {
-        if bool::from(admin.token.expose().as_bytes().ct_eq(token.as_bytes())) && matched.is_none() {
+        let configured = Sha256::digest(admin.token.expose().as_bytes());
+        // Tokens are unique (config.rs rejects duplicates), so at most one matches.
+        if bool::from(configured.ct_eq(&presented)) {
             matched = Some(admin);
         }
     }
@@ -83,6 +88,8 @@ mod tests {
         );
         assert!(find_admin(&admins, "0123456789abcde").is_none());
         assert!(find_admin(&admins, "0123456789abcdef0").is_none());
+        assert!(find_admin(&admins, "").is_none());
+        assert!(find_admin(&admins, &"0123456789abcdef".repeat(1000)).is_none());
         assert_eq!(bearer_token("Bearer abc"), Some("abc"));
         assert_eq!(bearer_token("bearer  abc "), Some("abc"));
         assert_eq!(bearer_token("Basic abc"), None);

@@ -208,7 +208,7 @@ pub async fn serve(
 /// `cronjobs api`: connects, checks the schema, and serves on `HOST:PORT` until SIGTERM/SIGINT.
 /// Also runs a watchdog (SPEC §11), so missed slots are recorded while every scheduler is down.
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
-    let pool = store::connect(&config.database_url)
+    let pool = store::connect_with(&config.database_url, config.pool_size)
         .await
         .context("cannot connect to the database at DATABASE_URL")?;
     schema::ensure_current(&pool).await?;
@@ -216,7 +216,11 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-    tracing::info!(address = %listener.local_addr()?, "admin API listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        max_connections = config.max_connections(),
+        "admin API listening"
+    );
     let stop = tokio_util::sync::CancellationToken::new();
     let watchdog = tokio::spawn(crate::scheduler::watchdog::run(
         store::side_pool(&pool, 1),

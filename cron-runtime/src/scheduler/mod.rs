@@ -80,9 +80,6 @@ pub(crate) enum Event {
 /// the previous one runs. 1,000 kept ahead of execution and beat 5,000 in `scripts/bench herd`.
 const FIRST_INSERT_BATCH: usize = 500;
 const INSERT_BATCH: usize = 1_000;
-/// Connections of the scheduler's own pool: slot inserts, claims, heartbeats, sweeps, the
-/// watchdog and definition reads. Outcomes are recorded on one connection more.
-const BOOKKEEPING_POOL_SIZE: u32 = 4;
 
 /// The name of this host.
 pub(crate) fn hostname() -> String {
@@ -112,9 +109,16 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
         Some(port) => Some(http::bind(port).await?),
         None => None,
     };
-    let bookkeeping = store::side_pool(&pool, BOOKKEEPING_POOL_SIZE);
+    // The scheduler's own pool: slot inserts, claims, heartbeats, sweeps, the watchdog and
+    // definition reads (`CRON_SCHEDULER_POOL_SIZE`). Outcomes are recorded on one connection more.
+    let bookkeeping = store::side_pool(&pool, config.bookkeeping_pool_size);
     let name = instance_name();
-    tracing::info!(instance = %name, targets = registry::all().len(), "scheduler starting");
+    tracing::info!(
+        instance = %name,
+        targets = registry::all().len(),
+        max_connections = config.max_connections(),
+        "scheduler starting"
+    );
     let instance = Instance::new(bookkeeping.clone(), name.clone(), config.heartbeat_every);
     let executor = Executor::new(
         pool.clone(),

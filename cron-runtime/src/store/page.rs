@@ -3,7 +3,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -13,6 +13,12 @@ pub struct Cursor {
     pub at: DateTime<Utc>,
     pub id: Uuid,
 }
+
+/// The years a cursor's time may fall in. Cursors hold `created_at` or `scheduled_at`, and
+/// every time the service stores arrives as RFC 3339 (four-digit years) or from the clock, so
+/// nothing outside 1..=9999 was ever handed out. chrono holds far more (±262,000 years), and
+/// PostgreSQL rejects years before 4713 BC with an error that would be a 500.
+const CURSOR_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
 /// The cursor could not be decoded: it was not produced by this service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,14 +31,19 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(format!("{}|{}", self.at.timestamp_micros(), self.id))
     }
 
-    /// Parses the opaque form.
+    /// Parses the opaque form. Every value is bounded to what this service can have written,
+    /// so a crafted cursor is a 400 here rather than an error from the database.
     pub fn decode(raw: &str) -> Result<Self, InvalidCursor> {
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| InvalidCursor)?;
         let text = String::from_utf8(bytes).map_err(|_| InvalidCursor)?;
         let (micros, id) = text.split_once('|').ok_or(InvalidCursor)?;
         let micros: i64 = micros.parse().map_err(|_| InvalidCursor)?;
+        let at = DateTime::from_timestamp_micros(micros).ok_or(InvalidCursor)?;
+        if !CURSOR_YEARS.contains(&at.year()) {
+            return Err(InvalidCursor);
+        }
         Ok(Cursor {
-            at: DateTime::from_timestamp_micros(micros).ok_or(InvalidCursor)?,
+            at,
             id: Uuid::parse_str(id).map_err(|_| InvalidCursor)?,
         })
     }
@@ -79,5 +90,22 @@ mod tests {
         for bad in ["", "!!!", "bm9waXBl", &URL_SAFE_NO_PAD.encode("12|not-a-uuid")] {
             assert_eq!(Cursor::decode(bad), Err(InvalidCursor), "{bad}");
         }
+    }
+
+    #[test]
+    fn cursor_times_outside_years_1_to_9999_are_rejected() {
+        let id = Uuid::nil();
+        let at = |micros: i64| URL_SAFE_NO_PAD.encode(format!("{micros}|{id}"));
+        // The example, about 220,000 BC: chrono holds it, PostgreSQL does not.
+        assert_eq!(Cursor::decode(&at(-7_000_000_000_000_000_000)), Err(InvalidCursor));
+        assert_eq!(Cursor::decode(&at(i64::MIN)), Err(InvalidCursor));
+        assert_eq!(Cursor::decode(&at(i64::MAX)), Err(InvalidCursor));
+        let year_one = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z").unwrap();
+        let micros = year_one.timestamp_micros();
+        assert!(Cursor::decode(&at(micros)).is_ok());
+        assert_eq!(Cursor::decode(&at(micros - 1)), Err(InvalidCursor));
+        let last = DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999999Z").unwrap();
+        assert!(Cursor::decode(&at(last.timestamp_micros())).is_ok());
+        assert_eq!(Cursor::decode(&at(last.timestamp_micros() + 1)), Err(InvalidCursor));
     }
 }

@@ -834,8 +834,15 @@ pub async fn list(
     }))
 }
 
+/// How old a run gets before retention deletes it, by default (SPEC §2.8: 180 days): the
+/// default of `cronjobs prune --older-than` and of the `system.prune` target's `older_than`.
+pub const DEFAULT_RETENTION: &str = "180d";
+
+/// Rows [`prune`] deletes per transaction, by default.
+pub const DEFAULT_PRUNE_BATCH: i64 = 5_000;
+
 /// What a prune removed (or, in a dry run, would remove), by status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Pruned {
     pub succeeded: u64,
     pub failed: u64,

@@ -19,10 +19,63 @@ pub enum SchemaStatus {
     Behind { missing: Vec<String> },
 }
 
+/// Earlier texts of landed migrations: `(version, SHA-384 of the text a database may have
+/// applied)`. Each was edited after it landed (before the rule below was written down), and sqlx
+/// refuses to migrate a database whose stored checksum differs from the file's. Their schema
+/// differences are made good by `20261130000003_integrity_constraints.sql` (`IF [NOT] EXISTS`),
+/// so only the stored checksum needs rewriting. Never add to this list: never edit a landed
+/// migration, add a new file (a test pins every checksum).
+const EARLIER_TEXTS: &[(i64, &str)] = &[
+    // First text: without the reconcile fingerprint index.
+    (
+        20261127000001,
+        "49a326780fc203abfa65aa90b0f67f0a8ca50e3ea5cf0800c4435d9ca33b59b62d0a1fc8c28cc859afedf6edd538d133",
+    ),
+    // First text: without `DROP INDEX cron_job_runs_definition_idx`.
+    (
+        20261127000002,
+        "a672ef9a7c6c0c58b2def20022dc82dd1d2a3f001914394a7f662d7432e9c9bf5cc01d16a4d3795f2c2dc4dbaacc2f31",
+    ),
+    // Second text: a comment worded differently.
+    (
+        20261127000002,
+        "55b1e42683ce77b2468c64f62fd02b8a7fa44c9b07085e03f615046948414742fb60cbcea387fff5702c1fb89b97e8ba",
+    ),
+];
+
 /// Applies pending migrations. Safe to run from several processes at once: sqlx holds a
-/// PostgreSQL advisory lock while it migrates.
+/// PostgreSQL advisory lock while it migrates (and the checksum rewrite is idempotent).
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    accept_earlier_texts(pool).await?;
     MIGRATOR.run(pool).await
+}
+
+/// Rewrites the stored checksum of a migration applied from one of its [`EARLIER_TEXTS`] to the
+/// checksum of its text today, so the migrator accepts the database.
+async fn accept_earlier_texts(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let table_exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !table_exists {
+        return Ok(());
+    }
+    for (version, earlier) in EARLIER_TEXTS {
+        let Some(current) = MIGRATOR.iter().find(|m| m.version == *version) else {
+            continue;
+        };
+        let rewritten = sqlx::query(
+            "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND encode(checksum, 'hex') = $3",
+        )
+        .bind(current.checksum.as_ref())
+        .bind(version)
+        .bind(earlier)
+        .execute(pool)
+        .await?;
+        if rewritten.rows_affected() > 0 {
+            tracing::info!(version, "accepted an earlier text of a landed migration");
+        }
+    }
+    Ok(())
 }
 
 /// Compares the applied migrations with the embedded ones.
@@ -80,5 +133,76 @@ pub async fn ensure_current(pool: &PgPool) -> Result<(), SchemaError> {
             Ok(())
         }
         SchemaStatus::Behind { missing } => Err(SchemaError::Behind(missing)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every landed migration and the SHA-384 sqlx stores for it. A new migration appends a line.
+    const LANDED: &[(i64, &str)] = &[
+        (
+            20261127000001,
+            "5af0bc375274e5d3741ff23f42d94f617c9b2bb7df83f868cd6eff0a578eee955879dbdddb75f1f25a89249d6cdc0ee1",
+        ),
+        (
+            20261127000002,
+            "134642f37f28ae2607058482b8ce4d7b1ca3717ebe8c9703e401a9a7aeed81d7f26579eec08da83bbe3bbc8174a71b0a",
+        ),
+        (
+            20261130000001,
+            "c4c428262a044fcf78f367c06e46657d61b1e849d0e4b3a12529dad1f7ec59831506c88bb9e6052aa8f38fff5a0026bc",
+        ),
+        (
+            20261130000002,
+            "1c10a24a9fe356ce7f0c0196eb4b7a9753d2b75fe860958e5ee2feedcd92e126506f8cafe107036f282c162f38d53404",
+        ),
+        (
+            20261130000003,
+            "9b3788856303d7e2912776480e831266da78052c462ad0ea63140fa03026c73da7fa21d2ecb1d52ab58f514bb39da70c",
+        ),
+    ];
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn landed_migrations_never_change() {
+        for (version, pinned) in LANDED {
+            let migration = MIGRATOR
+                .iter()
+                .find(|m| m.version == *version)
+                .unwrap_or_else(|| panic!("landed migration {version} is gone: never delete a landed migration"));
+            assert_eq!(
+                hex(&migration.checksum),
+                *pinned,
+                "migration {version} ({}) changed: databases that applied it will refuse `cronjobs migrate`. \
+                 Never edit a landed migration: add a new file",
+                migration.description
+            );
+        }
+    }
+
+    #[test]
+    fn every_migration_is_pinned() {
+        for migration in MIGRATOR.iter() {
+            assert!(
+                LANDED.iter().any(|(v, _)| *v == migration.version),
+                "migration {} is not pinned: append ({}, \"{}\") to LANDED once its text is final",
+                migration.version,
+                migration.version,
+                hex(&migration.checksum)
+            );
+        }
+    }
+
+    #[test]
+    fn earlier_texts_are_of_known_migrations_and_differ_from_today() {
+        for (version, earlier) in EARLIER_TEXTS {
+            let (_, current) = LANDED.iter().find(|(v, _)| v == version).expect("a landed migration");
+            assert_ne!(current, earlier);
+        }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! One test binary with a module per area (see `tests/tests/black_box/main.rs` for why).
 
+mod migrations;
 mod schedule_crosscheck;
 mod schedule_known_cases;
 mod schedule_properties;

@@ -239,7 +239,7 @@ async fn run_timestamps_match_the_status(pool: PgPool) {
     let def = recurring(&pool, "k", "active").await.unwrap();
     let running_without_heartbeat = sqlx::query(
         "INSERT INTO cron_job_runs (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at, status)
-         VALUES ($1, $2, 'k', 1, 't', 'scheduled', now(), 'running')",
+         VALUES ($1, $2, 'k', 1, 'system.heartbeat', 'scheduled', now(), 'running')",
     )
     .bind(Uuid::now_v7())
     .bind(def)
@@ -248,11 +248,94 @@ async fn run_timestamps_match_the_status(pool: PgPool) {
     assert_eq!(violated(running_without_heartbeat), "cron_job_runs_running_shape");
     let finished_without_time = sqlx::query(
         "INSERT INTO cron_job_runs (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at, status)
-         VALUES ($1, $2, 'k', 1, 't', 'scheduled', now(), 'succeeded')",
+         VALUES ($1, $2, 'k', 1, 'system.heartbeat', 'scheduled', now(), 'succeeded')",
     )
     .bind(Uuid::now_v7())
     .bind(def)
     .execute(&pool)
     .await;
     assert_eq!(violated(finished_without_time), "cron_job_runs_terminal_shape");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_run_copies_its_definition_s_key_version_and_target(pool: PgPool) {
+    let def = recurring(&pool, "k", "active").await.unwrap();
+    recurring(&pool, "other", "active").await.unwrap();
+    let run = |key: &'static str, version: i32, target: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO cron_job_runs (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
+                                            status, finished_at, reason)
+                 VALUES ($1, $2, $3, $4, $5, 'scheduled', now(), 'skipped', now(), 'overlap')",
+            )
+            .bind(Uuid::now_v7())
+            .bind(def)
+            .bind(key)
+            .bind(version)
+            .bind(target)
+            .execute(&pool)
+            .await
+        }
+    };
+    let fk = "cron_job_runs_matches_definition";
+    // Another key would also escape the one-active-run-per-key index.
+    assert_eq!(violated(run("other", 1, "system.heartbeat").await), fk);
+    assert_eq!(violated(run("k", 2, "system.heartbeat").await), fk);
+    assert_eq!(violated(run("k", 1, "system.sleep").await), fk);
+    assert!(run("k", 1, "system.heartbeat").await.is_ok());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_pause_reason_is_5_to_300_characters_after_trimming(pool: PgPool) {
+    let paused = |key: &'static str, reason: String| {
+        let pool = pool.clone();
+        async move {
+            insert_definition(
+                &pool,
+                key,
+                "paused",
+                "schedule_type, cron_expression, pause_reason, paused_at, paused_by",
+                &format!("'recurring', '* * * * *', '{reason}', now(), 'ops'"),
+            )
+            .await
+        }
+    };
+    let check = "cron_job_definitions_pause_reason_length";
+    assert_eq!(violated(paused("a", "x".into()).await), check);
+    assert_eq!(violated(paused("b", "   abcd   ".into()).await), check);
+    assert_eq!(violated(paused("c", "x".repeat(301)).await), check);
+    assert_eq!(violated(paused("d", format!("{}abcd", "\t".repeat(3))).await), check);
+    assert!(paused("e", " abcde ".into()).await.is_ok());
+    assert!(paused("f", "x".repeat(300)).await.is_ok());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_pending_run_has_not_started(pool: PgPool) {
+    let def = recurring(&pool, "k", "active").await.unwrap();
+    let pending_with = |column: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(&format!(
+                "INSERT INTO cron_job_runs (id, job_definition_id, job_key, job_version, target, trigger_type,
+                                            scheduled_at, status, {column})
+                 VALUES ($1, $2, 'k', 1, 'system.heartbeat', 'manual', now(), 'pending', now())"
+            ))
+            .bind(Uuid::now_v7())
+            .bind(def)
+            .execute(&pool)
+            .await
+        }
+    };
+    assert_eq!(
+        violated(pending_with("started_at").await),
+        "cron_job_runs_pending_shape"
+    );
+    assert_eq!(
+        violated(pending_with("heartbeat_at").await),
+        "cron_job_runs_pending_shape"
+    );
+    // finished_at on a pending run was already refused by the terminal shape (either may report).
+    assert!(violated(pending_with("finished_at").await).ends_with("_shape"));
+    assert!(pending_with("created_at").await.is_ok());
 }

@@ -25,12 +25,25 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn targets_listing(diagnostic: Option<&str>) -> String {
+    let mut command = Command::new(binary());
+    command
+        .arg("targets")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    if let Some(value) = diagnostic {
+        command.env("CRON_DIAGNOSTIC_TARGETS", value);
+    }
+    let output = command.output().expect("run cronjobs");
+    assert!(output.status.success(), "{output:?}");
+    stdout(&output)
+}
+
 #[test]
 fn targets_lists_every_registered_target() {
-    let output = cronjobs(&["targets"], None);
-    assert!(output.status.success(), "{output:?}");
-    let listed = stdout(&output);
+    let listed = targets_listing(Some("1"));
     // The test crate links the same `targets` crate as the binary, so the registries match.
+    registry::enable_diagnostic_targets();
     let expected = registry::all();
     assert!(expected.len() >= 5, "the diagnostic targets are registered");
     for target in expected {
@@ -41,6 +54,20 @@ fn targets_lists_every_registered_target() {
         );
     }
     assert!(listed.contains("SleepArgs"), "payload types are shown:\n{listed}");
+}
+
+#[test]
+fn diagnostic_targets_are_listed_only_when_enabled() {
+    for off in [None, Some("0")] {
+        let listed = targets_listing(off);
+        assert!(listed.contains("system.heartbeat"), "{listed}");
+        for key in ["system.sleep", "system.fail", "system.panic", "system.record"] {
+            assert!(
+                !listed.contains(key),
+                "{key} listed with CRON_DIAGNOSTIC_TARGETS={off:?}:\n{listed}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -96,9 +123,16 @@ async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
         .await
         .unwrap();
 
-    let dry = cronjobs(&["prune", "--older-than", "180d", "--dry-run"], Some(&db.url));
+    // Without --older-than, the retention of SPEC §2.8: 180 days.
+    let dry = cronjobs(&["prune", "--dry-run"], Some(&db.url));
     assert!(dry.status.success(), "{dry:?}");
     assert!(stdout(&dry).starts_with("would delete 3 runs"), "{}", stdout(&dry));
+    let younger = cronjobs(&["prune", "--older-than", "182d", "--dry-run"], Some(&db.url));
+    assert!(
+        stdout(&younger).starts_with("would delete 0 runs"),
+        "{}",
+        stdout(&younger)
+    );
     let count = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cron_job_runs")
             .fetch_one(&db.pool)

@@ -5,6 +5,7 @@
 //! `cargo nextest` still runs each test in its own process.
 
 mod api_auth;
+mod api_cursors;
 mod api_errors;
 mod api_jobs;
 mod api_openapi;
@@ -13,11 +14,15 @@ mod api_schedulers;
 mod api_service;
 mod chaos;
 mod cli;
+mod connection_budget;
 mod dev;
+mod diagnostic_targets;
 mod jobs_file;
 mod lifecycle;
 mod metrics;
+mod retention;
 mod scheduler_changes;
+mod scheduler_draining;
 mod scheduler_faults;
 mod scheduler_timing;
 mod sentry;

@@ -26,6 +26,12 @@ pub async fn with_payload(_ctx: JobContext, args: Args) -> anyhow::Result<Summar
     Ok(Summary { n: args.n })
 }
 
+/// A diagnostic target, with a timeout, in either order.
+#[cron_target("pass.diagnostic", diagnostic, timeout = "1m")]
+pub async fn diagnostic(_ctx: JobContext) -> anyhow::Result<()> {
+    Ok(())
+}
+
 /// Any `Display` error; patterns in the arguments; raw identifiers; a fully qualified context.
 #[cron_target("pass.patterns", timeout = "250ms")]
 pub(crate) async fn r#patterns(
