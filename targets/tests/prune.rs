@@ -29,6 +29,7 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
             payload: json!({}),
             description: None,
             created_by: "test".into(),
+            managed_by: cron_runtime::domain::ManagedBy::Api,
         },
     )
     .await

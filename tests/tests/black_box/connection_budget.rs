@@ -61,7 +61,9 @@ async fn targets_holding_connections_stay_within_the_configured_pools() {
             json!({"seconds": 3, "hold_connection": true}),
         )
         .await;
-        runs::request_run(&db.pool, job.id, "test").await.expect("run-now");
+        runs::request_run(&db.pool, job.id, "test", None)
+            .await
+            .expect("run-now");
     }
     let port = reqwest::Url::parse(&db.url).ok().and_then(|u| u.port()).unwrap_or(5432);
     let (pid, pool) = (scheduler.pid(), &db.pool);
