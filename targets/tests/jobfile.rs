@@ -8,7 +8,13 @@ use targets as _;
 use cron_runtime::domain::ManagedBy;
 use cron_runtime::jobfile;
 
+/// The files below use diagnostic targets (`system.sleep`): on, as in the tests' processes.
+fn enable_diagnostic_targets() {
+    cron_runtime::registry::enable_diagnostic_targets();
+}
+
 fn errors(text: &str) -> Vec<String> {
+    enable_diagnostic_targets();
     jobfile::validate("jobs.toml", text)
         .expect_err("invalid")
         .iter()
@@ -18,6 +24,7 @@ fn errors(text: &str) -> Vec<String> {
 
 #[test]
 fn a_valid_file_gives_its_jobs_with_their_lines() {
+    enable_diagnostic_targets();
     let text = "# jobs\n\n[jobs.\"dod.heartbeat\"]\ntarget = \"system.heartbeat\"\ncron = \"*/5 * * * *\"\n\n\
                 [jobs.nap]\ntarget = \"system.sleep\"\nrun_at = 2099-01-01T09:00:00Z\npayload = { seconds = 1 }\n";
     let jobs = jobfile::validate("deploy/jobs.toml", text).expect("valid");

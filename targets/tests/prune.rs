@@ -35,7 +35,8 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
     .await
     .unwrap();
     for (i, age) in ages_in_days.iter().enumerate() {
-        let slot = Utc::now() - Duration::minutes(100 - i as i64);
+        // Slots after the job's creation (its `active_since`): earlier ones are not its slots.
+        let slot = Utc::now() + Duration::minutes(1 + i as i64);
         let run = runs::insert_scheduled(pool, SlotBatch::start(&[DueSlot::of(&job, slot)]), "test")
             .await
             .unwrap()
@@ -53,7 +54,7 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
             .unwrap();
     }
     // An old run still running: retention never touches an active run.
-    let slot = Utc::now() - Duration::minutes(10);
+    let slot = Utc::now() + Duration::minutes(100);
     runs::insert_scheduled(pool, SlotBatch::start(&[DueSlot::of(&job, slot)]), "test")
         .await
         .unwrap();

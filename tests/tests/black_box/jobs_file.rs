@@ -58,15 +58,17 @@ impl Ran {
     }
 }
 
-/// `cronjobs <args>` in `dir` (so files are named as an operator types them), with only PATH
-/// and, when given, DATABASE_URL in its environment.
+/// `cronjobs <args>` in `dir` (so files are named as an operator types them), with only PATH,
+/// the diagnostic targets on and, when given, DATABASE_URL in its environment.
 fn cronjobs_in(dir: &Path, args: &[&str], database_url: Option<&str>) -> Ran {
     let mut command = Command::new(binary());
     command
         .args(args)
         .current_dir(dir)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // The files below use diagnostic targets (system.sleep, system.fail).
+        .env("CRON_DIAGNOSTIC_TARGETS", "1");
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }

@@ -12,8 +12,9 @@ use tests::fixtures::{recurring, runs_of, scheduler, wait_for};
 async fn a_system_prune_job_deletes_runs_older_than_its_retention() {
     let db = TestDb::create().await;
     let history = recurring(&db.pool, "history", "system.heartbeat", "0 0 1 1 *", json!({})).await;
-    for minutes_ago in 1..=4 {
-        let slot = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    // Slots after the job's creation (its active window); the ages come from created_at below.
+    for minutes_ahead in 1..=4 {
+        let slot = chrono::Utc::now() + chrono::Duration::minutes(minutes_ahead);
         let run = runs::insert_scheduled(&db.pool, SlotBatch::start(&[DueSlot::of(&history, slot)]), "test")
             .await
             .unwrap()
