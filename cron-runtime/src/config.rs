@@ -120,7 +120,38 @@ pub struct ApiConfig {
     pub admin_tokens: Vec<AdminToken>,
     /// A slot not started this long after its time is missed (the API's watchdog records it).
     pub missed_after: Duration,
+    /// Incidents and their webhooks (SPEC §12).
+    pub alerts: AlertConfig,
 }
+
+/// Alerting settings, read by `api` and `scheduler` alike (SPEC §12, §15).
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// Consecutive failed or missed runs of a key that open an incident (`CRON_ALERT_AFTER_FAILURES`).
+    pub after_failures: u32,
+    /// Where incident events are POSTed (`CRON_ALERT_WEBHOOK_URLS`); secrets, like the URLs of
+    /// Slack's incoming webhooks.
+    pub webhook_urls: Vec<Secret>,
+    /// Signs every webhook body (`CRON_ALERT_WEBHOOK_SECRET`).
+    pub webhook_secret: Option<Secret>,
+    /// How long no scheduler may be alive, while active jobs exist, before the cluster incident
+    /// `no_scheduler` opens (`CRON_NO_SCHEDULER_AFTER`).
+    pub no_scheduler_after: Duration,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            after_failures: 1,
+            webhook_urls: Vec::new(),
+            webhook_secret: None,
+            no_scheduler_after: DEFAULT_NO_SCHEDULER_AFTER,
+        }
+    }
+}
+
+/// The default of `CRON_NO_SCHEDULER_AFTER` (SPEC §12: two minutes).
+pub const DEFAULT_NO_SCHEDULER_AFTER: Duration = Duration::from_secs(120);
 
 /// Settings of `cronjobs scheduler`.
 #[derive(Debug, Clone)]
@@ -136,6 +167,8 @@ pub struct SchedulerConfig {
     pub max_in_flight: usize,
     /// When set, the scheduler serves `/healthz` and `/metrics` on this port.
     pub port: Option<u16>,
+    /// Incidents, webhooks and Sentry Crons (SPEC §12).
+    pub alerts: AlertConfig,
 }
 
 /// The default of `CRON_MISSED_AFTER` (SPEC §15).
@@ -184,6 +217,37 @@ impl<'a> Reader<'a> {
             Ok(d) => Ok(d),
             Err(e) => Err(format!("{e}; write a duration such as 30s, 15m or 500ms")),
         })
+    }
+
+    /// Reads the alerting variables (shared by `api` and `scheduler`).
+    fn alerts(&mut self) -> AlertConfig {
+        let after_failures = self.parsed("CRON_ALERT_AFTER_FAILURES", 1, |raw| match raw.parse::<u32>() {
+            Ok(n) if (1..=1_000).contains(&n) => Ok(n),
+            _ => Err("must be a whole number from 1 to 1000".into()),
+        });
+        let mut webhook_urls = Vec::new();
+        if let Some(raw) = self.env.var("CRON_ALERT_WEBHOOK_URLS") {
+            // Not through `parsed`: its message would echo the value, and webhook URLs are secrets.
+            for (i, url) in raw.split(',').map(str::trim).filter(|u| !u.is_empty()).enumerate() {
+                match url.parse::<reqwest::Url>() {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
+                        webhook_urls.push(Secret::new(url))
+                    }
+                    _ => self.problems.push(format!(
+                        "CRON_ALERT_WEBHOOK_URLS is invalid: entry {} is not an http(s) URL (expected comma-separated URLs)",
+                        i + 1
+                    )),
+                }
+            }
+        }
+        let webhook_secret = self.env.var("CRON_ALERT_WEBHOOK_SECRET").map(Secret::new);
+        let no_scheduler_after = self.duration("CRON_NO_SCHEDULER_AFTER", DEFAULT_NO_SCHEDULER_AFTER);
+        AlertConfig {
+            after_failures,
+            webhook_urls,
+            webhook_secret,
+            no_scheduler_after,
+        }
     }
 
     fn finish<T>(self, value: T) -> Result<T, ConfigError> {
@@ -297,12 +361,14 @@ impl ApiConfig {
             None => Vec::new(),
         };
         let missed_after = r.duration("CRON_MISSED_AFTER", DEFAULT_MISSED_AFTER);
+        let alerts = r.alerts();
         let config = ApiConfig {
             database_url: database_url.unwrap_or_else(|| Secret::new("")),
             host,
             port,
             admin_tokens,
             missed_after,
+            alerts,
         };
         r.finish(config)
     }
@@ -325,6 +391,7 @@ impl SchedulerConfig {
             }
         });
         let port = r.parsed("PORT", None, |raw| parse_port(raw).map(Some));
+        let alerts = r.alerts();
         if heartbeat_every >= stale_after {
             r.problems.push(format!(
                 "CRON_HEARTBEAT_EVERY ({}) must be shorter than CRON_STALE_AFTER ({}), or healthy runs would be marked stale",
@@ -341,6 +408,7 @@ impl SchedulerConfig {
             missed_after,
             max_in_flight,
             port,
+            alerts,
         };
         r.finish(config)
     }
@@ -417,6 +485,34 @@ mod tests {
         assert!(!text.contains("secretvalue"), "{text}");
         let ok = CommonConfig::from_env(&[("SENTRY_DSN", "https://public@sentry.example.com/42")]).unwrap();
         assert!(ok.sentry_dsn.is_some());
+    }
+
+    #[test]
+    fn alert_settings_are_read_and_webhook_urls_never_echoed() {
+        let ok = SchedulerConfig::from_env(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("CRON_ALERT_AFTER_FAILURES", "3"),
+            (
+                "CRON_ALERT_WEBHOOK_URLS",
+                "https://hooks.slack.com/services/T0/B0/secret, http://127.0.0.1:9/x",
+            ),
+            ("CRON_NO_SCHEDULER_AFTER", "5s"),
+        ])
+        .unwrap();
+        assert_eq!(ok.alerts.after_failures, 3);
+        assert_eq!(ok.alerts.webhook_urls.len(), 2);
+        assert_eq!(ok.alerts.no_scheduler_after, Duration::from_secs(5));
+        let err = ApiConfig::from_env(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("CRON_ADMIN_TOKENS", "alice:0123456789abcdef"),
+            ("CRON_ALERT_AFTER_FAILURES", "0"),
+            ("CRON_ALERT_WEBHOOK_URLS", "hooks.slack.com/services/T0/B0/secretpart"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CRON_ALERT_AFTER_FAILURES"), "{err}");
+        assert!(err.contains("entry 1 is not an http(s) URL"), "{err}");
+        assert!(!err.contains("secretpart"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ async fn the_api_refuses_to_start_on_an_unmigrated_database() {
             token: Secret::new("0123456789abcdef"),
         }],
         missed_after: cron_runtime::config::DEFAULT_MISSED_AFTER,
+        alerts: Default::default(),
     };
     let error = api::run(config).await.expect_err("refuses to start");
     let message = format!("{error:#}");
