@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tests::api::TestApi;
 use tests::db::TestDb;
-use tests::fixtures::{api_process, free_port, recurring, runs_of, scheduler, wait_for};
+use tests::fixtures::{api_process, free_port, http_get, recurring, runs_of, scheduler, wait_for};
 use tests::webhook_receiver::{Received, WebhookReceiver};
 
 const SECRET: &str = "whsec-test-0123456789";
@@ -161,7 +161,9 @@ async fn a_receiver_answering_500_twice_gets_the_same_event_a_third_time() {
     let receiver = WebhookReceiver::start().await;
     receiver.fail_next(2);
     let job = on_demand(&db.pool, "once", "system.fail").await;
-    let env = webhook_env(&receiver.url());
+    let port = free_port();
+    let mut env = webhook_env(&receiver.url());
+    env.push(("PORT", port.to_string()));
     let _scheduler = scheduler(&db, &as_refs(&env));
 
     run_now_and_wait(&db.pool, &job, RunStatus::Failed, 1).await;
@@ -182,6 +184,24 @@ async fn a_receiver_answering_500_twice_gets_the_same_event_a_third_time() {
             .unwrap();
     assert!(delivered_at.is_some());
     assert_eq!(tries, 3);
+
+    // Counted in the scheduler's /metrics.
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let text = wait_for(WAIT, "the delivery counted", || async {
+        http_get(&metrics)
+            .await
+            .map(|(_, text)| text)
+            .filter(|t| t.contains(r#"cronjobs_alert_deliveries_total{result="delivered"} 1"#))
+    })
+    .await;
+    assert!(
+        text.contains(r#"cronjobs_alert_deliveries_total{result="retry"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cronjobs_incidents_total{kind="job",event="incident.opened"} 1"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
