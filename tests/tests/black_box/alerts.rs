@@ -177,12 +177,16 @@ async fn a_receiver_answering_500_twice_gets_the_same_event_a_third_time() {
         "one event id across retries: {ids:?}"
     );
     assert!(attempts.iter().all(|r| r.body == attempts[0].body), "the same body");
-    let (delivered_at, tries): (Option<chrono::DateTime<chrono::Utc>>, i32) =
-        sqlx::query_as("SELECT delivered_at, attempts FROM cron_alert_outbox")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    assert!(delivered_at.is_some());
+    // The receiver saw the 200 before the sender could record it: wait for the record.
+    let tries = wait_for(WAIT, "the delivery recorded", || async {
+        let (delivered, tries): (bool, i32) =
+            sqlx::query_as("SELECT delivered_at IS NOT NULL, attempts FROM cron_alert_outbox")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        delivered.then_some(tries)
+    })
+    .await;
     assert_eq!(tries, 3);
 
     // Counted in the scheduler's /metrics.
