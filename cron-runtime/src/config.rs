@@ -125,7 +125,38 @@ pub struct ApiConfig {
     pub missed_after: Duration,
     /// `DATABASE_POOL_SIZE`: connections serving requests (the watchdog has one more).
     pub pool_size: u32,
+    /// Incidents and their webhooks (SPEC §12).
+    pub alerts: AlertConfig,
 }
+
+/// Alerting settings, read by `api` and `scheduler` alike (SPEC §12, §15).
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// Consecutive failed or missed runs of a key that open an incident (`CRON_ALERT_AFTER_FAILURES`).
+    pub after_failures: u32,
+    /// Where incident events are POSTed (`CRON_ALERT_WEBHOOK_URLS`); secrets, like the URLs of
+    /// Slack's incoming webhooks.
+    pub webhook_urls: Vec<Secret>,
+    /// Signs every webhook body (`CRON_ALERT_WEBHOOK_SECRET`).
+    pub webhook_secret: Option<Secret>,
+    /// How long no scheduler may be alive, while active jobs exist, before the cluster incident
+    /// `no_scheduler` opens (`CRON_NO_SCHEDULER_AFTER`).
+    pub no_scheduler_after: Duration,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            after_failures: 1,
+            webhook_urls: Vec::new(),
+            webhook_secret: None,
+            no_scheduler_after: DEFAULT_NO_SCHEDULER_AFTER,
+        }
+    }
+}
+
+/// The default of `CRON_NO_SCHEDULER_AFTER` (SPEC §12: two minutes).
+pub const DEFAULT_NO_SCHEDULER_AFTER: Duration = Duration::from_secs(120);
 
 /// Settings of `cronjobs scheduler`.
 #[derive(Debug, Clone)]
@@ -149,12 +180,15 @@ pub struct SchedulerConfig {
     /// `RAILWAY_DEPLOYMENT_DRAINING_SECONDS`, set by the operator on Railway: how long the
     /// platform waits between SIGTERM and SIGKILL (Railway's default is 3 s).
     pub platform_draining: Option<Duration>,
+    /// Incidents, webhooks and Sentry Crons (SPEC §12).
+    pub alerts: AlertConfig,
 }
 
 impl ApiConfig {
-    /// The most connections the process opens: its pool plus the watchdog's connection.
+    /// The most connections the process opens: its pool, the watchdog's connection, and the
+    /// webhook sender's when webhooks are configured.
     pub fn max_connections(&self) -> u32 {
-        self.pool_size + 1
+        self.pool_size + 1 + u32::from(!self.alerts.webhook_urls.is_empty())
     }
 }
 
@@ -179,9 +213,10 @@ impl SchedulerConfig {
     }
 
     /// The most connections the process opens: the targets' pool, the bookkeeping pool, the
-    /// connection that records outcomes and the LISTEN connection.
+    /// connection that records outcomes, the LISTEN connection, and the webhook sender's when
+    /// webhooks are configured.
     pub fn max_connections(&self) -> u32 {
-        self.pool_size + self.bookkeeping_pool_size + 2
+        self.pool_size + self.bookkeeping_pool_size + 2 + u32::from(!self.alerts.webhook_urls.is_empty())
     }
 }
 
@@ -246,6 +281,37 @@ impl<'a> Reader<'a> {
             Ok(n) if n < min && !why_min.is_empty() => Err(format!("must be at least {min}: {why_min}")),
             _ => Err(format!("must be a whole number from {min} to 1000")),
         })
+    }
+
+    /// Reads the alerting variables (shared by `api` and `scheduler`).
+    fn alerts(&mut self) -> AlertConfig {
+        let after_failures = self.parsed("CRON_ALERT_AFTER_FAILURES", 1, |raw| match raw.parse::<u32>() {
+            Ok(n) if (1..=1_000).contains(&n) => Ok(n),
+            _ => Err("must be a whole number from 1 to 1000".into()),
+        });
+        let mut webhook_urls = Vec::new();
+        if let Some(raw) = self.env.var("CRON_ALERT_WEBHOOK_URLS") {
+            // Not through `parsed`: its message would echo the value, and webhook URLs are secrets.
+            for (i, url) in raw.split(',').map(str::trim).filter(|u| !u.is_empty()).enumerate() {
+                match url.parse::<reqwest::Url>() {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
+                        webhook_urls.push(Secret::new(url))
+                    }
+                    _ => self.problems.push(format!(
+                        "CRON_ALERT_WEBHOOK_URLS is invalid: entry {} is not an http(s) URL (expected comma-separated URLs)",
+                        i + 1
+                    )),
+                }
+            }
+        }
+        let webhook_secret = self.env.var("CRON_ALERT_WEBHOOK_SECRET").map(Secret::new);
+        let no_scheduler_after = self.duration("CRON_NO_SCHEDULER_AFTER", DEFAULT_NO_SCHEDULER_AFTER);
+        AlertConfig {
+            after_failures,
+            webhook_urls,
+            webhook_secret,
+            no_scheduler_after,
+        }
     }
 
     fn finish<T>(self, value: T) -> Result<T, ConfigError> {
@@ -391,6 +457,7 @@ impl ApiConfig {
         };
         let missed_after = r.duration("CRON_MISSED_AFTER", DEFAULT_MISSED_AFTER);
         let pool_size = r.pool_size("DATABASE_POOL_SIZE", DEFAULT_API_POOL_SIZE, 1, "");
+        let alerts = r.alerts();
         let config = ApiConfig {
             database_url: database_url.unwrap_or_else(|| Secret::new("")),
             host,
@@ -398,6 +465,7 @@ impl ApiConfig {
             admin_tokens,
             missed_after,
             pool_size,
+            alerts,
         };
         r.finish(config)
     }
@@ -432,6 +500,7 @@ impl SchedulerConfig {
                 .map(|s| Some(Duration::from_secs(s)))
                 .map_err(|_| "must be a whole number of seconds".to_owned())
         });
+        let alerts = r.alerts();
         if heartbeat_every >= stale_after {
             r.problems.push(format!(
                 "CRON_HEARTBEAT_EVERY ({}) must be shorter than CRON_STALE_AFTER ({}), or healthy runs would be marked stale",
@@ -451,6 +520,7 @@ impl SchedulerConfig {
             pool_size,
             bookkeeping_pool_size,
             platform_draining,
+            alerts,
         };
         r.finish(config)
     }
@@ -622,6 +692,34 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("RAILWAY_DEPLOYMENT_DRAINING_SECONDS"));
+    }
+
+    #[test]
+    fn alert_settings_are_read_and_webhook_urls_never_echoed() {
+        let ok = SchedulerConfig::from_env(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("CRON_ALERT_AFTER_FAILURES", "3"),
+            (
+                "CRON_ALERT_WEBHOOK_URLS",
+                "https://hooks.slack.com/services/T0/B0/secret, http://127.0.0.1:9/x",
+            ),
+            ("CRON_NO_SCHEDULER_AFTER", "5s"),
+        ])
+        .unwrap();
+        assert_eq!(ok.alerts.after_failures, 3);
+        assert_eq!(ok.alerts.webhook_urls.len(), 2);
+        assert_eq!(ok.alerts.no_scheduler_after, Duration::from_secs(5));
+        let err = ApiConfig::from_env(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("CRON_ADMIN_TOKENS", "alice:0123456789abcdef"),
+            ("CRON_ALERT_AFTER_FAILURES", "0"),
+            ("CRON_ALERT_WEBHOOK_URLS", "hooks.slack.com/services/T0/B0/secretpart"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CRON_ALERT_AFTER_FAILURES"), "{err}");
+        assert!(err.contains("entry 1 is not an http(s) URL"), "{err}");
+        assert!(!err.contains("secretpart"), "{err}");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! - [`registry`]: the targets registered with `#[cron_target]`;
 //! - [`store`]: SQL, one module per table;
 //! - [`api`]: the admin REST API;
+//! - [`alerts`]: incidents' webhooks and Sentry reports;
 //! - [`scheduler`]: timers, execution, recovery and shutdown;
 //! - [`jobfile`]: jobs as code (`cronjobs apply`, `validate`, `export`).
 
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod context;

@@ -31,6 +31,12 @@ pub const DATABASE_ERRORS_TOTAL: &str = "cronjobs_database_errors_total";
 /// Gauge (API): scheduler instances alive in the cluster, read at scrape time.
 pub const SCHEDULERS_ALIVE: &str = "cronjobs_schedulers_alive";
 
+/// Counter, labels `kind`, `event` (`incident.opened`, `incident.resolved`): incident
+/// transitions this process recorded.
+pub const INCIDENTS_TOTAL: &str = "cronjobs_incidents_total";
+/// Counter, label `result` (`delivered`, `retry`, `gave_up`): webhook delivery attempts.
+pub const ALERT_DELIVERIES_TOTAL: &str = "cronjobs_alert_deliveries_total";
+
 /// Buckets of [`FIRE_LAG_SECONDS`]: the target is well under a second; minutes mean trouble.
 const FIRE_LAG_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -85,6 +91,21 @@ fn describe() {
     describe_gauge!(RUNS_IN_FLIGHT, "Runs this scheduler is executing now.");
     describe_counter!(DATABASE_ERRORS_TOTAL, "Database calls that failed, by operation.");
     describe_gauge!(SCHEDULERS_ALIVE, "Scheduler instances alive in the cluster (API only).");
+    describe_counter!(INCIDENTS_TOTAL, "Incidents opened and resolved, by kind and event.");
+    describe_counter!(
+        ALERT_DELIVERIES_TOTAL,
+        "Webhook delivery attempts, by result (delivered, retry, gave_up)."
+    );
+}
+
+/// An incident was opened or resolved.
+pub fn incident(incident: &crate::store::incidents::Incident, event: crate::alerts::Event) {
+    counter!(INCIDENTS_TOTAL, "kind" => incident.kind.clone(), "event" => event.as_str()).increment(1);
+}
+
+/// A webhook delivery attempt ended with `result`.
+pub fn alert_delivery(result: &'static str) {
+    counter!(ALERT_DELIVERIES_TOTAL, "result" => result).increment(1);
 }
 
 /// A run reached a terminal status (succeeded, failed or skipped).

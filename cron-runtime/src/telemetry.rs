@@ -7,7 +7,8 @@
 //! Sentry, when `SENTRY_DSN` is set: events carry `environment` = `APP_ENV`, release
 //! `cronjobs@<version>` and tag `service` (`api`, `scheduler`). Error-level log lines become
 //! events and warn-level ones breadcrumbs; panics are reported by the panic integration;
-//! failed runs are captured explicitly with their tags ([`report_failed_run`]).
+//! a failed run is not an event of its own: the incident it opens is, once
+//! ([`crate::alerts::sentry`]).
 //!
 //! Secrets: configuration values that are secrets are [`crate::config::Secret`]s and never
 //! logged; `send_default_pii` stays off, so Sentry attaches no request headers or user data.
@@ -104,20 +105,6 @@ fn init_sentry(dsn: &str, config: &CommonConfig, service: &'static str) -> sentr
         Some(event)
     }));
     sentry::init(options)
-}
-
-/// Reports a failed run to Sentry (a no-op when Sentry is off), tagged with the run's
-/// `job_key`, `version`, `run_id` and `target`, and grouped per job.
-pub fn report_failed_run(run: &JobRun) {
-    let error = run.error.as_deref().unwrap_or("(no error recorded)");
-    sentry::with_scope(
-        |scope| {
-            set_run_tags(scope, run);
-            scope.set_tag("status", run.status);
-            scope.set_fingerprint(Some(["cronjobs.run_failed", run.job_key.as_str()].as_slice()));
-        },
-        || sentry::capture_message(&format!("run of {} failed: {error}", run.job_key), sentry::Level::Error),
-    );
 }
 
 /// A hub for one run's execution: events it captures (a panic in the target, error logs)

@@ -11,3 +11,4 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod process;
 pub mod sentry_sink;
+pub mod webhook_receiver;

@@ -45,6 +45,16 @@ impl SentrySink {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The Sentry Crons check-ins (envelope items with a `check_in_id`) received so far.
+    pub fn check_ins(&self) -> Vec<Value> {
+        self.envelopes()
+            .iter()
+            .flat_map(|envelope| envelope.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .filter(|item| item.get("check_in_id").is_some() && item.get("monitor_slug").is_some())
+            .collect()
+    }
+
     /// The events (envelope items with tags) received so far.
     pub fn events(&self) -> Vec<Value> {
         self.envelopes()

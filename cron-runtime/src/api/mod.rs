@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod incidents;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
@@ -149,6 +150,7 @@ fn route_table() -> Vec<RouteDef> {
         route(Get, admin_path!("/targets"), true, targets::list_targets),
         route(Get, admin_path!("/schedule/preview"), true, schedule::preview_schedule),
         route(Get, admin_path!("/schedulers"), true, schedulers::list_schedulers),
+        route(Get, admin_path!("/incidents"), true, incidents::list_incidents),
     ]
 }
 
@@ -206,7 +208,8 @@ pub async fn serve(
 }
 
 /// `cronjobs api`: connects, checks the schema, and serves on `HOST:PORT` until SIGTERM/SIGINT.
-/// Also runs a watchdog (SPEC §11), so missed slots are recorded while every scheduler is down.
+/// Also runs a watchdog (SPEC §11), so missed slots are recorded while every scheduler is down,
+/// and delivers alert webhooks (SPEC §12).
 pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     let pool = store::connect_with(&config.database_url, config.pool_size)
         .await
@@ -222,9 +225,16 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
         "admin API listening"
     );
     let stop = tokio_util::sync::CancellationToken::new();
+    crate::alerts::configure(&config.alerts);
     let watchdog = tokio::spawn(crate::scheduler::watchdog::run(
         store::side_pool(&pool, 1),
         config.missed_after,
+        stop.clone(),
+    ));
+    let webhooks = tokio::spawn(crate::alerts::webhooks::run(
+        store::side_pool(&pool, 1),
+        crate::alerts::policy(),
+        config.alerts.webhook_secret.clone(),
         stop.clone(),
     ));
     let served = serve(
@@ -235,6 +245,7 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     .await;
     stop.cancel();
     let _ = watchdog.await;
+    let _ = webhooks.await;
     served?;
     tracing::info!("admin API stopped");
     Ok(())

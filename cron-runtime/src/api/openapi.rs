@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, health, jobs, metrics, runs, schedule, schedulers, targets};
+use super::{error, health, incidents, jobs, metrics, runs, schedule, schedulers, targets};
 use crate::domain::{JobStatus, ManagedBy, RunReason, RunStatus, ScheduleType, TriggerType};
 use crate::store::CHANGES_CHANNEL;
 
@@ -35,6 +35,7 @@ use crate::store::CHANGES_CHANNEL;
         targets::list_targets,
         schedule::preview_schedule,
         schedulers::list_schedulers,
+        incidents::list_incidents,
     ),
     components(schemas(
         error::Problem,
@@ -54,6 +55,7 @@ use crate::store::CHANGES_CHANNEL;
         (name = "targets", description = "The targets compiled into this build."),
         (name = "schedule", description = "Cron expression previews."),
         (name = "schedulers", description = "Scheduler instances and whether they are alive."),
+        (name = "incidents", description = "Alerts: job keys whose runs went bad, and the cluster without a scheduler."),
         (name = "health", description = "Liveness and readiness (no auth), metrics (admin token)."),
     )
 )]

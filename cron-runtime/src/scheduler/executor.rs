@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::retry::retry_until;
+use crate::alerts::sentry::crons;
 use crate::context::JobContext;
 use crate::domain::{JobRun, RunReason};
 use crate::store;
@@ -185,9 +186,16 @@ impl Executor {
     /// (reserved for as many runs, if any); the permits left over are released. Runs beyond
     /// the room still run: a run this scheduler owns is never left unexecuted.
     pub fn spawn(&self, claimed: Vec<ClaimedRun>, mut room: Option<OwnedSemaphorePermit>) {
-        for ClaimedRun { run, target_payload } in claimed {
+        for ClaimedRun {
+            run,
+            target_payload,
+            cron_expression,
+            timezone,
+        } in claimed
+        {
             let permit = room.as_mut().and_then(|room| room.split(1));
             log_started(&run);
+            crons::started(&run, cron_expression.as_deref(), &timezone);
             metrics::runs_in_flight(1.0);
             let stops = Stops {
                 revoked: CancellationToken::new(),
@@ -208,7 +216,9 @@ impl Executor {
                 let outcome = executor.execute(&run, target_payload, stops).await;
                 // The handler is done: a heartbeat meanwhile has nothing left to stop.
                 revoked.cancel();
-                executor.record(&run, outcome).await;
+                if let Some(finished) = executor.record(&run, outcome).await {
+                    crons::finished(&finished, cron_expression.as_deref(), &timezone);
+                }
                 executor.lock_in_flight().remove(&id);
                 metrics::runs_in_flight(-1.0);
                 drop(permit);
@@ -279,7 +289,7 @@ impl Executor {
 
     /// `running` → terminal through the recorder, which retries while the database is
     /// unreachable (until shutdown is over, when the run is left to the stale sweep).
-    async fn record(&self, run: &JobRun, outcome: RunOutcome) {
+    async fn record(&self, run: &JobRun, outcome: RunOutcome) -> Option<JobRun> {
         let started = Instant::now();
         let (recorded, reply) = oneshot::channel();
         let sent = self.inner.outcomes.send(Outcome {
@@ -292,7 +302,10 @@ impl Executor {
             Err(_) => Recorded::Failed,
         };
         match recorded {
-            Recorded::Finished(finished) => log_finished(&finished),
+            Recorded::Finished(finished) => {
+                log_finished(&finished);
+                return Some(*finished);
+            }
             Recorded::NotRunning => tracing::warn!(
                 job_key = %run.job_key, version = run.job_version, run_id = %run.id,
                 "run finished, but it was no longer running (ended by the sweep or a cancel, or recorded by an attempt whose reply was lost)"
@@ -302,6 +315,7 @@ impl Executor {
                 "could not record the run's outcome; the stale sweep will fail it"
             ),
         }
+        None
     }
 
     /// Heartbeats every running run, every `every`, until `stop` fires; a run the database no
@@ -439,8 +453,9 @@ pub fn log_started(run: &JobRun) {
 }
 
 /// One structured line per transition to a terminal status: running → succeeded / failed,
-/// (new) → skipped / missed, pending → missed. Also counts the run, and reports a failure to
-/// Sentry (a panic was reported already, by the panic integration, with the same tags).
+/// (new) → skipped / missed, pending → missed. Also counts the run. A failure is not reported
+/// to Sentry run by run: the incident it opens is, once ([`crate::alerts::sentry`]), and a
+/// panic by the panic integration.
 pub fn log_finished(run: &JobRun) {
     use crate::domain::RunStatus;
     metrics::run_finished(run);
@@ -457,14 +472,9 @@ pub fn log_finished(run: &JobRun) {
         RunStatus::Succeeded => tracing::info!(
             %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, "run finished"
         ),
-        _ => {
-            tracing::warn!(
-                %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, duration_ms, error,
-                "run finished"
-            );
-            if run.status == RunStatus::Failed && run.reason != Some(RunReason::Panic) {
-                telemetry::report_failed_run(run);
-            }
-        }
+        _ => tracing::warn!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, duration_ms, error,
+            "run finished"
+        ),
     }
 }

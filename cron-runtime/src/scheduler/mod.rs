@@ -9,7 +9,8 @@
 //! - [`instances`]: this scheduler's row in `cron_scheduler_instances`;
 //! - [`sweeper`]: fails runs whose scheduler died (`scheduler_lost`) or stopped heartbeating (`stale`);
 //! - [`watchdog`]: records every slot nobody recorded as `missed` (also run by the API);
-//! - [`http`]: `/healthz` and `/metrics` on `PORT`, when set.
+//! - [`http`]: `/healthz` and `/metrics` on `PORT`, when set;
+//! - [`crate::alerts::webhooks`]: delivers incident webhooks (also run by the API).
 //!
 //! Who moves a run between states (the state machine itself is in [`crate::domain::run`]):
 //!
@@ -127,6 +128,8 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
         config.max_in_flight,
         config.shutdown_grace,
     );
+    crate::alerts::configure(&config.alerts);
+    crate::alerts::sentry::crons::configure(config.missed_after);
     let background = CancellationToken::new();
     // Up until the end of the drain, so /metrics shows the last runs.
     let http = listener.map(|listener| tokio::spawn(http::serve(listener, metrics, background.clone())));
@@ -163,6 +166,13 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
         tokio::spawn(watchdog::run(
             bookkeeping.clone(),
             config.missed_after,
+            background.clone(),
+        )),
+        // Its own connection: a slow receiver never holds up the scheduler's bookkeeping.
+        tokio::spawn(crate::alerts::webhooks::run(
+            store::side_pool(&pool, 1),
+            crate::alerts::policy(),
+            config.alerts.webhook_secret.clone(),
             background.clone(),
         )),
         tokio::spawn({

@@ -9,6 +9,9 @@
 //!   each slot without a row as `missed` through the slot guard (`ON CONFLICT DO NOTHING`), so a
 //!   late scheduler insert and the watchdog never both win; then advances the watermark.
 //!
+//! - opens and resolves the cluster incident `no_scheduler` (SPEC §12), and counts the missed
+//!   rows it writes into their keys' incidents, in the pass's transaction.
+//!
 //! Work per pass is bounded ([`DEFINITIONS_PER_PASS`], [`ROWS_PER_PASS`]); after an outage the
 //! next passes follow at once until it has caught up.
 
@@ -21,10 +24,11 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::log_finished;
+use crate::alerts;
 use crate::domain::{JobStatus, RunReason, Schedule};
 use crate::store::runs::{self, DueSlot};
 use crate::store::watermarks::{self, Advance, Watched};
-use crate::store::{instances, StoreError};
+use crate::store::{incidents, instances, StoreError};
 
 /// The advisory lock a pass holds (for its transaction): "cronwdog".
 pub const PASS_LOCK: i64 = 0x6372_6f6e_7764_6f67;
@@ -137,7 +141,12 @@ pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, S
     }
     let missed = runs::insert_missed(&mut tx, &slots, &reasons, runs::MissedBy::Watchdog).await?;
     watermarks::advance(&mut tx, &advances).await?;
+    let policy = alerts::policy();
+    let mut transitions = incidents::record_outcomes(&mut tx, &requests, &policy).await?;
+    transitions.extend(incidents::record_outcomes(&mut tx, &missed, &policy).await?);
+    transitions.extend(incidents::check_no_scheduler(&mut tx, &policy).await?);
     tx.commit().await?;
+    alerts::announce(&transitions);
 
     for run in requests.iter().chain(&missed) {
         log_finished(run);

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{notify, violated_constraint, Change, Cursor, Page, StoreError};
+use super::{incidents, notify, violated_constraint, Change, Cursor, Page, StoreError};
+use crate::alerts;
 use crate::domain::{JobDefinition, JobStatus, ManagedBy, ScheduleType};
 
 pub use crate::domain::{NewDefinition, ScheduleSpec};
@@ -92,8 +93,9 @@ pub async fn new_version_in(
 #[tracing::instrument(skip(pool))]
 pub async fn retire(pool: &PgPool, id: Uuid, actor: &str, writer: ManagedBy) -> Result<JobDefinition, StoreError> {
     let mut tx = pool.begin().await?;
-    let retired = retire_in(&mut tx, id, actor, writer).await?;
+    let (retired, resolved) = retire_resolving(&mut tx, id, actor, writer).await?;
     tx.commit().await?;
+    alerts::announce(resolved.as_slice());
     Ok(retired)
 }
 
@@ -104,10 +106,22 @@ pub async fn retire_in(
     actor: &str,
     writer: ManagedBy,
 ) -> Result<JobDefinition, StoreError> {
+    Ok(retire_resolving(conn, id, actor, writer).await?.0)
+}
+
+/// [`retire_in`], and the job key's open incident resolved (`retired`), if it had one.
+pub(crate) async fn retire_resolving(
+    conn: &mut PgConnection,
+    id: Uuid,
+    actor: &str,
+    writer: ManagedBy,
+) -> Result<(JobDefinition, Option<incidents::Transition>), StoreError> {
     lock_live(conn, id, writer, "retire").await?;
     let retired = mark_retired(conn, id, actor).await?;
     notify(conn, Change::Definition(id)).await?;
-    Ok(retired)
+    // A new version keeps the key (and its incident); retiring the key ends it.
+    let resolved = incidents::resolve_for_key(conn, &retired.job_key, "retired", &alerts::policy()).await?;
+    Ok((retired, resolved))
 }
 
 /// Locks definition `id` for a change by `writer`: it must exist, be live, and be `writer`'s.
@@ -316,6 +330,7 @@ pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result
          WHERE id = $1 AND status = 'active' RETURNING *",
         &[reason, actor],
         ("active", "pause"),
+        Some("paused"),
     )
     .await
 }
@@ -333,6 +348,7 @@ pub async fn resume(pool: &PgPool, id: Uuid) -> Result<JobDefinition, StoreError
          WHERE id = $1 AND status = 'paused' RETURNING *",
         &[],
         ("paused", "resume"),
+        None,
     )
     .await
 }
@@ -345,6 +361,7 @@ async fn transition(
     sql: &'static str,
     binds: &[&str],
     (required, action): (&'static str, &'static str),
+    resolves: Option<&str>,
 ) -> Result<JobDefinition, StoreError> {
     let mut tx = pool.begin().await?;
     let mut query = sqlx::query_as::<_, JobDefinition>(sql).bind(id);
@@ -354,7 +371,13 @@ async fn transition(
     match query.fetch_optional(&mut *tx).await? {
         Some(updated) => {
             notify(&mut tx, Change::Definition(id)).await?;
+            // Pausing a failing job ends its incident (SPEC §12): nobody waits for its recovery.
+            let resolved = match resolves {
+                Some(by) => incidents::resolve_for_key(&mut tx, &updated.job_key, by, &alerts::policy()).await?,
+                None => None,
+            };
             tx.commit().await?;
+            alerts::announce(resolved.as_slice());
             Ok(updated)
         }
         None => {

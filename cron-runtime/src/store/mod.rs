@@ -4,6 +4,7 @@
 //! same transaction, so a listener never hears of a change it cannot yet read.
 
 pub mod definitions;
+pub mod incidents;
 pub mod instances;
 pub mod page;
 pub mod runs;

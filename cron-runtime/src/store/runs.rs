@@ -9,7 +9,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{instances, notify, Change, Cursor, Page, StoreError};
+use super::{incidents, instances, notify, Change, Cursor, Page, StoreError};
+use crate::alerts;
 use crate::domain::{JobDefinition, JobRun, JobStatus, RunReason, RunStatus, ScheduleType, TriggerType};
 
 /// A slot of a definition that is due: what the scheduler inserts.
@@ -149,7 +150,9 @@ pub async fn insert_scheduled(
         .collect();
     running.extend(owned_running(&mut tx, &unrecorded, instance).await?);
     retire_finished_one_time(&mut tx, skipped.iter().chain(&missed)).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &missed, &alerts::policy()).await?;
     tx.commit().await?;
+    alerts::announce(&transitions);
     Ok(InsertedSlots {
         running,
         skipped,
@@ -235,7 +238,7 @@ async fn insert_running(
              ON CONFLICT DO NOTHING
              RETURNING *
          )
-         SELECT inserted.*, d.payload AS target_payload FROM inserted JOIN cron_job_definitions d ON d.id = inserted.job_definition_id"
+         SELECT inserted.*, d.payload AS target_payload, d.cron_expression, d.timezone FROM inserted JOIN cron_job_definitions d ON d.id = inserted.job_definition_id"
     );
     Ok(slots.bind(sqlx::query_as(&sql)).bind(instance).fetch_all(conn).await?)
 }
@@ -323,7 +326,7 @@ async fn owned_running(
     }
     let columns = SlotColumns::of(slots);
     Ok(sqlx::query_as(
-        "SELECT r.*, d.payload AS target_payload
+        "SELECT r.*, d.payload AS target_payload, d.cron_expression, d.timezone
          FROM UNNEST($1::uuid[], $2::timestamptz[]) AS s(definition_id, scheduled_at)
          JOIN cron_job_runs r ON r.job_definition_id = s.definition_id AND r.scheduled_at = s.scheduled_at
                              AND r.trigger_type = 'scheduled'
@@ -476,6 +479,10 @@ pub struct ClaimedRun {
     pub run: JobRun,
     /// What the target gets: the run's own payload (a run-now's), else the definition's.
     pub target_payload: Value,
+    /// The definition's schedule (null for a one-time job) and timezone: a Sentry Crons
+    /// check-in carries them as its monitor's config.
+    pub cron_expression: Option<String>,
+    pub timezone: String,
 }
 
 /// `pending` → `running` for up to `limit` pending runs of the given targets, oldest first:
@@ -503,7 +510,7 @@ pub async fn claim_pending(
              LIMIT $2
              FOR UPDATE SKIP LOCKED
          )
-         RETURNING r.*, COALESCE(r.payload, d.payload) AS target_payload",
+         RETURNING r.*, COALESCE(r.payload, d.payload) AS target_payload, d.cron_expression, d.timezone",
     )
     .bind(targets)
     .bind(limit)
@@ -521,7 +528,7 @@ pub async fn claimed_not_executing(
     executing: &[Uuid],
 ) -> Result<Vec<ClaimedRun>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT r.*, COALESCE(r.payload, d.payload) AS target_payload FROM cron_job_runs r JOIN cron_job_definitions d ON d.id = r.job_definition_id
+        "SELECT r.*, COALESCE(r.payload, d.payload) AS target_payload, d.cron_expression, d.timezone FROM cron_job_runs r JOIN cron_job_definitions d ON d.id = r.job_definition_id
          WHERE r.status = 'running' AND r.trigger_type = 'manual' AND r.scheduler_instance = $1
            AND r.id <> ALL($2::uuid[])",
     )
@@ -616,6 +623,8 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
     .fetch_all(&mut *tx)
     .await?;
     retire_finished_one_time(&mut tx, &finished).await?;
+    // Only the runs this call ended: an earlier attempt's (below) were counted by it.
+    let transitions = incidents::record_outcomes(&mut tx, &finished, &alerts::policy()).await?;
     if finished.len() < ids.len() {
         // A retry after a lost reply: the runs its first attempt ended are reported as ended
         // here too (same status and reason), so they are logged and counted once.
@@ -632,6 +641,7 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
         }));
     }
     tx.commit().await?;
+    alerts::announce(&transitions);
     Ok(finished)
 }
 
@@ -664,7 +674,9 @@ pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobR
     .fetch_all(&mut *tx)
     .await?;
     retire_finished_one_time(&mut tx, &failed).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &failed, &alerts::policy()).await?;
     tx.commit().await?;
+    alerts::announce(&transitions);
     Ok(failed)
 }
 
@@ -697,7 +709,9 @@ pub async fn fail_lost(pool: &PgPool) -> Result<Vec<JobRun>, StoreError> {
     );
     let failed: Vec<JobRun> = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
     retire_finished_one_time(&mut tx, &failed).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &failed, &alerts::policy()).await?;
     tx.commit().await?;
+    alerts::announce(&transitions);
     Ok(failed)
 }
 
@@ -717,7 +731,9 @@ pub async fn fail_owned(pool: &PgPool, instance: &str) -> Result<Vec<JobRun>, St
     .fetch_all(&mut *tx)
     .await?;
     retire_finished_one_time(&mut tx, &failed).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &failed, &alerts::policy()).await?;
     tx.commit().await?;
+    alerts::announce(&transitions);
     Ok(failed)
 }
 

@@ -162,6 +162,10 @@ mod tests {
             20261130000003,
             "9b3788856303d7e2912776480e831266da78052c462ad0ea63140fa03026c73da7fa21d2ecb1d52ab58f514bb39da70c",
         ),
+        (
+            20261130000004,
+            "3b4f04813523c0b76f8c6f2a3075bc48d07e11e9492ed5481ebd5750ebafc1a48a7e2794b999a3d8e2c1956b983dd506",
+        ),
     ];
 
     fn hex(bytes: &[u8]) -> String {

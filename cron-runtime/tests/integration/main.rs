@@ -10,5 +10,6 @@ mod schedule_properties;
 mod schema_constraints;
 mod slot_accounting;
 mod store_definitions;
+mod store_incidents;
 mod store_lifecycle;
 mod store_runs;

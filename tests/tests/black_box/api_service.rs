@@ -44,6 +44,7 @@ async fn the_api_refuses_to_start_on_an_unmigrated_database() {
         }],
         missed_after: cron_runtime::config::DEFAULT_MISSED_AFTER,
         pool_size: cron_runtime::config::DEFAULT_API_POOL_SIZE,
+        alerts: Default::default(),
     };
     let error = api::run(config).await.expect_err("refuses to start");
     let message = format!("{error:#}");

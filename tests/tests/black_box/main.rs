@@ -4,6 +4,7 @@
 //! dependency tree, so thirteen of them cost thirteen links and gigabytes of disk for nothing.
 //! `cargo nextest` still runs each test in its own process.
 
+mod alerts;
 mod api_auth;
 mod api_cursors;
 mod api_errors;

@@ -24,8 +24,10 @@ async fn event_of(sink: &SentrySink, job_key: &str, needle: &str) -> Value {
     .await
 }
 
+/// A failing job opens one incident, reported once however many runs fail (not one event per
+/// failed run), with the tags of the run that opened it.
 #[tokio::test]
-async fn a_failed_run_reaches_sentry_with_its_tags() {
+async fn a_failing_job_reaches_sentry_once_per_incident_with_its_tags() {
     let db = TestDb::create().await;
     let sink = SentrySink::start().await;
     let message = format!("sentry-test failure {}", uuid::Uuid::new_v4());
@@ -38,7 +40,7 @@ async fn a_failed_run_reaches_sentry_with_its_tags() {
     )
     .await;
     let dsn = sink.dsn("publickey", None);
-    let _process = scheduler(&db, &[("SENTRY_DSN", dsn.as_str()), ("APP_ENV", "staging")]);
+    let mut process = scheduler(&db, &[("SENTRY_DSN", dsn.as_str()), ("APP_ENV", "staging")]);
 
     let event = event_of(&sink, "fails", &message).await;
     // `level` is left out when it is `error`, Sentry's default.
@@ -62,6 +64,81 @@ async fn a_failed_run_reaches_sentry_with_its_tags() {
     let run = runs.iter().find(|r| r.id == run_id).expect("the tagged run exists");
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.error.as_deref(), Some(message.as_str()));
+
+    // More failures update the open incident; Sentry hears nothing more of them.
+    wait_for(Duration::from_secs(20), "3 more failed runs", || async {
+        let failed = runs_of(&db.pool, "fails")
+            .await
+            .iter()
+            .filter(|r| r.status == RunStatus::Failed)
+            .count();
+        (failed >= 4).then_some(())
+    })
+    .await;
+    process.terminate();
+    process.wait_exit(Duration::from_secs(15));
+    let events: Vec<Value> = sink
+        .events()
+        .into_iter()
+        .filter(|e| tag(e, "job_key") == Some("fails"))
+        .collect();
+    assert_eq!(
+        events.len(),
+        1,
+        "one event per incident, not per failed run: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn sentry_crons_check_ins_carry_the_monitor_and_its_config() {
+    let db = TestDb::create().await;
+    let sink = SentrySink::start().await;
+    recurring(&db.pool, "beats", "system.heartbeat", "*/2 * * * * *", json!({})).await;
+    recurring(
+        &db.pool,
+        "breaks",
+        "system.fail",
+        "* * * * * *",
+        json!({ "message": "no" }),
+    )
+    .await;
+    let dsn = sink.dsn("publickey", None);
+    let _process = scheduler(&db, &[("SENTRY_DSN", dsn.as_str()), ("CRON_MISSED_AFTER", "90s")]);
+
+    let of = |slug: &'static str, status: &'static str| {
+        let sink = &sink;
+        move || async move {
+            sink.check_ins()
+                .into_iter()
+                .find(|c| c["monitor_slug"] == slug && c["status"] == status)
+        }
+    };
+    let started = wait_for(
+        Duration::from_secs(20),
+        "an in_progress check-in",
+        of("beats", "in_progress"),
+    )
+    .await;
+    let ok = wait_for(Duration::from_secs(20), "an ok check-in", of("beats", "ok")).await;
+    let error = wait_for(Duration::from_secs(20), "an error check-in", of("breaks", "error")).await;
+    assert!(ok["duration"].as_f64().is_some(), "{ok}");
+    assert!(error["duration"].as_f64().is_some(), "{error}");
+    let config = &started["monitor_config"];
+    // Sentry's smallest unit is a minute: the seconds field is dropped.
+    assert_eq!(
+        config["schedule"],
+        json!({"type": "crontab", "value": "* * * * *"}),
+        "{started}"
+    );
+    assert_eq!(config["timezone"], "UTC", "{started}");
+    assert_eq!(
+        config["checkin_margin"], 2,
+        "90 s, in whole minutes rounded up: {started}"
+    );
+    assert_eq!(
+        config["max_runtime"], 1,
+        "system.heartbeat's 1-minute timeout: {started}"
+    );
 }
 
 #[tokio::test]
@@ -72,7 +149,16 @@ async fn a_panicking_target_is_reported_by_the_panic_integration_with_the_run_ta
     let dsn = sink.dsn("publickey", None);
     let _process = scheduler(&db, &[("SENTRY_DSN", dsn.as_str())]);
 
-    let event = event_of(&sink, "panics", "system.panic was asked to panic").await;
+    // The panic's own event (the incident the failed run opens is reported too, without an exception).
+    let event = wait_for(Duration::from_secs(20), "the panic's Sentry event", || async {
+        sink.events().into_iter().find(|e| {
+            let text = e.to_string();
+            tag(e, "job_key") == Some("panics")
+                && text.contains("system.panic was asked to panic")
+                && text.contains("\"exception\"")
+        })
+    })
+    .await;
     assert_eq!(event["environment"], "development", "{event}");
     assert_eq!(tag(&event, "service"), Some("scheduler"), "{event}");
     assert_eq!(tag(&event, "target"), Some("system.panic"), "{event}");
