@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod domain;
 pub mod jobfile;

@@ -39,6 +39,9 @@ async fn the_api_refuses_to_start_on_an_unmigrated_database() {
             name: "alice".into(),
             token: Secret::new("0123456789abcdef"),
         }],
+        viewer_tokens: Vec::new(),
+        console_secret: None,
+        secure_cookies: false,
         missed_after: cron_runtime::config::DEFAULT_MISSED_AFTER,
     };
     let error = api::run(config).await.expect_err("refuses to start");

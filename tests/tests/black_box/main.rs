@@ -13,6 +13,7 @@ mod api_schedulers;
 mod api_service;
 mod chaos;
 mod cli;
+mod console;
 mod jobs_file;
 mod lifecycle;
 mod metrics;
