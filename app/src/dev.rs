@@ -44,7 +44,10 @@ pub async fn run() -> anyhow::Result<()> {
         defaults.push(("DATABASE_URL", create_dev_database().await?));
     }
     let env = DevEnv { defaults };
-    let (api_config, scheduler_config) = both(ApiConfig::from_env(&env), SchedulerConfig::from_env(&env))?;
+    let (api_config, mut scheduler_config) = both(ApiConfig::from_env(&env), SchedulerConfig::from_env(&env))?;
+    // `PORT` is the API's here: the API already serves `/healthz`, and the scheduler binding
+    // the same port for its own would make `PORT=... cronjobs dev` fail at start.
+    scheduler_config.port = None;
 
     let pool = store::connect_with(&api_config.database_url, 20)
         .await

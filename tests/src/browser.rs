@@ -201,10 +201,21 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// Saves a PNG of the viewport to `path`.
-    pub async fn screenshot(&self, path: &std::path::Path) {
+    /// Saves a PNG of the whole page (up to 3000 px tall) at `width` to `path`, then restores
+    /// a `width` × 900 window.
+    pub async fn screenshot(&self, path: &std::path::Path, width: u32) {
+        let height = self
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .ok()
+            .and_then(|h| h.as_u64())
+            .unwrap_or(900)
+            .clamp(600, 3000) as u32;
+        self.resize(width, height).await;
         let png = self.client.screenshot().await.expect("screenshot");
         std::fs::write(path, png).expect("write the screenshot");
+        self.resize(width, 900).await;
     }
 
     /// Ends the session (also done, less politely, on drop).

@@ -145,7 +145,7 @@ async fn check_page(browser: &Browser, name: &str) {
         "{name}: accessibility violations: {violations:#?}"
     );
     browser
-        .screenshot(&screenshots_dir().join(format!("{name}-1280.png")))
+        .screenshot(&screenshots_dir().join(format!("{name}-1280.png")), 1280)
         .await;
     browser.resize(390, 844).await;
     assert!(
@@ -153,7 +153,7 @@ async fn check_page(browser: &Browser, name: &str) {
         "{name} scrolls sideways at 390 px"
     );
     browser
-        .screenshot(&screenshots_dir().join(format!("{name}-390.png")))
+        .screenshot(&screenshots_dir().join(format!("{name}-390.png")), 390)
         .await;
     browser.resize(1280, 900).await;
     let errors = browser.console_errors().await;
@@ -404,4 +404,70 @@ async fn a_viewer_sees_everything_and_changes_nothing() {
     browser.open(&console.url("/admin/jobs")).await;
     assert_eq!(browser.client.current_url().await.expect("url").path(), "/admin/login");
     browser.close().await;
+}
+
+#[tokio::test]
+async fn cronjobs_dev_prints_a_one_time_sign_in_link() {
+    let db = TestDb::create().await;
+    let port = tests::fixtures::free_port().to_string();
+    let dev = Cronjobs::spawn(&["dev"], &[("DATABASE_URL", db.url.as_str()), ("PORT", port.as_str())]);
+    let link = tests::fixtures::wait_for(Duration::from_secs(30), "the sign-in link", || async {
+        let output = dev.output();
+        let line = output.lines().find(|l| l.trim_start().starts_with("sign in"))?;
+        line.split_whitespace()
+            .find(|w| w.starts_with("http"))
+            .map(str::to_owned)
+    })
+    .await;
+    let output = dev.output();
+    assert!(
+        output.contains(&format!("console  http://127.0.0.1:{port}/admin")),
+        "{output}"
+    );
+    let token_line = output
+        .lines()
+        .find(|l| l.trim_start().starts_with("token"))
+        .expect("a token line");
+    let token = token_line.split_whitespace().nth(1).expect("the token");
+    assert!(!link.contains(token), "the link carries a code, not the token");
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let first = http.get(&link).send().await.expect("GET the link");
+    assert_eq!(first.status(), 303);
+    assert_eq!(first.headers()["location"], "/admin/jobs");
+    let cookie = first
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("cronjobs_session="))
+        .expect("a session cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().expect("name=value");
+    let jobs = http
+        .get(format!("http://127.0.0.1:{port}/admin/jobs"))
+        .header("Cookie", session)
+        .send()
+        .await
+        .expect("GET /admin/jobs");
+    assert_eq!(jobs.status(), 200);
+    let csp = jobs.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        !csp.contains("unsafe-inline") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(jobs.headers()["x-frame-options"], "DENY");
+    assert!(jobs.text().await.expect("body").contains("dev · admin"));
+    let again = http.get(&link).send().await.expect("GET the link again");
+    assert_eq!(again.status(), 401, "the link works once");
 }
