@@ -124,19 +124,28 @@ fn list(field: &str, unit: Unit) -> String {
 fn item_words(item: &str, unit: Unit) -> String {
     if let Some((range, step)) = item.split_once('/') {
         let step: u32 = step.parse().unwrap_or(1);
-        let every = if step == 1 {
-            format!("every {}", unit.noun())
-        } else {
-            format!("every {} {}", ordinal(step), unit.noun())
+        let clock = matches!(unit, Unit::Second | Unit::Minute | Unit::Hour);
+        let every = match step {
+            1 => format!("every {}", unit.noun()),
+            // "every 15 minutes", but "every 2nd day of the week".
+            _ if clock => format!("every {step} {}s", unit.noun()),
+            _ => format!("every {} {}", ordinal(step), unit.noun()),
+        };
+        let point = |raw: &str| {
+            let n = raw.parse().unwrap_or(0);
+            match unit {
+                Unit::Second | Unit::Minute => format!("{} {n}", unit.noun()),
+                _ => unit.value(n),
+            }
         };
         return match range.split_once('-') {
             _ if range == "*" => every,
             Some((a, b)) => format!(
                 "{every} from {} through {}",
-                unit.value(a.parse().unwrap_or(0)),
+                point(a),
                 unit.value(b.parse().unwrap_or(0))
             ),
-            None => format!("{every} from {}", unit.value(range.parse().unwrap_or(0))),
+            None => format!("{every} from {}", point(range)),
         };
     }
     if item == "*" {
@@ -173,26 +182,30 @@ fn time_part(second: &str, minute: &str, hour: &str) -> String {
             let seconds = match second_value {
                 Some(0) => None,
                 _ if second == "*" => Some("every second".to_owned()),
-                _ if second.starts_with("*/") => Some(item_words(second, Unit::Second)),
+                _ if second.contains('/') => Some(list(second, Unit::Second)),
                 _ => Some(format!("at second {}", list(second, Unit::Second))),
             };
             let minutes = match minute {
-                "*" if seconds.is_some() => None,
+                // "every 10 seconds" already says every minute; "at second 30" does not.
+                "*" if second.contains(['*', '/']) => None,
                 "*" => Some("every minute".to_owned()),
-                _ if minute.starts_with("*/") => Some(item_words(minute, Unit::Minute)),
+                _ if minute.contains('/') => Some(list(minute, Unit::Minute)),
                 _ => Some(format!("at minute {}", list(minute, Unit::Minute))),
             };
             let hours = match hour {
                 "*" => None,
-                _ if hour.starts_with("*/") => Some(format!("past {}", item_words(hour, Unit::Hour))),
+                _ if hour.contains('/') && minute.contains(['*', '/']) => Some(list(hour, Unit::Hour)),
+                _ if hour.contains('/') => Some(format!("past {}", list(hour, Unit::Hour))),
+                _ if minute.contains(['*', '/']) => Some(format!("during hour {}", list(hour, Unit::Minute))),
                 _ => Some(format!("past hour {}", list(hour, Unit::Minute))),
             };
             let mut text = [seconds, minutes, hours]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
-                .join(" ");
-            if minute != "*" && hour == "*" && !minute.starts_with("*/") {
+                .join(", ")
+                .replace(", past", " past");
+            if hour == "*" && !minute.contains(['*', '/']) {
                 text.push_str(" past every hour");
             }
             let mut chars = text.chars();
@@ -394,19 +407,16 @@ mod tests {
             ("15 30 8 * * *", "At 08:30:15, in UTC"),
             ("* * * * *", "Every minute, in UTC"),
             ("* * * * * *", "Every second, in UTC"),
-            ("*/10 * * * * *", "Every 10th second, in UTC"),
-            ("*/15 * * * *", "Every 15th minute, in UTC"),
+            ("*/10 * * * * *", "Every 10 seconds, in UTC"),
+            ("*/15 * * * *", "Every 15 minutes, in UTC"),
             ("5 * * * *", "At minute 5 past every hour, in UTC"),
-            ("0 */2 * * *", "At minute 0 past every 2nd hour, in UTC"),
+            ("0 */2 * * *", "At minute 0 past every 2 hours, in UTC"),
+            ("*/15 9-17 * * *", "Every 15 minutes, during hour 9 through 17, in UTC"),
+            ("*/30 */3 * * *", "Every 30 minutes, every 3 hours, in UTC"),
+            ("30 * * * * *", "At second 30, every minute, in UTC"),
             ("0,30 9-17 * * *", "At minute 0 and 30 past hour 9 through 17, in UTC"),
-            (
-                "10/15 * * * *",
-                "At minute every 15th minute from 10 past every hour, in UTC",
-            ),
-            (
-                "0-30/10 * * * *",
-                "At minute every 10th minute from 0 through 30 past every hour, in UTC",
-            ),
+            ("10/15 * * * *", "Every 15 minutes from minute 10, in UTC"),
+            ("0-30/10 * * * *", "Every 10 minutes from minute 0 through 30, in UTC"),
             ("0 0 1 * *", "At 00:00, on day 1 of the month, in UTC"),
             (
                 "0 0 1,15 * *",
