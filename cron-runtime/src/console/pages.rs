@@ -787,6 +787,8 @@ async fn job_page(
                 }
             }
         }
+        // INCIDENTS: the job's incidents belong here (SPEC §14 "Job"), once the incidents
+        // branch lands; this console does not build them.
         section aria-labelledby="runs-h" {
             h2 id="runs-h" { "Recent runs" }
             (runs_table(&recent))

@@ -471,3 +471,35 @@ async fn cronjobs_dev_prints_a_one_time_sign_in_link() {
     let again = http.get(&link).send().await.expect("GET the link again");
     assert_eq!(again.status(), 401, "the link works once");
 }
+
+#[tokio::test]
+async fn viewer_tokens_read_every_rest_route_and_write_none() {
+    let db = TestDb::create().await;
+    let viewers = format!("victor:{VIEWER_TOKEN}");
+    let (_api, base) = api_process(&db, ADMIN_TOKEN, &[("CRON_VIEWER_TOKENS", viewers.as_str())]).await;
+    let http = reqwest::Client::new();
+    let routes: Vec<_> = cron_runtime::api::routes().into_iter().filter(|r| r.admin).collect();
+    for route in routes {
+        let path = route
+            .path
+            .replace("{jobId}", &uuid::Uuid::now_v7().to_string())
+            .replace("{runId}", &uuid::Uuid::now_v7().to_string())
+            .replace("{jobKey}", "no.such.job");
+        let method = reqwest::Method::from_bytes(route.verb.as_str().as_bytes()).expect("method");
+        let status = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(VIEWER_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16();
+        let what = format!("{} {}", route.verb.as_str(), route.path);
+        if route.verb == cron_runtime::api::Verb::Get {
+            assert!(![401, 403].contains(&status), "a viewer may read {what}: got {status}");
+        } else {
+            assert_eq!(status, 403, "a viewer may not {what}");
+        }
+    }
+}
