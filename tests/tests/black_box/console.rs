@@ -130,9 +130,16 @@ impl Console {
     }
 }
 
+/// Where screenshots go: `docs/console/` with `UPDATE_SCREENSHOTS=1` (to refresh the README's),
+/// else `target/console-screenshots/`, so an ordinary test run leaves the work tree clean.
 fn screenshots_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
-    std::fs::create_dir_all(&dir).expect("docs/console");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = if std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        root.join("docs/console")
+    } else {
+        root.join("target/console-screenshots")
+    };
+    std::fs::create_dir_all(&dir).expect("the screenshots directory");
     dir
 }
 
