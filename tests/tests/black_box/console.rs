@@ -89,6 +89,22 @@ impl Console {
             .await
             .expect("pause");
         assert_eq!(response.status(), 200);
+        // For the Attention view: a job whose target no build has (through the store: the API
+        // refuses unknown targets), and a pause that is three days old.
+        tests::fixtures::recurring(
+            &console._db.pool,
+            "legacy.export",
+            "removed.target",
+            "0 3 * * *",
+            json!({}),
+        )
+        .await;
+        sqlx::query(
+            "UPDATE cron_job_definitions SET paused_at = now() - interval '3 days' WHERE job_key = 'cleanup.hourly'",
+        )
+        .execute(&console._db.pool)
+        .await
+        .expect("age the pause");
         console
     }
 
@@ -315,12 +331,21 @@ async fn an_admin_signs_in_and_manages_jobs_without_curl() {
         ),
         ("/admin/targets", "targets", "system.heartbeat"),
         ("/admin/schedulers", "schedulers", "alive"),
-        ("/admin/attention", "attention", "Paused for more than a day"),
+        ("/admin/attention", "attention", "legacy.export — target removed.target"),
     ] {
         browser.open(&console.url(path)).await;
         assert!(browser.text().await.contains(expect), "{path} shows {expect}");
         check_page(&browser, name).await;
     }
+    // Attention lists the long pause too (its text was checked above for the orphaned job).
+    browser.open(&console.url("/admin/attention")).await;
+    let text = browser.text().await;
+    let paused = text.split("Paused for more than a day").nth(1).unwrap_or_default();
+    assert!(
+        paused.contains("cleanup.hourly") && paused.contains("3 d ago"),
+        "{text}"
+    );
+
     // Screenshots of the jobs and the job once they have history.
     let failed = format!("{REST}/runs?job_key=billing.sync&status=failed");
     tests::fixtures::wait_for(Duration::from_secs(60), "billing.sync's run to fail", || async {
