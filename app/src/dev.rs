@@ -76,6 +76,13 @@ pub async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", api_config.host, api_config.port))?;
     let address = listener.local_addr()?;
+    let first_admin = api_config.admin_tokens.first().map(|a| a.token.expose().to_owned());
+    let state = api::AppState::new(pool.clone(), api_config.admin_tokens)
+        .with_viewers(api_config.viewer_tokens)
+        .with_console(api_config.console_secret.as_ref(), api_config.secure_cookies);
+    // A one-time link that signs the developer in as the first admin, carrying a code (valid
+    // once, for 10 minutes), never the token itself.
+    let login_code = first_admin.map(|token| state.console.one_time_code(&token));
     print_banner(
         address.ip(),
         address.port(),
@@ -83,17 +90,14 @@ pub async fn run() -> anyhow::Result<()> {
             .var("CRON_ADMIN_TOKENS")
             .is_none()
             .then_some(&generated_token),
+        login_code.as_deref(),
     );
 
     let shutdown = shutdown_on_signal();
-    let server = tokio::spawn(api::serve(
-        listener,
-        api::AppState::new(pool.clone(), api_config.admin_tokens),
-        {
-            let shutdown = shutdown.clone();
-            async move { shutdown.cancelled().await }
-        },
-    ));
+    let server = tokio::spawn(api::serve(listener, state, {
+        let shutdown = shutdown.clone();
+        async move { shutdown.cancelled().await }
+    }));
     let scheduled = scheduler::run(pool, scheduler_config, shutdown.clone()).await;
     // The scheduler also returns early on error: take the API down with it.
     shutdown.cancel();
@@ -133,9 +137,13 @@ async fn create_dev_database(server: &str) -> anyhow::Result<String> {
     Ok(format!("{server}/{DEV_DATABASE}"))
 }
 
-fn print_banner(host: IpAddr, port: u16, generated_token: Option<&String>) {
+fn print_banner(host: IpAddr, port: u16, generated_token: Option<&String>, login_code: Option<&str>) {
     let base = format!("http://{host}:{port}");
     println!("\ncronjobs dev: API and scheduler in one process");
+    println!("  console  {base}/admin");
+    if let Some(code) = login_code {
+        println!("  sign in  {base}/admin/login/code?code={code}   (one-time link, valid 10 minutes)");
+    }
     println!("  API      {base}/api/v2/admin/cron   (OpenAPI: {base}/api/v2/admin/cron/openapi.json)");
     match generated_token {
         Some(token) => {

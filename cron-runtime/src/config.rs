@@ -121,6 +121,14 @@ pub struct ApiConfig {
     pub host: IpAddr,
     pub port: u16,
     pub admin_tokens: Vec<AdminToken>,
+    /// Read-only tokens (`CRON_VIEWER_TOKENS`): the console shows them everything and lets them
+    /// change nothing; the REST API answers their writes 403.
+    pub viewer_tokens: Vec<AdminToken>,
+    /// The key that signs console session cookies (`CRON_CONSOLE_SECRET`); when unset, a random
+    /// one per process (sessions end when the process restarts and do not cross replicas).
+    pub console_secret: Option<Secret>,
+    /// Whether console cookies carry `Secure` (everywhere but `APP_ENV=development`).
+    pub secure_cookies: bool,
     /// A slot not started this long after its time is missed (the API's watchdog records it).
     pub missed_after: Duration,
     /// `DATABASE_POOL_SIZE`: connections serving requests (the watchdog has one more).
@@ -455,6 +463,27 @@ impl ApiConfig {
             }),
             None => Vec::new(),
         };
+        let viewer_tokens = match env.var("CRON_VIEWER_TOKENS") {
+            Some(raw) => parse_admin_tokens(&raw).unwrap_or_else(|why| {
+                r.problems.push(format!("CRON_VIEWER_TOKENS is invalid: {why}"));
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        for viewer in &viewer_tokens {
+            if admin_tokens.iter().any(|a| a.token == viewer.token) {
+                r.problems.push(format!(
+                    "CRON_VIEWER_TOKENS: the token of {:?} is also an admin token; give viewers their own",
+                    viewer.name
+                ));
+            }
+        }
+        let console_secret = env.var("CRON_CONSOLE_SECRET").map(|raw| raw.trim().to_owned());
+        if console_secret.as_ref().is_some_and(|s| s.chars().count() < 32) {
+            r.problems
+                .push("CRON_CONSOLE_SECRET is invalid: it must be at least 32 characters".into());
+        }
+        let secure_cookies = env.var("APP_ENV").is_some_and(|e| e.trim() != "development");
         let missed_after = r.duration("CRON_MISSED_AFTER", DEFAULT_MISSED_AFTER);
         let pool_size = r.pool_size("DATABASE_POOL_SIZE", DEFAULT_API_POOL_SIZE, 1, "");
         let alerts = r.alerts();
@@ -463,6 +492,9 @@ impl ApiConfig {
             host,
             port,
             admin_tokens,
+            viewer_tokens,
+            console_secret: console_secret.map(Secret::new),
+            secure_cookies,
             missed_after,
             pool_size,
             alerts,
@@ -545,6 +577,38 @@ mod tests {
             assert!(text.contains(name), "{name} missing from {text}");
         }
         assert_eq!(err.0.len(), 4);
+    }
+
+    #[test]
+    fn viewer_tokens_and_the_console_secret_are_optional_and_checked() {
+        let base = [
+            ("DATABASE_URL", "postgres://x"),
+            ("CRON_ADMIN_TOKENS", "alice:0123456789abcdef"),
+        ];
+        let plain = ApiConfig::from_env(&base).unwrap();
+        assert!(plain.viewer_tokens.is_empty() && plain.console_secret.is_none());
+        assert!(!plain.secure_cookies, "APP_ENV defaults to development");
+        let ok = ApiConfig::from_env(&[
+            base[0],
+            base[1],
+            ("CRON_VIEWER_TOKENS", "victor:viewer-token-0123456789"),
+            ("CRON_CONSOLE_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("APP_ENV", "production"),
+        ])
+        .unwrap();
+        assert_eq!(ok.viewer_tokens[0].name, "victor");
+        assert!(ok.secure_cookies);
+        let err = ApiConfig::from_env(&[
+            base[0],
+            base[1],
+            ("CRON_VIEWER_TOKENS", "victor:0123456789abcdef,eve:short"),
+            ("CRON_CONSOLE_SECRET", "too short"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CRON_VIEWER_TOKENS is invalid"), "{err}");
+        assert!(err.contains("CRON_CONSOLE_SECRET is invalid"), "{err}");
+        assert!(!err.contains("0123456789abcdef"), "never echoes a token: {err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod domain;
 pub mod jobfile;

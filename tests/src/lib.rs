@@ -5,6 +5,7 @@
 use targets as _;
 
 pub mod api;
+pub mod browser;
 pub mod chaos;
 pub mod db;
 pub mod fault_proxy;

@@ -1,4 +1,5 @@
-//! Admin authentication: `Authorization: Bearer <token>` against `CRON_ADMIN_TOKENS`.
+//! Authentication: `Authorization: Bearer <token>` against `CRON_ADMIN_TOKENS`, and against
+//! `CRON_VIEWER_TOKENS` for reads (a viewer's write is answered 403).
 //!
 //! The presented token and every configured one are hashed (SHA-256) and the digests compared
 //! in constant time, all of them on every request: a digest has a fixed size, so response timing
@@ -7,6 +8,7 @@
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
@@ -20,7 +22,38 @@ use crate::config::AdminToken;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor(pub String);
 
-/// Middleware: lets the request through with an [`Actor`] when it carries an admin's token.
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reads and changes (`CRON_ADMIN_TOKENS`).
+    Admin,
+    /// Reads only (`CRON_VIEWER_TOKENS`).
+    Viewer,
+}
+
+impl Role {
+    /// The role's name, lower case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// The name and role of whoever holds `token`, comparing every configured token in constant time.
+pub fn identify(state: &AppState, token: &str) -> Option<(String, Role)> {
+    let admin = find_admin(&state.admins, token);
+    let viewer = find_admin(&state.viewers, token);
+    match (admin, viewer) {
+        (Some(a), _) => Some((a.name.clone(), Role::Admin)),
+        (None, Some(v)) => Some((v.name.clone(), Role::Viewer)),
+        (None, None) => None,
+    }
+}
+
+/// Middleware: lets the request through with an [`Actor`] when it carries an admin's token,
+/// or a viewer's on a read.
 pub async fn require_admin(
     State(state): State<AppState>,
     mut request: Request,
@@ -32,8 +65,11 @@ pub async fn require_admin(
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
         .ok_or(ApiError::Unauthorized)?;
-    let admin = find_admin(&state.admins, token).ok_or(ApiError::Unauthorized)?;
-    request.extensions_mut().insert(Actor(admin.name.clone()));
+    let (name, role) = identify(&state, token).ok_or(ApiError::Unauthorized)?;
+    if role == Role::Viewer && !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::Forbidden);
+    }
+    request.extensions_mut().insert(Actor(name));
     Ok(next.run(request).await)
 }
 

@@ -48,6 +48,9 @@ pub enum ApiError {
     /// 401: no bearer token, or not an admin's.
     #[error("an admin bearer token is required")]
     Unauthorized,
+    /// 403: a viewer's token on a request that changes something.
+    #[error("viewers may only read")]
+    Forbidden,
     /// 404: no route with this path.
     #[error("no route")]
     RouteNotFound,
@@ -85,6 +88,7 @@ impl ApiError {
         match self {
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -119,6 +123,11 @@ impl ApiError {
                 "unauthorized",
                 "Unauthorized",
                 "send an admin token from CRON_ADMIN_TOKENS as `Authorization: Bearer <token>`".into(),
+            ),
+            ApiError::Forbidden => (
+                "forbidden",
+                "Forbidden",
+                "this token is a viewer's (CRON_VIEWER_TOKENS): it may read but not change anything".into(),
             ),
             ApiError::RouteNotFound => ("not-found", "Not found", "no route matches this path".into()),
             ApiError::MethodNotAllowed => (

@@ -53,15 +53,34 @@ pub const LIMIT: std::ops::RangeInclusive<usize> = 1..=200;
 pub struct AppState {
     pub pool: PgPool,
     pub admins: Arc<[AdminToken]>,
+    /// Read-only tokens.
+    pub viewers: Arc<[AdminToken]>,
+    /// The console's session keys and one-time sign-in codes.
+    pub console: Arc<crate::console::ConsoleState>,
 }
 
 impl AppState {
-    /// State over `pool`, accepting `admins`' tokens.
+    /// State over `pool`, accepting `admins`' tokens (no viewers; a random console key, cookies
+    /// without `Secure`).
     pub fn new(pool: PgPool, admins: Vec<AdminToken>) -> Self {
         AppState {
             pool,
             admins: admins.into(),
+            viewers: Vec::new().into(),
+            console: Arc::new(crate::console::ConsoleState::new(None, false)),
         }
+    }
+
+    /// Also accepts `viewers`' tokens, read-only.
+    pub fn with_viewers(mut self, viewers: Vec<AdminToken>) -> Self {
+        self.viewers = viewers.into();
+        self
+    }
+
+    /// Signs console sessions with `secret` (random when `None`); `secure` adds `Secure` to cookies.
+    pub fn with_console(mut self, secret: Option<&crate::config::Secret>, secure: bool) -> Self {
+        self.console = Arc::new(crate::console::ConsoleState::new(secret, secure));
+        self
     }
 }
 
@@ -172,6 +191,7 @@ pub fn router(state: AppState) -> Router {
     let admin = admin.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     public
         .merge(admin)
+        .nest("/admin", crate::console::router(state.clone()))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -239,7 +259,9 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     ));
     let served = serve(
         listener,
-        AppState::new(pool, config.admin_tokens),
+        AppState::new(pool, config.admin_tokens)
+            .with_viewers(config.viewer_tokens)
+            .with_console(config.console_secret.as_ref(), config.secure_cookies),
         crate::shutdown::signal(),
     )
     .await;

@@ -2,6 +2,7 @@
 //!
 //! Values here are parsed at the boundary (API, database) and valid by construction inside.
 
+pub mod describe;
 pub mod draft;
 pub mod job;
 pub mod run;

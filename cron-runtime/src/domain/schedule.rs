@@ -249,7 +249,7 @@ fn invalid(message: String) -> ScheduleError {
 
 /// Checks the grammar and rewrites `expression` as six numeric fields for croner, whose own
 /// parser is lenient with names (it replaces `MON` anywhere) and terse in its errors.
-fn normalize(expression: &str) -> Result<String, ScheduleError> {
+pub(crate) fn normalize(expression: &str) -> Result<String, ScheduleError> {
     if expression.is_empty() {
         return Err(invalid(format!("the cron expression is empty: {FIELD_COUNT_HELP}")));
     }

@@ -16,6 +16,7 @@ mod api_service;
 mod chaos;
 mod cli;
 mod connection_budget;
+mod console;
 mod dev;
 mod diagnostic_targets;
 mod jobs_file;
