@@ -27,6 +27,7 @@ use crate::domain::{
     Draft, FieldError, JobDefinition, JobRun, JobStatus, ManagedBy, RunReason, RunStatus, Schedule, ScheduleType,
 };
 use crate::store::definitions::{self, JobFilter};
+use crate::store::incidents::{self, Incident, IncidentFilter};
 use crate::store::instances;
 use crate::store::runs::{self, RunFilter, RunNowOutcome};
 use crate::store::{Cursor, StoreError};
@@ -657,6 +658,18 @@ async fn job_page(
     .await
     .map_err(|e| store_error(session, e))?
     .items;
+    let job_incidents = incidents::list(
+        &state.pool,
+        &IncidentFilter {
+            job_key: Some(d.job_key.clone()),
+            ..IncidentFilter::default()
+        },
+        None,
+        10,
+    )
+    .await
+    .map_err(|e| store_error(session, e))?
+    .items;
     let schedule = d
         .cron_expression
         .as_deref()
@@ -787,8 +800,10 @@ async fn job_page(
                 }
             }
         }
-        // INCIDENTS: the job's incidents belong here (SPEC §14 "Job"), once the incidents
-        // branch lands; this console does not build them.
+        section aria-labelledby="inc-h" {
+            h2 id="inc-h" { "Incidents" }
+            (incidents_table(&job_incidents))
+        }
         section aria-labelledby="runs-h" {
             h2 id="runs-h" { "Recent runs" }
             (runs_table(&recent))
@@ -796,6 +811,44 @@ async fn job_page(
         }
     };
     Ok(html_response(status, layout(&d.job_key, Some(session), "jobs", body)))
+}
+
+/// Incidents, newest first, each one click from the run that last failed.
+fn incidents_table(items: &[Incident]) -> Markup {
+    html! {
+        @if items.is_empty() {
+            p.muted { "None." }
+        } @else {
+            table.list {
+                thead { tr { th scope="col" { "Incident" } th scope="col" { "Opened" } th scope="col" { "Failures" } th scope="col" { "Last error" } th scope="col" { "Status" } } }
+                tbody {
+                    @for i in items {
+                        tr {
+                            td data-label="Incident" {
+                                @match (&i.job_key, i.job_id) {
+                                    (Some(key), Some(id)) => a href={"/admin/jobs/" (id)} { (key) },
+                                    (Some(key), None) => (key),
+                                    _ => "no scheduler alive",
+                                }
+                            }
+                            td data-label="Opened" { (ts(i.opened_at)) }
+                            td data-label="Failures" { (i.failures) }
+                            td data-label="Last error" {
+                                @if let Some(run) = i.last_run_id {
+                                    a href={"/admin/runs/" (run)} { "last failing run" } " "
+                                }
+                                span.muted { (i.last_reason.as_deref().unwrap_or("")) " " (i.last_error.as_deref().unwrap_or("")) }
+                            }
+                            td data-label="Status" {
+                                (status_badge(&i.status))
+                                @if let Some(by) = &i.resolved_by { " " span.muted { "by " (by) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn runs_table(items: &[JobRun]) -> Markup {
@@ -1337,6 +1390,18 @@ pub(super) async fn attention(State(state): State<AppState>, session: Session) -
     let err = |e| store_error(&session, e);
     let now = Utc::now();
     let since = now - Duration::days(1);
+    let open = incidents::list(
+        &state.pool,
+        &IncidentFilter {
+            status: Some("open".to_owned()),
+            ..IncidentFilter::default()
+        },
+        None,
+        50,
+    )
+    .await
+    .map_err(err)?
+    .items;
     let missed = runs::list(
         &state.pool,
         &RunFilter {
@@ -1381,8 +1446,10 @@ pub(super) async fn attention(State(state): State<AppState>, session: Session) -
     let body = html! {
         h1 { "Attention" }
         div data-refresh="attention" {
-            // INCIDENTS: open incidents belong here, first, once the incidents branch lands
-            // (SPEC §14 "Attention"); this console does not build them.
+            section aria-labelledby="a-incidents" {
+                h2 id="a-incidents" { "Open incidents" }
+                (incidents_table(&open))
+            }
             section aria-labelledby="a-missed" {
                 h2 id="a-missed" { "Missed runs (last 24 h)" }
                 (runs_table(&missed))

@@ -362,6 +362,19 @@ async fn an_admin_signs_in_and_manages_jobs_without_curl() {
         (!page["items"].as_array()?.is_empty()).then_some(())
     })
     .await;
+    // The failing job's incident heads Attention, one click from its failing run.
+    browser.open(&console.url("/admin/attention")).await;
+    let text = browser.text().await;
+    let incidents = text
+        .split("Open incidents")
+        .nth(1)
+        .and_then(|rest| rest.split("Missed runs").next())
+        .unwrap_or_default();
+    assert!(
+        incidents.contains("billing.sync") && incidents.contains("last failing run"),
+        "{text}"
+    );
+    check_page(&browser, "attention").await;
     browser.open(&console.url("/admin/jobs")).await;
     check_page(&browser, "jobs").await;
     browser.open(&console.url(&format!("/admin/jobs/{current}"))).await;
