@@ -13,3 +13,4 @@ mod store_definitions;
 mod store_incidents;
 mod store_lifecycle;
 mod store_runs;
+mod support;

@@ -4,38 +4,15 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use cron_runtime::domain::{JobDefinition, JobKey, ManagedBy, RunReason, RunStatus};
+use cron_runtime::domain::{JobDefinition, RunReason, RunStatus};
 use cron_runtime::scheduler::watchdog;
-use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
+use cron_runtime::store::definitions::{self};
 use cron_runtime::store::instances::{self, Registration};
 use cron_runtime::store::runs::{self, DueSlot, RunNowOutcome, SlotBatch};
 use serde_json::json;
 use sqlx::PgPool;
 
-async fn job(pool: &PgPool, key: &str, target: &str, cron: &str) -> JobDefinition {
-    definitions::create(
-        pool,
-        &NewDefinition {
-            job_key: JobKey::parse(key).unwrap(),
-            target: target.into(),
-            schedule: ScheduleSpec::Recurring {
-                cron_expression: cron.into(),
-            },
-            timezone: "UTC".into(),
-            payload: json!({}),
-            description: None,
-            created_by: "test".into(),
-            managed_by: ManagedBy::Api,
-        },
-    )
-    .await
-    .unwrap()
-}
-
-fn at(second: u32) -> DateTime<Utc> {
-    // After every definition's `active_since` (its creation): slots before it are not its slots.
-    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, second).unwrap()
-}
+use crate::support::{at, recurring as job};
 
 async fn statuses(pool: &PgPool, key: &str) -> Vec<(RunStatus, Option<RunReason>)> {
     sqlx::query_as("SELECT status, reason FROM cron_job_runs WHERE job_key = $1 ORDER BY scheduled_at")

@@ -4,15 +4,16 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use cron_runtime::alerts::{Endpoint, Event, Policy};
 use cron_runtime::config::Secret;
-use cron_runtime::domain::{JobDefinition, JobKey, JobRun, ManagedBy};
-use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
+use cron_runtime::domain::{JobDefinition, JobRun, ManagedBy};
+use cron_runtime::store::definitions::{self};
 use cron_runtime::store::incidents::{self, IncidentFilter, Transition};
 use cron_runtime::store::runs;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+
+use crate::support::{self, at};
 
 fn policy(after_failures: u32) -> Policy {
     Policy {
@@ -26,27 +27,7 @@ fn policy(after_failures: u32) -> Policy {
 }
 
 async fn job(pool: &PgPool, key: &str) -> JobDefinition {
-    definitions::create(
-        pool,
-        &NewDefinition {
-            job_key: JobKey::parse(key).unwrap(),
-            target: "system.fail".into(),
-            schedule: ScheduleSpec::Recurring {
-                cron_expression: "* * * * * *".into(),
-            },
-            timezone: "UTC".into(),
-            payload: json!({}),
-            description: None,
-            created_by: "test".into(),
-            managed_by: ManagedBy::Api,
-        },
-    )
-    .await
-    .unwrap()
-}
-
-fn at(second: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, second).unwrap()
+    support::recurring(pool, key, "system.fail", "* * * * * *").await
 }
 
 /// Writes a terminal run of `def` at `second` as the scheduler would have recorded it.

@@ -1,13 +1,14 @@
 //! SPEC §13 at the store level: retire, look up by key, cancel, run-now payloads, and who may
 //! version a job (the API or a jobs file).
 
-use chrono::{DateTime, TimeZone, Utc};
 use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, ManagedBy, RunReason, RunStatus};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs::{self, DueSlot, RunNowOutcome, RunOutcome, SlotBatch};
 use cron_runtime::store::StoreError;
 use serde_json::json;
 use sqlx::PgPool;
+
+use crate::support::at;
 
 fn new(key: &str, cron: &str, managed_by: ManagedBy) -> NewDefinition {
     NewDefinition {
@@ -28,10 +29,6 @@ async fn job(pool: &PgPool, key: &str, managed_by: ManagedBy) -> JobDefinition {
     definitions::create(pool, &new(key, "* * * * *", managed_by))
         .await
         .unwrap()
-}
-
-fn at(second: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, second).unwrap()
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, ManagedBy, RunReason, RunStatus, TriggerType};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs::{self, DueSlot, RunFilter, RunNowOutcome, RunOutcome, SlotBatch};
@@ -11,29 +10,10 @@ use cron_runtime::store::StoreError;
 use serde_json::json;
 use sqlx::PgPool;
 
-async fn job(pool: &PgPool, key: &str) -> JobDefinition {
-    definitions::create(
-        pool,
-        &NewDefinition {
-            job_key: JobKey::parse(key).unwrap(),
-            target: "system.heartbeat".into(),
-            schedule: ScheduleSpec::Recurring {
-                cron_expression: "* * * * * *".into(),
-            },
-            timezone: "UTC".into(),
-            payload: json!({}),
-            description: None,
-            created_by: "test".into(),
-            managed_by: ManagedBy::Api,
-        },
-    )
-    .await
-    .unwrap()
-}
+use crate::support::{self, at};
 
-fn at(second: u32) -> DateTime<Utc> {
-    // After every definition's `active_since` (its creation): slots before it are not its slots.
-    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, second).unwrap()
+async fn job(pool: &PgPool, key: &str) -> JobDefinition {
+    support::recurring(pool, key, "system.heartbeat", "* * * * * *").await
 }
 
 async fn finish_ok(pool: &PgPool, run_id: uuid::Uuid) {
