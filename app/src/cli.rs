@@ -159,6 +159,8 @@ async fn apply(file: &Path, dry_run: bool) -> anyhow::Result<()> {
     open_registry(&CommonConfig::from_env(&ProcessEnv)?)?;
     let (name, text) = read_jobs_file(file)?;
     let url = config::database_url(&ProcessEnv)?;
+    // Retiring a failing job resolves its incident: told to the webhooks like the services tell it.
+    cron_runtime::alerts::configure(&config::AlertConfig::from_env(&ProcessEnv)?);
     let pool = store::connect(&url).await?;
     store::schema::ensure_current(&pool).await?;
     match jobfile::apply(&pool, &name, &text, dry_run).await {

@@ -220,6 +220,20 @@ impl SchedulerConfig {
         })
     }
 
+    /// The settings every process of a cluster must read alike, as published in the instance
+    /// row: the slot and staleness windows, and a digest of the webhook URLs (never the URLs).
+    pub fn shared_settings(&self) -> serde_json::Value {
+        use sha2::Digest;
+        let mut urls: Vec<&str> = self.alerts.webhook_urls.iter().map(Secret::expose).collect();
+        urls.sort_unstable();
+        let digest = sha2::Sha256::digest(urls.join("\n").as_bytes());
+        serde_json::json!({
+            "missed_after_ms": self.missed_after.as_millis() as u64,
+            "stale_after_ms": self.stale_after.as_millis() as u64,
+            "webhook_urls_sha256": hex::encode(&digest[..8]),
+        })
+    }
+
     /// The most connections the process opens: the targets' pool, the bookkeeping pool, the
     /// connection that records outcomes, the LISTEN connection, and the webhook sender's when
     /// webhooks are configured.
@@ -559,6 +573,16 @@ impl SchedulerConfig {
 }
 
 /// Reads `DATABASE_URL` alone (for `migrate` and `prune`).
+/// Reads only the alerting variables: for commands that change jobs outside the two services
+/// (`cronjobs apply`), so the incidents they resolve are announced as the services would.
+impl AlertConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let mut r = Reader::new(env);
+        let alerts = r.alerts();
+        r.finish(alerts)
+    }
+}
+
 pub fn database_url(env: &dyn Env) -> Result<Secret, ConfigError> {
     let mut r = Reader::new(env);
     let url = r.required("DATABASE_URL", DATABASE_URL_HINT).map(Secret::new);

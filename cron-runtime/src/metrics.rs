@@ -31,6 +31,14 @@ pub const DATABASE_ERRORS_TOTAL: &str = "cronjobs_database_errors_total";
 /// Gauge (API): scheduler instances alive in the cluster, read at scrape time.
 pub const SCHEDULERS_ALIVE: &str = "cronjobs_schedulers_alive";
 
+/// Counter: run ids the executor refused because it was executing them already (always 0 unless
+/// a path hands a run over twice: the refusal is the guard, this counter the alarm).
+pub const DUPLICATE_RUNS_REFUSED_TOTAL: &str = "cronjobs_duplicate_runs_refused_total";
+/// Gauge, milliseconds: this scheduler's clock minus the database's, at its last heartbeat.
+pub const CLOCK_OFFSET_MS: &str = "cronjobs_clock_offset_milliseconds";
+/// Gauge: 1 while this scheduler is fenced (it lost the database and stopped its runs).
+pub const FENCED: &str = "cronjobs_fenced";
+
 /// Counter, labels `kind`, `event` (`incident.opened`, `incident.resolved`): incident
 /// transitions this process recorded.
 pub const INCIDENTS_TOTAL: &str = "cronjobs_incidents_total";
@@ -91,6 +99,18 @@ fn describe() {
     describe_gauge!(RUNS_IN_FLIGHT, "Runs this scheduler is executing now.");
     describe_counter!(DATABASE_ERRORS_TOTAL, "Database calls that failed, by operation.");
     describe_gauge!(SCHEDULERS_ALIVE, "Scheduler instances alive in the cluster (API only).");
+    describe_counter!(
+        DUPLICATE_RUNS_REFUSED_TOTAL,
+        "Run ids refused because this scheduler was executing them already (should stay 0)."
+    );
+    describe_gauge!(
+        CLOCK_OFFSET_MS,
+        "This scheduler's clock minus the database's, in milliseconds, at its last heartbeat."
+    );
+    describe_gauge!(
+        FENCED,
+        "1 while this scheduler is fenced: cut off from the database, runs stopped."
+    );
     describe_counter!(INCIDENTS_TOTAL, "Incidents opened and resolved, by kind and event.");
     describe_counter!(
         ALERT_DELIVERIES_TOTAL,
@@ -137,6 +157,21 @@ pub fn active_definitions(armed: usize) {
 /// One more (`+1`) or one fewer (`-1`) run executing.
 pub fn runs_in_flight(delta: f64) {
     gauge!(RUNS_IN_FLIGHT).increment(delta);
+}
+
+/// The executor refused a run id it was executing already.
+pub fn duplicate_refused() {
+    counter!(DUPLICATE_RUNS_REFUSED_TOTAL).increment(1);
+}
+
+/// This scheduler's clock offset from the database's, as last measured.
+pub fn clock_offset(offset_ms: i64) {
+    gauge!(CLOCK_OFFSET_MS).set(offset_ms as f64);
+}
+
+/// This scheduler fenced itself (`true`) or came back (`false`).
+pub fn fenced(fenced: bool) {
+    gauge!(FENCED).set(f64::from(u8::from(fenced)));
 }
 
 /// Sets the number of live scheduler instances.

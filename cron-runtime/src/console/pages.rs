@@ -1096,7 +1096,7 @@ const RUN_STATUSES: [&str; 7] = [
     "missed",
     "cancelled",
 ];
-const RUN_REASONS: [&str; 14] = [
+const RUN_REASONS: [&str; 15] = [
     "overlap",
     "error",
     "panic",
@@ -1104,6 +1104,7 @@ const RUN_REASONS: [&str; 14] = [
     "stale",
     "shutdown",
     "scheduler_lost",
+    "fenced",
     "cancelled",
     "no_scheduler",
     "target_unavailable",

@@ -79,6 +79,9 @@ pub enum RunReason {
     Shutdown,
     /// Failed: the scheduler instance running it stopped heartbeating.
     SchedulerLost,
+    /// Failed: its scheduler lost the database for too long and stopped the run itself, before
+    /// any peer could count it lost and start the job elsewhere.
+    Fenced,
     /// Cancelled by an admin.
     Cancelled,
     /// Missed: no scheduler instance was alive.
@@ -104,6 +107,7 @@ impl RunReason {
             RunReason::Stale => "stale",
             RunReason::Shutdown => "shutdown",
             RunReason::SchedulerLost => "scheduler_lost",
+            RunReason::Fenced => "fenced",
             RunReason::Cancelled => "cancelled",
             RunReason::NoScheduler => "no_scheduler",
             RunReason::TargetUnavailable => "target_unavailable",

@@ -74,21 +74,31 @@ pub async fn apply(pool: &PgPool, file: &str, text: &str, dry_run: bool) -> Resu
     if dry_run || plan.is_empty() {
         return Ok(plan);
     }
+    let (mut resolved, mut activated, mut retired) = (Vec::new(), Vec::new(), Vec::new());
     for step in &plan.steps {
         match step {
             Step::Create(new) => {
-                definitions::create_in(&mut tx, new).await?;
+                activated.push(definitions::create_in(&mut tx, new).await?.id);
             }
             Step::Change { current, new, .. } => {
-                definitions::new_version_in(&mut tx, current.id, new, ManagedBy::File).await?;
+                activated.push(
+                    definitions::new_version_in(&mut tx, current.id, new, ManagedBy::File)
+                        .await?
+                        .id,
+                );
+                retired.push(current.id);
             }
             Step::Retire(current) => {
-                definitions::retire_in(&mut tx, current.id, &actor, ManagedBy::File).await?;
+                let (gone, incident) = definitions::retire_in(&mut tx, current.id, &actor, ManagedBy::File).await?;
+                retired.push(gone.id);
+                resolved.extend(incident);
             }
             Step::Unchanged { .. } => {}
         }
     }
+    definitions::stamp_changes_in(&mut tx, &activated, &retired).await?;
     tx.commit().await?;
+    crate::alerts::announce(&resolved);
     Ok(plan)
 }
 

@@ -5,6 +5,10 @@
 //! shutdown. Claims are serialized so that a claim that failed, possibly after its UPDATE
 //! committed (a lost reply), can be made good: the manual runs `running` under this instance
 //! that the executor is not executing are exactly what it took.
+//!
+//! A claim takes only the room that is free when it starts (up to [`CLAIM_BATCH`]): it never
+//! queues for permits, so due slots are never recorded `overloaded` behind a claim that finds
+//! nothing pending.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +21,7 @@ use super::Executor;
 use crate::registry;
 use crate::store::runs;
 
-/// How many pending runs one claim takes.
+/// The most pending runs one claim takes.
 const CLAIM_BATCH: i64 = 500;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -74,17 +78,25 @@ impl Claimer {
     async fn claim_until_drained(&mut self) -> bool {
         let mut retry_in = FIRST_RETRY;
         loop {
-            let Some(room) = self
-                .executor
-                .reserve(CLAIM_BATCH as usize, self.shutdown.cancelled())
-                .await
-            else {
-                return false;
-            };
-            // Room and shutdown can be ready at once: a stopping scheduler claims nothing more.
             if self.shutdown.is_cancelled() {
                 return false;
             }
+            // Only the room free now, never a place in the queue: whether anything is pending is
+            // unknown until the claim, and due slots must not wait behind a guess. A full
+            // executor is asked again when a run gives its permit back.
+            let room = match self.executor.free_room(CLAIM_BATCH as usize) {
+                Some(room) if !self.executor.is_fenced() => room,
+                _ => {
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return false,
+                        () = self.executor.room_freed() => {}
+                        // A fenced scheduler claims nothing until a heartbeat commits again.
+                        () = tokio::time::sleep(MAX_RETRY) => {}
+                    }
+                    continue;
+                }
+            };
+            let limit = room.runs() as i64;
             if self.unsure {
                 match runs::claimed_not_executing(&self.pool, self.executor.instance(), &self.executor.in_flight())
                     .await
@@ -103,9 +115,9 @@ impl Claimer {
                     Err(e) => self.failed("find runs of a failed claim", &e),
                 }
             } else {
-                match runs::claim_pending(&self.pool, &self.targets, CLAIM_BATCH, self.executor.instance()).await {
+                match runs::claim_pending(&self.pool, &self.targets, limit, self.executor.instance()).await {
                     Ok(claimed) => {
-                        let full = claimed.len() as i64 == CLAIM_BATCH;
+                        let full = claimed.len() as i64 == limit;
                         self.executor.spawn(claimed, Some(room));
                         if !full {
                             return true;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -42,6 +42,9 @@ const PANICKED: &str = "panicked: ";
 const CANCEL_GRACE: Duration = Duration::from_millis(500);
 /// Most outcomes one recording transaction carries.
 const RECORD_BATCH: usize = 1_000;
+/// The error of a run its scheduler stopped because it lost the database for too long.
+const FENCED: &str = "fenced: this scheduler could not reach the database for too long and stopped the run \
+                      before another replica could take the job over";
 /// What a run that is no longer `running` in the database ends with here (it is not recorded).
 const REVOKED: &str = "the run was ended elsewhere while it ran (sweep or cancel)";
 
@@ -62,13 +65,19 @@ struct Inner {
     tasks: TaskTracker,
     /// `max_in_flight` permits; each run holds one until it is recorded.
     capacity: Arc<Semaphore>,
-    max_in_flight: usize,
     /// How long a cancelled handler gets to return before it is aborted.
     cancel_grace: Duration,
     /// Cancelled when shutdown's grace period is over: in-flight runs are interrupted.
     interrupt: CancellationToken,
     /// Outcomes waiting for the recorder.
     outcomes: mpsc::UnboundedSender<Outcome>,
+    /// Signalled whenever a run gives its permit back: a claimer with no room waits for it
+    /// without queueing for permits it has no work for yet.
+    freed: Notify,
+    /// Set while this scheduler is fenced ([`super::fence`]): runs are stopped, none start.
+    fenced: std::sync::atomic::AtomicBool,
+    /// How long a fenced handler gets to return before it is aborted.
+    fence_grace: Duration,
 }
 
 /// A run being executed.
@@ -78,6 +87,8 @@ struct InFlight {
     revoked: CancellationToken,
     /// Fired when an admin cancels the run.
     cancelled: CancellationToken,
+    /// Fired when this scheduler fences itself (it lost the database for too long).
+    fenced: CancellationToken,
 }
 
 /// Why an executing run is stopped from outside.
@@ -85,6 +96,21 @@ struct InFlight {
 struct Stops {
     revoked: CancellationToken,
     cancelled: CancellationToken,
+    fenced: CancellationToken,
+}
+
+/// Room for runs under the in-flight limit: one permit per run.
+pub struct Room {
+    permits: OwnedSemaphorePermit,
+    /// The executor was full when asked: this room was waited for.
+    pub waited: bool,
+}
+
+impl Room {
+    /// How many runs fit.
+    pub fn runs(&self) -> usize {
+        self.permits.num_permits()
+    }
 }
 
 /// An outcome for the recorder, and where to say how recording went.
@@ -116,6 +142,25 @@ impl Executor {
         max_in_flight: usize,
         cancel_grace: Duration,
     ) -> Self {
+        Self::with_fence_grace(
+            targets_pool,
+            bookkeeping,
+            instance,
+            max_in_flight,
+            cancel_grace,
+            cancel_grace,
+        )
+    }
+
+    /// [`Executor::new`], with the time a fenced handler gets to return before it is aborted.
+    pub fn with_fence_grace(
+        targets_pool: PgPool,
+        bookkeeping: PgPool,
+        instance: String,
+        max_in_flight: usize,
+        cancel_grace: Duration,
+        fence_grace: Duration,
+    ) -> Self {
         let interrupt = CancellationToken::new();
         let (outcomes, queue) = mpsc::unbounded_channel();
         let recorder_pool = store::side_pool(&bookkeeping, 1);
@@ -130,10 +175,12 @@ impl Executor {
                 in_flight: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 capacity: Arc::new(Semaphore::new(max_in_flight)),
-                max_in_flight,
                 cancel_grace,
                 interrupt,
                 outcomes,
+                freed: Notify::new(),
+                fenced: std::sync::atomic::AtomicBool::new(false),
+                fence_grace,
             }),
         }
     }
@@ -166,26 +213,73 @@ impl Executor {
         self.inner.tasks.spawn(work);
     }
 
-    /// Waits until `runs` more runs fit under the in-flight limit and reserves room for them:
-    /// call before inserting or claiming, and hand the reservation to [`Executor::spawn`].
-    /// `None` if `give_up` fires first.
-    pub async fn reserve(
-        &self,
-        runs: usize,
-        give_up: impl std::future::Future<Output = ()>,
-    ) -> Option<OwnedSemaphorePermit> {
-        let runs = u32::try_from(runs.min(self.inner.max_in_flight)).unwrap_or(u32::MAX);
-        tokio::select! {
-            biased;
-            () = give_up => None,
-            permit = self.inner.capacity.clone().acquire_many_owned(runs) => permit.ok(),
+    /// Room for up to `runs` more runs under the in-flight limit, for due work the caller
+    /// already has: whatever is free now, or else the first permit to free up (`None` if
+    /// `give_up` fires first). Never queues for more than one permit, so a large batch cannot
+    /// hold up a small one while capacity is free. Hand the room to [`Executor::spawn`].
+    pub async fn room(&self, runs: usize, give_up: impl std::future::Future<Output = ()>) -> Option<Room> {
+        if runs == 0 {
+            return None;
         }
+        if let Some(free) = self.free_room(runs) {
+            return Some(free);
+        }
+        let first = tokio::select! {
+            biased;
+            () = give_up => return None,
+            permit = self.inner.capacity.clone().acquire_owned() => permit.ok()?,
+        };
+        let mut room = Room {
+            permits: first,
+            waited: true,
+        };
+        if let Some(more) = self.free_room(runs - 1) {
+            room.permits.merge(more.permits);
+        }
+        Some(room)
+    }
+
+    /// The room free right now, up to `runs` permits, without waiting; `None` when there is none.
+    pub fn free_room(&self, runs: usize) -> Option<Room> {
+        let free = self.inner.capacity.available_permits().min(runs);
+        let free = u32::try_from(free).unwrap_or(u32::MAX);
+        if free == 0 {
+            return None;
+        }
+        let permits = self.inner.capacity.clone().try_acquire_many_owned(free).ok()?;
+        Some(Room { permits, waited: false })
+    }
+
+    /// Waits until a run gives its permit back (or one already did since the last wait).
+    pub async fn room_freed(&self) {
+        self.inner.freed.notified().await;
+    }
+
+    /// Stops every run in flight (`ctx.cancelled()`, then aborted after the fence grace; they
+    /// end `failed` / `fenced`) and starts none until [`Executor::unfence`].
+    pub fn fence(&self) {
+        self.inner.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+        for in_flight in self.lock_in_flight().values() {
+            in_flight.fenced.cancel();
+        }
+    }
+
+    /// Lets runs start again (a heartbeat committed).
+    pub fn unfence(&self) {
+        self.inner.fenced.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this scheduler is fenced: it must not insert or claim runs.
+    pub fn is_fenced(&self) -> bool {
+        self.inner.fenced.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Starts executing claimed runs, each in its own task holding one permit of `room`
     /// (reserved for as many runs, if any); the permits left over are released. Runs beyond
-    /// the room still run: a run this scheduler owns is never left unexecuted.
-    pub fn spawn(&self, claimed: Vec<ClaimedRun>, mut room: Option<OwnedSemaphorePermit>) {
+    /// the room still run: a run this scheduler owns is never left unexecuted. A run id this
+    /// executor is executing already is refused: no path can hand a run to a target twice.
+    pub fn spawn(&self, claimed: Vec<ClaimedRun>, room: Option<Room>) {
+        let mut room = room.map(|room| room.permits);
         for ClaimedRun {
             run,
             target_payload,
@@ -193,22 +287,38 @@ impl Executor {
             timezone,
         } in claimed
         {
+            let stops = Stops {
+                revoked: CancellationToken::new(),
+                cancelled: CancellationToken::new(),
+                fenced: CancellationToken::new(),
+            };
+            {
+                let mut in_flight = self.lock_in_flight();
+                if in_flight.contains_key(&run.id) {
+                    tracing::error!(
+                        job_key = %run.job_key, run_id = %run.id,
+                        "refusing to execute a run that is executing already"
+                    );
+                    metrics::duplicate_refused();
+                    continue;
+                }
+                if self.is_fenced() {
+                    stops.fenced.cancel();
+                }
+                in_flight.insert(
+                    run.id,
+                    InFlight {
+                        run: run.clone(),
+                        revoked: stops.revoked.clone(),
+                        cancelled: stops.cancelled.clone(),
+                        fenced: stops.fenced.clone(),
+                    },
+                );
+            }
             let permit = room.as_mut().and_then(|room| room.split(1));
             log_started(&run);
             crons::started(&run, cron_expression.as_deref(), &timezone);
             metrics::runs_in_flight(1.0);
-            let stops = Stops {
-                revoked: CancellationToken::new(),
-                cancelled: CancellationToken::new(),
-            };
-            self.lock_in_flight().insert(
-                run.id,
-                InFlight {
-                    run: run.clone(),
-                    revoked: stops.revoked.clone(),
-                    cancelled: stops.cancelled.clone(),
-                },
-            );
             let executor = self.clone();
             self.inner.tasks.spawn(async move {
                 let id = run.id;
@@ -222,6 +332,7 @@ impl Executor {
                 executor.lock_in_flight().remove(&id);
                 metrics::runs_in_flight(-1.0);
                 drop(permit);
+                executor.inner.freed.notify_one();
             });
         }
     }
@@ -233,6 +344,12 @@ impl Executor {
                 error: format!("target {:?} is not registered in this build of cronjobs", run.target),
             };
         };
+        if stops.fenced.is_cancelled() {
+            return RunOutcome::Failed {
+                reason: RunReason::Fenced,
+                error: FENCED.to_owned(),
+            };
+        }
         let cancel = CancellationToken::new();
         let ctx = JobContext::new(
             run.id,
@@ -258,10 +375,12 @@ impl Executor {
             () = self.inner.interrupt.cancelled() => (RunReason::Shutdown, "interrupted by shutdown".to_owned()),
             () = stops.revoked.cancelled() => (RunReason::Error, REVOKED.to_owned()),
             () = stops.cancelled.cancelled() => (RunReason::Cancelled, "cancelled by an admin".to_owned()),
+            () = stops.fenced.cancelled() => (RunReason::Fenced, FENCED.to_owned()),
         };
         cancel.cancel();
         let grace = match reason {
             RunReason::Cancelled => self.inner.cancel_grace,
+            RunReason::Fenced => self.inner.fence_grace,
             _ => CANCEL_GRACE,
         };
         match tokio::time::timeout(grace, &mut handle).await {

@@ -2,15 +2,51 @@
 //! any run, refreshed every heartbeat interval, marked stopping on SIGTERM and deleted after a
 //! clean exit. Other processes read it to tell whether this instance is alive (its runs are
 //! failed `scheduler_lost` once it is not) and which targets a live scheduler can run.
+//!
+//! Each heartbeat also measures this process's clock against the database's (recorded in the
+//! row, exported as a metric, warned about above a second; the timer loop fires by the
+//! database's clock), tells the [`Fence`] it committed, and publishes the settings that every
+//! process must agree on, warning at start when a live peer reads them differently.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use super::fence::Fence;
 use super::retry::retry_until;
 use crate::registry;
 use crate::store::instances::{self, Registration};
+
+/// A clock offset above this is logged as a warning.
+const SKEW_WARNING_MS: i64 = 1_000;
+
+/// This process's clock minus the database's, in milliseconds: shared with the timer loop,
+/// which fires slots when the database's clock reaches them.
+#[derive(Debug, Default)]
+pub struct ClockOffset(AtomicI64);
+
+impl ClockOffset {
+    /// The database's time now, as this process estimates it.
+    pub fn database_now(&self) -> DateTime<Utc> {
+        Utc::now() - chrono::Duration::milliseconds(self.0.load(Ordering::Relaxed))
+    }
+
+    fn millis(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Records a measurement: the database said `database` between `sent` and `received`.
+    fn measure(&self, sent: DateTime<Utc>, received: DateTime<Utc>, database: DateTime<Utc>) -> i64 {
+        let midpoint = sent + (received - sent) / 2;
+        let offset = (midpoint - database).num_milliseconds();
+        self.0.store(offset, Ordering::Relaxed);
+        offset
+    }
+}
 
 /// This scheduler, as recorded in the database.
 pub struct Instance {
@@ -19,17 +55,31 @@ pub struct Instance {
     hostname: String,
     targets: Vec<&'static str>,
     heartbeat_every: Duration,
+    settings: serde_json::Value,
+    clock: Arc<ClockOffset>,
+    fence: Arc<Fence>,
 }
 
 impl Instance {
-    /// The instance `name`, heartbeating every `heartbeat_every` through `pool`.
-    pub fn new(pool: PgPool, name: String, heartbeat_every: Duration) -> Self {
+    /// The instance `name`, heartbeating every `heartbeat_every` through `pool`, publishing
+    /// `settings`, keeping `clock` measured and `fence` told of every committed heartbeat.
+    pub fn new(
+        pool: PgPool,
+        name: String,
+        heartbeat_every: Duration,
+        settings: serde_json::Value,
+        clock: Arc<ClockOffset>,
+        fence: Arc<Fence>,
+    ) -> Self {
         Instance {
             pool,
             name,
             hostname: super::hostname(),
             targets: registry::all().iter().map(|t| t.key).collect(),
             heartbeat_every,
+            settings,
+            clock,
+            fence,
         }
     }
 
@@ -42,17 +92,47 @@ impl Instance {
             commit: build.commit,
             targets: &self.targets,
             heartbeat_every: self.heartbeat_every,
+            clock_offset_ms: Some(self.clock.millis()),
+            settings: &self.settings,
         }
     }
 
+    /// One heartbeat: refreshes the row, measures the clock, tells the fence.
+    async fn beat(&self) -> Result<(), crate::store::StoreError> {
+        let (sent_at, sent) = (Instant::now(), Utc::now());
+        let database = instances::heartbeat(&self.pool, &self.registration()).await?;
+        self.fence.committed(sent_at);
+        let offset = self.clock.measure(sent, Utc::now(), database);
+        crate::metrics::clock_offset(offset);
+        if offset.abs() > SKEW_WARNING_MS {
+            tracing::warn!(
+                clock_offset_ms = offset,
+                "this host's clock differs from the database's by more than a second: slots fire by the database's clock; fix the host's time sync (NTP)"
+            );
+        }
+        Ok(())
+    }
+
     /// Writes the row, retrying while the database is away; `false` if `stop` fired first.
+    /// Then warns about live peers that read the shared settings differently.
     pub async fn register(&self, stop: &CancellationToken) -> bool {
-        let me = self.registration();
-        retry_until(stop, "register the scheduler instance", || {
-            instances::heartbeat(&self.pool, &me)
-        })
-        .await
-        .is_some()
+        let registered = retry_until(stop, "register the scheduler instance", || self.beat())
+            .await
+            .is_some();
+        if registered {
+            match instances::disagreeing(&self.pool, &self.name, &self.settings).await {
+                Ok(peers) => {
+                    for (peer, theirs) in peers {
+                        tracing::warn!(
+                            %peer, ours = %self.settings, %theirs,
+                            "a live scheduler reads CRON_MISSED_AFTER, CRON_STALE_AFTER or the webhook URLs differently: give every process the same settings"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot compare settings with the other schedulers"),
+            }
+        }
+        registered
     }
 
     /// Refreshes the row every heartbeat interval until `stop` fires.
@@ -64,7 +144,7 @@ impl Instance {
                 () = stop.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            if let Err(e) = instances::heartbeat(&self.pool, &self.registration()).await {
+            if let Err(e) = self.beat().await {
                 crate::metrics::database_error("refresh the scheduler instance");
                 tracing::warn!(error = %e, "cannot refresh this scheduler's instance row; retrying at the next tick");
             }
@@ -83,5 +163,21 @@ impl Instance {
         if let Err(e) = instances::remove(&self.pool, &self.name).await {
             tracing::warn!(error = %e, "cannot remove this scheduler's instance row");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_offset_is_measured_at_the_round_trips_midpoint() {
+        let clock = ClockOffset::default();
+        let at = |ms| Utc.timestamp_millis_opt(ms).unwrap();
+        // Sent at 1000, answered at 1100; the database said 2050: its clock is a second ahead.
+        assert_eq!(clock.measure(at(1_000), at(1_100), at(2_050)), -1_000);
+        assert_eq!(clock.measure(at(1_000), at(1_100), at(550)), 500);
+        assert_eq!(clock.millis(), 500);
     }
 }

@@ -33,6 +33,7 @@
 
 mod claims;
 mod executor;
+pub mod fence;
 pub mod http;
 mod instances;
 mod retry;
@@ -41,6 +42,7 @@ pub mod timers;
 pub mod watchdog;
 mod watcher;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,7 +59,8 @@ use crate::store::{self, schema};
 
 use claims::ClaimRequests;
 pub use executor::Executor;
-use instances::Instance;
+use fence::Fence;
+use instances::{ClockOffset, Instance};
 use retry::retry_until;
 use timers::TimerQueue;
 
@@ -120,13 +123,26 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
         max_connections = config.max_connections(),
         "scheduler starting"
     );
-    let instance = Instance::new(bookkeeping.clone(), name.clone(), config.heartbeat_every);
-    let executor = Executor::new(
+    let executor = Executor::with_fence_grace(
         pool.clone(),
         bookkeeping.clone(),
-        name,
+        name.clone(),
         config.max_in_flight,
         config.shutdown_grace,
+        fence::fence_grace(config.heartbeat_every, config.shutdown_grace),
+    );
+    let fence = Arc::new(Fence::new(
+        executor.clone(),
+        fence::fence_after(config.heartbeat_every, config.stale_after),
+    ));
+    let clock = Arc::new(ClockOffset::default());
+    let instance = Instance::new(
+        bookkeeping.clone(),
+        name,
+        config.heartbeat_every,
+        config.shared_settings(),
+        clock.clone(),
+        fence.clone(),
     );
     crate::alerts::configure(&config.alerts);
     crate::alerts::sentry::crons::configure(config.missed_after);
@@ -138,7 +154,7 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     // scheduler, then run what is pending.
     let recovered = instance.register(&shutdown).await
         && retry_until(&shutdown, "sweep dead runs at startup", || {
-            sweeper::sweep_once(&bookkeeping, config.stale_after)
+            sweeper::sweep_once(&bookkeeping, config.stale_after, None)
         })
         .await
         .is_some();
@@ -151,8 +167,10 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     claims.request();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let services = [
+        // LISTEN holds a connection for good: its own, not one of the bookkeeping pool's.
         tokio::spawn(watcher::run(
             bookkeeping.clone(),
+            store::side_pool(&pool, 1),
             events_tx,
             config.reconcile_every,
             background.clone(),
@@ -179,6 +197,10 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
             let (executor, every, stop) = (executor.clone(), config.heartbeat_every, background.clone());
             async move { executor.heartbeat_loop(every, stop).await }
         }),
+        tokio::spawn({
+            let (fence, stop) = (fence.clone(), background.clone());
+            async move { fence.watch(stop).await }
+        }),
     ];
     let instance_heartbeats = {
         let stop = background.clone();
@@ -190,7 +212,8 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
             slot_pool: bookkeeping.clone(),
             executor: executor.clone(),
             claims,
-            timers: TimerQueue::new(),
+            timers: TimerQueue::with_catch_up(catch_up(config.missed_after)),
+            clock,
             missed_after: config.missed_after,
             shutdown: shutdown.clone(),
         }
@@ -236,6 +259,8 @@ struct TimerLoop {
     executor: Executor,
     claims: ClaimRequests,
     timers: TimerQueue,
+    /// Slots fire when the database's clock reaches them, not this host's.
+    clock: Arc<ClockOffset>,
     missed_after: Duration,
     shutdown: CancellationToken,
 }
@@ -244,12 +269,12 @@ impl TimerLoop {
     async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
         loop {
             let next_due = self.timers.next_due();
-            let sleep = tokio::time::sleep_until(instant_at(next_due));
+            let sleep = tokio::time::sleep_until(instant_at(next_due, self.clock.database_now()));
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return,
                 () = sleep, if next_due.is_some() => {
-                    let due = self.timers.pop_due(Utc::now());
+                    let due = self.timers.pop_due(self.clock.database_now());
                     self.fire(due);
                 }
                 event = events.recv() => match event {
@@ -262,7 +287,7 @@ impl TimerLoop {
     }
 
     fn handle(&mut self, event: Event) {
-        let now = Utc::now();
+        let now = self.clock.database_now();
         match event {
             Event::Upsert(definition) => self.arm(*definition, now),
             Event::Remove(id) => {
@@ -303,6 +328,9 @@ impl TimerLoop {
             Err(timers::NotArmed::NotActive) => {
                 tracing::info!(job_key = %key, version, job_id = %id, %status, "timer disarmed")
             }
+            Err(timers::NotArmed::Fired) => {
+                tracing::debug!(job_key = %key, version, job_id = %id, "one-time job fired already in this process")
+            }
             Err(why) => {
                 tracing::error!(job_key = %key, version, job_id = %id, reason = ?why, "definition cannot be armed")
             }
@@ -328,10 +356,13 @@ impl TimerLoop {
     }
 }
 
-/// Records one batch of due slots and starts what it inserted. A slot it cannot start by
-/// T + `missed_after` is recorded `missed` instead: `overloaded` when the executor had no room
-/// in time, `database_unreachable` when inserting failed until then. Retries until the rows
-/// are written or shutdown begins (then the watchdog records what is left).
+/// Records one batch of due slots and starts what it inserted, as room allows: each round
+/// takes the room free (or waits for the first permit to free up), starts that many slots,
+/// and goes on with the rest. A recurring slot it cannot start by T + `missed_after` is
+/// recorded `missed` instead: `overloaded` when it waited for room all that time,
+/// `database_unreachable` when inserting failed until then. A one-time slot is never
+/// missed: it waits for room, late if need be. Stops at shutdown (the watchdog records what
+/// is left).
 async fn fire_batch(
     pool: &PgPool,
     executor: &Executor,
@@ -341,74 +372,139 @@ async fn fire_batch(
 ) {
     let missed_after = chrono::Duration::from_std(missed_after).unwrap_or(chrono::Duration::MAX);
     let late = |slot: &DueSlot, now: DateTime<Utc>| slot.recurring && now > slot.scheduled_at + missed_after;
-    // Room first: while the executor is full the batch waits here, until its oldest slot is late.
-    let deadline = batch
-        .iter()
-        .filter(|s| s.recurring)
-        .map(|s| s.scheduled_at + missed_after)
-        .min();
-    let mut room = executor
-        .reserve(batch.len(), async {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = sleep_until_time(deadline) => {}
-            }
-        })
-        .await;
-    if shutdown.is_cancelled() {
-        return;
-    }
-    let mut failures = 0u32;
-    let mut retry_in = Duration::from_millis(100);
-    loop {
+    let mut waiting = batch.to_vec();
+    while !waiting.is_empty() {
+        // While the executor is full the slots wait here, until the oldest recurring one is late.
+        let deadline = waiting
+            .iter()
+            .filter(|s| s.recurring)
+            .map(|s| s.scheduled_at + missed_after)
+            .min();
+        let room = executor
+            .room(waiting.len(), async {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = sleep_until_time(deadline) => {}
+                }
+            })
+            .await;
+        if shutdown.is_cancelled() {
+            return;
+        }
         let now = Utc::now();
-        let (start, missed): (Vec<DueSlot>, Vec<DueSlot>) =
-            batch.iter().cloned().partition(|s| room.is_some() && !late(s, now));
-        let missed_reason = if failures > 0 {
-            RunReason::DatabaseUnreachable
-        } else {
-            RunReason::Overloaded
+        let (late_now, timely): (Vec<DueSlot>, Vec<DueSlot>) = waiting.into_iter().partition(|s| late(s, now));
+        let fits = room.as_ref().map_or(0, executor::Room::runs).min(timely.len());
+        let (start, rest) = timely.split_at(fits);
+        // Late after waiting for room: the limit was reached for the whole window. Late without
+        // waiting (the loop or the process was starved): not started in time.
+        let missed_reason = match &room {
+            Some(room) if !room.waited => RunReason::NotStarted,
+            _ => RunReason::Overloaded,
         };
-        let slots = SlotBatch {
-            start: &start,
-            missed: &missed,
+        let recording = Recording {
+            start: start.to_vec(),
+            missed: late_now,
             missed_reason,
+            missed_after,
         };
-        match runs::insert_scheduled(pool, slots, executor.instance()).await {
-            Ok(inserted) => {
-                for run in inserted.skipped.iter().chain(&inserted.missed) {
-                    executor::log_finished(run);
-                }
-                // Inserted as running by this process, so executed even if shutdown began
-                // meanwhile: they get the shutdown grace like every other in-flight run.
-                executor.spawn(inserted.running, room);
-                return;
-            }
-            Err(e) => {
-                failures += 1;
-                crate::metrics::database_error("insert due runs");
-                tracing::warn!(error = %e, slots = batch.len(), retry_in_ms = retry_in.as_millis() as u64, "cannot record due slots; retrying");
-                if batch.iter().all(|s| late(s, Utc::now())) {
-                    // They will be recorded missed: let other work have the room.
-                    room = None;
-                }
-            }
+        recording.insert_until_recorded(pool, executor, room, shutdown).await;
+        if shutdown.is_cancelled() {
+            return;
         }
-        tokio::select! {
-            () = shutdown.cancelled() => {
-                tracing::warn!(slots = batch.len(), "shutdown while the database was unreachable: the watchdog will record these slots");
-                return;
-            }
-            () = tokio::time::sleep(retry_in) => {}
-        }
-        retry_in = (retry_in * 2).min(Duration::from_secs(5));
+        waiting = rest.to_vec();
     }
+}
+
+/// Slots of one round of [`fire_batch`]: to start, and too late to start.
+struct Recording {
+    start: Vec<DueSlot>,
+    missed: Vec<DueSlot>,
+    missed_reason: RunReason,
+    missed_after: chrono::Duration,
+}
+
+impl Recording {
+    /// Inserts the slots to start (in `room`) and the missed ones, retrying while the database
+    /// is unreachable. Slots that turn late meanwhile move to the missed ones
+    /// (`database_unreachable`); once nothing is left to start, the late slots are left to the
+    /// watchdog rather than retried, so an outage holds no growing pile of tasks and slots
+    /// (one-time slots are never late: they are retried until recorded). Returns at shutdown.
+    async fn insert_until_recorded(
+        mut self,
+        pool: &PgPool,
+        executor: &Executor,
+        room: Option<executor::Room>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut retry_in = Duration::from_millis(100);
+        loop {
+            let outcome = if executor.is_fenced() {
+                Err("this scheduler is fenced until a heartbeat commits again".to_owned())
+            } else {
+                let slots = SlotBatch {
+                    start: &self.start,
+                    missed: &self.missed,
+                    missed_reason: self.missed_reason,
+                };
+                runs::insert_scheduled(pool, slots, executor.instance(), &executor.in_flight())
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match outcome {
+                Ok(inserted) => {
+                    for run in inserted.skipped.iter().chain(&inserted.missed) {
+                        executor::log_finished(run);
+                    }
+                    // Inserted as running by this process, so executed even if shutdown began
+                    // meanwhile: they get the shutdown grace like every other in-flight run.
+                    executor.spawn(inserted.running, room);
+                    return;
+                }
+                Err(e) => {
+                    crate::metrics::database_error("insert due runs");
+                    let slots = self.start.len() + self.missed.len();
+                    tracing::warn!(error = %e, slots, retry_in_ms = retry_in.as_millis() as u64, "cannot record due slots; retrying");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    tracing::warn!(slots = self.start.len() + self.missed.len(), "shutdown while the database was unreachable: the watchdog will record these slots");
+                    return;
+                }
+                () = tokio::time::sleep(retry_in) => {}
+            }
+            retry_in = (retry_in * 2).min(Duration::from_secs(5));
+            let now = Utc::now();
+            let missed_after = self.missed_after;
+            let (late, timely): (Vec<DueSlot>, Vec<DueSlot>) = std::mem::take(&mut self.start)
+                .into_iter()
+                .partition(|s| s.recurring && now > s.scheduled_at + missed_after);
+            self.start = timely;
+            if !late.is_empty() {
+                self.missed.extend(late);
+                self.missed_reason = RunReason::DatabaseUnreachable;
+            }
+            if self.start.is_empty() {
+                tracing::warn!(
+                    slots = self.missed.len(),
+                    "due slots became too late while the database was unreachable: the watchdog records them"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// How far back the timer queue still fires slots: `CRON_MISSED_AFTER` less a margin (half
+/// of it, at most a second), so a slot caught up is still in time when its insert runs.
+fn catch_up(missed_after: Duration) -> Duration {
+    missed_after.saturating_sub((missed_after / 2).min(Duration::from_secs(1)))
 }
 
 /// Sleeps until `at` (forever when `None`).
 async fn sleep_until_time(at: Option<DateTime<Utc>>) {
     match at {
-        Some(at) => tokio::time::sleep_until(instant_at(Some(at))).await,
+        Some(at) => tokio::time::sleep_until(instant_at(Some(at), Utc::now())).await,
         None => std::future::pending().await,
     }
 }
@@ -424,11 +520,12 @@ fn has_target(definition: &JobDefinition) -> bool {
     known
 }
 
-/// The monotonic instant of a wall-clock time (now if it has passed or is unknown).
-fn instant_at(at: Option<DateTime<Utc>>) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
+/// The monotonic instant of a wall-clock time `at`, on a clock that reads `now` (soon if it
+/// has passed, in an hour if unknown).
+fn instant_at(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> tokio::time::Instant {
+    let monotonic = tokio::time::Instant::now();
     match at {
-        Some(at) => now + (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
-        None => now + Duration::from_secs(3600),
+        Some(at) => monotonic + (at - now).to_std().unwrap_or(Duration::ZERO),
+        None => monotonic + Duration::from_secs(3600),
     }
 }

@@ -4,19 +4,29 @@
 //!   heartbeat interval of it turning dead (5 of its heartbeat intervals without a sign);
 //! - runs without a heartbeat for `CRON_STALE_AFTER` (`stale`): a run whose own heartbeats
 //!   stopped while its instance lives, or whose instance left no row.
+//!
+//! After an outage (a sweep failed), liveness is counted from the sweeper's reconnection:
+//! nobody could heartbeat while the database was away, so every instance gets its whole
+//! window again. An instance cut off longer than that fenced its own runs already
+//! ([`super::fence`]); one that heartbeats again in time keeps them.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::log_finished;
-use crate::store::{instances, runs, StoreError};
+use crate::store::{self, instances, runs, StoreError};
 
-/// Fails every lost or stale run, logging each.
-pub async fn sweep_once(pool: &PgPool, stale_after: Duration) -> Result<usize, StoreError> {
-    let lost = runs::fail_lost(pool).await?;
-    let stale = runs::fail_stale(pool, stale_after).await?;
+/// Fails every lost or stale run, logging each; `reconnected_at` as in [`runs::fail_lost`].
+pub async fn sweep_once(
+    pool: &PgPool,
+    stale_after: Duration,
+    reconnected_at: Option<DateTime<Utc>>,
+) -> Result<usize, StoreError> {
+    let lost = runs::fail_lost(pool, reconnected_at).await?;
+    let stale = runs::fail_stale(pool, stale_after, reconnected_at).await?;
     for run in &stale {
         crate::metrics::run_stale(run);
     }
@@ -36,14 +46,29 @@ pub async fn run(pool: PgPool, stale_after: Duration, every: Duration, stop: Can
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the startup sweep already ran
     let mut forgotten_at = tokio::time::Instant::now();
+    // `Some(None)`: the last sweep failed, the reconnection time is still to be read.
+    let mut reconnected_at: Option<Option<DateTime<Utc>>> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        if let Err(e) = sweep_once(&pool, stale_after).await {
-            crate::metrics::database_error("sweep dead runs");
-            tracing::warn!(error = %e, "sweep failed; retrying at the next tick");
+        if reconnected_at == Some(None) {
+            match store::database_now(&pool).await {
+                Ok(now) => {
+                    tracing::info!("database reachable again: every scheduler gets its liveness window from now");
+                    reconnected_at = Some(Some(now));
+                }
+                Err(_) => continue,
+            }
+        }
+        match sweep_once(&pool, stale_after, reconnected_at.flatten()).await {
+            Ok(_) => {}
+            Err(e) => {
+                crate::metrics::database_error("sweep dead runs");
+                tracing::warn!(error = %e, "sweep failed; retrying at the next tick");
+                reconnected_at = Some(None);
+            }
         }
         if forgotten_at.elapsed() >= FORGET_EVERY {
             forgotten_at = tokio::time::Instant::now();

@@ -4,6 +4,12 @@
 //! recurring definitions. Re-arming or disarming bumps a definition's generation, and heap
 //! entries of an older generation are dropped when they surface (lazy deletion), so every
 //! change is O(log n) and nothing scans the queue.
+//!
+//! A one-time definition fires once per process: once popped it is remembered, and arming it
+//! again (a reload while its run executes, a notification) is refused. Slots a little in the
+//! past are caught up (`catch_up`, a little under `CRON_MISSED_AFTER`): a definition armed
+//! just after it became active, or a loop that was starved for a moment, starts those slots
+//! late instead of leaving them to be recorded missed.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -22,6 +28,8 @@ struct Armed {
     /// `None` for one-time definitions; shared by definitions with the same schedule.
     schedule: Option<Arc<Schedule>>,
     generation: u64,
+    /// The next fire time in the heap.
+    next: DateTime<Utc>,
 }
 
 /// Why a definition is not armed.
@@ -33,6 +41,8 @@ pub enum NotArmed {
     BadSchedule(String),
     /// The schedule has no future fire time.
     NeverFires,
+    /// A one-time definition that fired in this process already.
+    Fired,
 }
 
 /// Parsed schedules by (expression, timezone). Parsing is the costliest step of arming
@@ -49,12 +59,29 @@ pub struct TimerQueue {
     heap: BinaryHeap<Reverse<(DateTime<Utc>, u64, Uuid)>>,
     next_generation: u64,
     parsed: ParseCache,
+    /// One-time definitions popped by this queue (their slot is fired; never again here).
+    fired_once: HashSet<Uuid>,
+    /// How far back slots are still fired when arming or after a starved loop.
+    catch_up: chrono::Duration,
 }
 
 impl TimerQueue {
-    /// An empty queue.
+    /// An empty queue that fires no slot from the past (but a one-time definition's).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty queue that still fires the slots of the last `catch_up`.
+    pub fn with_catch_up(catch_up: std::time::Duration) -> Self {
+        TimerQueue {
+            catch_up: chrono::Duration::from_std(catch_up).unwrap_or(chrono::Duration::zero()),
+            ..Self::default()
+        }
+    }
+
+    /// The earliest instant whose slots still fire at `now`.
+    fn oldest_fired(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - self.catch_up
     }
 
     /// How many definitions are armed.
@@ -69,10 +96,21 @@ impl TimerQueue {
 
     /// Arms (or re-arms) `definition` for its next fire time after `now`; a one-time
     /// definition fires at `run_at`, immediately if that has passed.
+    /// Re-arming a definition armed already with the same activation keeps its timer.
     pub fn arm(&mut self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DateTime<Utc>, NotArmed> {
+        if definition.status == JobStatus::Active {
+            if let Some(armed) = self.armed.get(&definition.id) {
+                if armed.definition.active_since == definition.active_since {
+                    return Ok(armed.next);
+                }
+            }
+        }
         self.disarm(definition.id);
         if definition.status != JobStatus::Active {
             return Err(NotArmed::NotActive);
+        }
+        if self.fired_once.contains(&definition.id) {
+            return Err(NotArmed::Fired);
         }
         let (schedule, first) = match (definition.schedule_type, &definition.cron_expression, definition.run_at) {
             (ScheduleType::OneTime, _, Some(run_at)) => (None, run_at),
@@ -87,7 +125,9 @@ impl TimerQueue {
                     })
                     .clone()
                     .map_err(NotArmed::BadSchedule)?;
-                let first = schedule.next_after(now).ok_or(NotArmed::NeverFires)?;
+                // Slots since it became active, as far back as they still fire.
+                let from = definition.active_since.max(self.oldest_fired(now));
+                let first = schedule.next_after(from).ok_or(NotArmed::NeverFires)?;
                 (Some(schedule), first)
             }
             // The database's CHECK constraint rules this out.
@@ -102,6 +142,7 @@ impl TimerQueue {
                 definition,
                 schedule,
                 generation,
+                next: first,
             },
         );
         Ok(first)
@@ -118,9 +159,11 @@ impl TimerQueue {
     pub fn replace_all(&mut self, active: Vec<JobDefinition>, now: DateTime<Utc>) -> Vec<(Uuid, NotArmed)> {
         let keep: HashSet<Uuid> = active.iter().map(|d| d.id).collect();
         self.armed.retain(|id, _| keep.contains(id));
+        // A fired one-time definition no longer active (its run ended) needs no memory.
+        self.fired_once.retain(|id| keep.contains(id));
         let mut failed = Vec::new();
         for definition in active {
-            if !self.armed.contains_key(&definition.id) {
+            if !self.armed.contains_key(&definition.id) && !self.fired_once.contains(&definition.id) {
                 let id = definition.id;
                 if let Err(why) = self.arm(definition, now) {
                     failed.push((id, why));
@@ -151,21 +194,29 @@ impl TimerQueue {
 
     /// Pops every slot due at or before `now`, re-arming recurring definitions for their
     /// next fire time. A window missed by more than one period (the process was stopped
-    /// or starved) is not replayed: the next time is computed from `now`.
+    /// or starved) is not replayed beyond the catch-up: the next time is computed from
+    /// `now` minus the catch-up.
     pub fn pop_due(&mut self, now: DateTime<Utc>) -> Vec<DueSlot> {
+        let oldest = self.oldest_fired(now);
         let mut due = Vec::new();
         while let Some(Reverse((at, generation, id))) = self.heap.peek().copied() {
             if at > now {
                 break;
             }
             self.heap.pop();
-            let Some(armed) = self.armed.get(&id).filter(|a| a.generation == generation) else {
+            let Some(armed) = self.armed.get_mut(&id).filter(|a| a.generation == generation) else {
                 continue;
             };
             due.push(DueSlot::of(&armed.definition, at));
-            match armed.schedule.as_ref().and_then(|s| s.next_after(at.max(now))) {
-                Some(next) => self.heap.push(Reverse((next, generation, id))),
+            match armed.schedule.as_ref().and_then(|s| s.next_after(at.max(oldest))) {
+                Some(next) => {
+                    armed.next = next;
+                    self.heap.push(Reverse((next, generation, id)));
+                }
                 None => {
+                    if armed.schedule.is_none() {
+                        self.fired_once.insert(id);
+                    }
                     self.armed.remove(&id);
                 }
             }
@@ -205,7 +256,8 @@ mod tests {
             created_at: now,
             updated_at: now,
             retired_at: None,
-            active_since: now,
+            // Long before the instants the tests arm at.
+            active_since: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             retired_by: None,
             managed_by: crate::domain::ManagedBy::Api,
         }
@@ -300,6 +352,40 @@ mod tests {
         // A reload forgets schedules nothing uses any more.
         assert!(queue.replace_all(vec![], t(0, 0, 0)).is_empty());
         assert!(queue.parsed.is_empty());
+    }
+
+    #[test]
+    fn a_fired_one_time_definition_is_never_armed_again() {
+        // Its run executes while the definition stays active: a reload or a notification
+        // must not fire it a second time.
+        let mut queue = TimerQueue::new();
+        let once = definition(None, Some(t(0, 1, 0)));
+        queue.arm(once.clone(), t(0, 0, 0)).unwrap();
+        assert_eq!(queue.pop_due(t(0, 1, 0)).len(), 1);
+        assert!(queue.replace_all(vec![once.clone()], t(0, 1, 1)).is_empty());
+        assert_eq!(queue.arm(once.clone(), t(0, 1, 2)), Err(NotArmed::Fired));
+        assert!(queue.pop_due(t(0, 5, 0)).is_empty(), "fired once, and only once");
+        // Once it is no longer active (its run ended and retired it), the memory goes.
+        queue.replace_all(vec![], t(0, 6, 0));
+        assert!(queue.fired_once.is_empty());
+    }
+
+    #[test]
+    fn slots_since_activation_within_the_catch_up_fire_late() {
+        let mut queue = TimerQueue::with_catch_up(std::time::Duration::from_secs(10));
+        let mut every_second = definition(Some("* * * * * *"), None);
+        // Activated at 00:00:05, armed (the notification arrived) at 00:00:08.
+        every_second.active_since = t(0, 0, 5);
+        assert_eq!(queue.arm(every_second.clone(), t(0, 0, 8)), Ok(t(0, 0, 6)));
+        let due: Vec<_> = queue.pop_due(t(0, 0, 8)).iter().map(|s| s.scheduled_at).collect();
+        assert_eq!(due, [t(0, 0, 6), t(0, 0, 7), t(0, 0, 8)]);
+        // Re-arming the same activation keeps the timer: nothing fires twice.
+        assert_eq!(queue.arm(every_second, t(0, 0, 8)), Ok(t(0, 0, 9)));
+        assert_eq!(queue.pop_due(t(0, 0, 9)).len(), 1);
+        // Activated long ago: only the catch-up window fires.
+        let mut old = definition(Some("* * * * * *"), None);
+        old.active_since = t(0, 0, 0);
+        assert_eq!(queue.arm(old, t(0, 1, 0)), Ok(t(0, 0, 51)));
     }
 
     #[test]

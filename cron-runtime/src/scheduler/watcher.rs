@@ -19,9 +19,11 @@ use crate::store::{definitions, Change, StoreError, CHANGES_CHANNEL};
 
 type Fingerprint = (i64, Option<DateTime<Utc>>);
 
-/// Watches for changes until `stop` fires, reconnecting with backoff.
+/// Watches for changes until `stop` fires, reconnecting with backoff; reads definitions
+/// through `pool` and listens on a connection of `listen_pool`.
 pub async fn run(
     pool: PgPool,
+    listen_pool: PgPool,
     events: mpsc::UnboundedSender<Event>,
     reconcile_every: Duration,
     stop: CancellationToken,
@@ -30,7 +32,7 @@ pub async fn run(
     loop {
         let connected = tokio::select! {
             () = stop.cancelled() => return,
-            connected = listen(&pool) => connected,
+            connected = listen(&listen_pool) => connected,
         };
         match connected {
             Ok(listener) => {

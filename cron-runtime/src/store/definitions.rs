@@ -93,24 +93,15 @@ pub async fn new_version_in(
 #[tracing::instrument(skip(pool))]
 pub async fn retire(pool: &PgPool, id: Uuid, actor: &str, writer: ManagedBy) -> Result<JobDefinition, StoreError> {
     let mut tx = pool.begin().await?;
-    let (retired, resolved) = retire_resolving(&mut tx, id, actor, writer).await?;
+    let (retired, resolved) = retire_in(&mut tx, id, actor, writer).await?;
     tx.commit().await?;
     alerts::announce(resolved.as_slice());
     Ok(retired)
 }
 
-/// [`retire`] inside the caller's transaction.
+/// [`retire`] inside the caller's transaction, and the job key's open incident resolved
+/// (`retired`), if it had one: the caller announces it once it has committed.
 pub async fn retire_in(
-    conn: &mut PgConnection,
-    id: Uuid,
-    actor: &str,
-    writer: ManagedBy,
-) -> Result<JobDefinition, StoreError> {
-    Ok(retire_resolving(conn, id, actor, writer).await?.0)
-}
-
-/// [`retire_in`], and the job key's open incident resolved (`retired`), if it had one.
-pub(crate) async fn retire_resolving(
     conn: &mut PgConnection,
     id: Uuid,
     actor: &str,
@@ -124,6 +115,30 @@ pub(crate) async fn retire_resolving(
     Ok((retired, resolved))
 }
 
+/// Stamps the definitions a long transaction activated and retired with one instant, taken
+/// just before it commits: `active_since` of the ones now active, `retired_at` of the retired
+/// ones. Slots count from when the scheduler can see the change, not from when the
+/// transaction began (a jobs file applied in one transaction), so none is recorded `missed`
+/// for the time the change was invisible, and a version's window ends where the next begins.
+pub async fn stamp_changes_in(conn: &mut PgConnection, activated: &[Uuid], retired: &[Uuid]) -> Result<(), StoreError> {
+    if activated.is_empty() && retired.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH stamp AS (SELECT clock_timestamp() AS at)
+         UPDATE cron_job_definitions d
+         SET active_since = CASE WHEN d.id = ANY($1) AND d.status = 'active' THEN stamp.at ELSE d.active_since END,
+             retired_at = CASE WHEN d.id = ANY($2) AND d.status = 'retired' THEN stamp.at ELSE d.retired_at END
+         FROM stamp
+         WHERE d.id = ANY($1) OR d.id = ANY($2)",
+    )
+    .bind(activated)
+    .bind(retired)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Locks definition `id` for a change by `writer`: it must exist, be live, and be `writer`'s.
 async fn lock_live(
     conn: &mut PgConnection,
@@ -131,10 +146,11 @@ async fn lock_live(
     writer: ManagedBy,
     action: &'static str,
 ) -> Result<JobDefinition, StoreError> {
-    let current: Option<JobDefinition> = sqlx::query_as("SELECT * FROM cron_job_definitions WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let current: Option<JobDefinition> =
+        sqlx::query_as("SELECT * FROM cron_job_definitions WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let current = current.ok_or(StoreError::JobNotFound(id))?;
     if current.status == JobStatus::Retired {
         return Err(StoreError::WrongStatus {
@@ -158,7 +174,7 @@ async fn lock_live(
 async fn mark_retired(conn: &mut PgConnection, id: Uuid, actor: &str) -> Result<JobDefinition, StoreError> {
     Ok(sqlx::query_as(
         "UPDATE cron_job_definitions
-         SET status = 'retired', retired_at = now(), retired_by = $2, updated_at = now()
+         SET status = 'retired', retired_at = clock_timestamp(), retired_by = $2, updated_at = now()
          WHERE id = $1 RETURNING *",
     )
     .bind(id)
@@ -181,9 +197,11 @@ async fn insert_next_version(
     let created = sqlx::query_as(
         "INSERT INTO cron_job_definitions
              (id, job_key, version, target, schedule_type, cron_expression, timezone, run_at,
-              payload, description, status, created_by, managed_by, pause_reason, paused_at, paused_by)
+              payload, description, status, created_by, managed_by, pause_reason, paused_at, paused_by,
+              active_since)
          SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9,
-                CASE WHEN $12::text IS NULL THEN 'active' ELSE 'paused' END, $10, $11, $12, $13, $14
+                CASE WHEN $12::text IS NULL THEN 'active' ELSE 'paused' END, $10, $11, $12, $13, $14,
+                clock_timestamp()
          FROM cron_job_definitions WHERE job_key = $2
          RETURNING *",
     )
@@ -344,7 +362,7 @@ pub async fn resume(pool: &PgPool, id: Uuid) -> Result<JobDefinition, StoreError
         id,
         "UPDATE cron_job_definitions
          SET status = 'active', pause_reason = NULL, paused_at = NULL, paused_by = NULL,
-             active_since = now(), updated_at = now()
+             active_since = clock_timestamp(), updated_at = now()
          WHERE id = $1 AND status = 'paused' RETURNING *",
         &[],
         ("paused", "resume"),

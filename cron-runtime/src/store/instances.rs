@@ -35,6 +35,10 @@ pub struct Registration<'a> {
     pub commit: Option<&'a str>,
     pub targets: &'a [&'a str],
     pub heartbeat_every: Duration,
+    /// This process's clock minus the database's, as last measured.
+    pub clock_offset_ms: Option<i64>,
+    /// The settings every process of a cluster must agree on, as this one reads them.
+    pub settings: &'a serde_json::Value,
 }
 
 /// A row of `cron_scheduler_instances`, with whether it is alive; the API's view of a scheduler.
@@ -52,18 +56,25 @@ pub struct SchedulerInstance {
     pub last_seen_at: DateTime<Utc>,
     /// When it received SIGTERM: it finishes its runs and starts no new ones.
     pub stopping_since: Option<DateTime<Utc>>,
+    /// Its clock minus the database's, in milliseconds, at its last heartbeat.
+    pub clock_offset_ms: Option<i64>,
+    /// `CRON_MISSED_AFTER`, `CRON_STALE_AFTER` and a digest of the webhook URLs as it reads them.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
     /// It heartbeated within 5 of its heartbeat intervals.
     pub alive: bool,
 }
 
 /// Inserts or refreshes the instance's row (`last_seen_at` = now). A row deleted meanwhile
-/// comes back; `stopping_since` survives a refresh.
-pub async fn heartbeat(pool: &PgPool, me: &Registration<'_>) -> Result<(), StoreError> {
-    sqlx::query(
+/// comes back; `stopping_since` survives a refresh. Returns the database's clock.
+pub async fn heartbeat(pool: &PgPool, me: &Registration<'_>) -> Result<DateTime<Utc>, StoreError> {
+    Ok(sqlx::query_scalar(
         "INSERT INTO cron_scheduler_instances
-             (instance, hostname, version, commit, targets, heartbeat_interval_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (instance) DO UPDATE SET last_seen_at = now()",
+             (instance, hostname, version, commit, targets, heartbeat_interval_ms, clock_offset_ms, settings)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (instance) DO UPDATE
+             SET last_seen_at = now(), clock_offset_ms = EXCLUDED.clock_offset_ms, settings = EXCLUDED.settings
+         RETURNING clock_timestamp()",
     )
     .bind(me.instance)
     .bind(me.hostname)
@@ -71,9 +82,27 @@ pub async fn heartbeat(pool: &PgPool, me: &Registration<'_>) -> Result<(), Store
     .bind(me.commit)
     .bind(me.targets)
     .bind(i64::try_from(me.heartbeat_every.as_millis()).unwrap_or(i64::MAX).max(1))
-    .execute(pool)
-    .await?;
-    Ok(())
+    .bind(me.clock_offset_ms)
+    .bind(me.settings)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The settings published by the other alive instances that differ from `settings`, by instance.
+pub async fn disagreeing(
+    pool: &PgPool,
+    instance: &str,
+    settings: &serde_json::Value,
+) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    let sql = format!(
+        "SELECT i.instance, i.settings FROM cron_scheduler_instances i
+         WHERE {ALIVE} AND i.instance <> $1 AND i.settings <> '{{}}'::jsonb AND i.settings <> $2"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(instance)
+        .bind(settings)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Records that the instance received SIGTERM: it no longer counts for new runs.

@@ -130,6 +130,11 @@ pub async fn connect_with(url: &crate::config::Secret, max_connections: u32) -> 
     pool_options(max_connections).connect(url.expose()).await
 }
 
+/// The database's clock.
+pub async fn database_now(pool: &sqlx::PgPool) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(pool).await?)
+}
+
 /// A small pool of its own on `pool`'s database, connected lazily: work that must not queue
 /// behind a herd of targets waiting for `pool`'s connections gets one.
 pub fn side_pool(pool: &sqlx::PgPool, max_connections: u32) -> sqlx::PgPool {

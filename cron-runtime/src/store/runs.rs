@@ -118,14 +118,17 @@ pub struct RunFilter {
 /// active run is recorded `skipped`. Slots of definitions no longer active are dropped.
 ///
 /// Idempotent: when a call's commit succeeded but its reply was lost, the retry finds its
-/// slots taken; the ones `running` under `instance` are returned again to be executed (a
-/// scheduler executes each slot of a batch once, so a row it owns that it is not executing
-/// can only be an earlier attempt's). See docs/decisions.md.
+/// slots taken; the ones `running` under `instance` and not in `executing` (the runs the
+/// scheduler is executing, read before the call) are returned again to be executed: a row
+/// it owns that it is not executing can only be an earlier attempt's. A slot fired again
+/// while its run executes (a one-time job re-armed by a reload) finds its row in `executing`
+/// and is left alone. See docs/decisions.md and docs/reliability.md.
 #[tracing::instrument(skip_all, fields(start = batch.start.len(), missed = batch.missed.len()))]
 pub async fn insert_scheduled(
     pool: &PgPool,
     batch: SlotBatch<'_>,
     instance: &str,
+    executing: &[Uuid],
 ) -> Result<InsertedSlots, StoreError> {
     if batch.len() == 0 {
         return Ok(InsertedSlots::default());
@@ -148,7 +151,7 @@ pub async fn insert_scheduled(
         .into_iter()
         .chain(slots_without(batch.missed, missed.iter()))
         .collect();
-    running.extend(owned_running(&mut tx, &unrecorded, instance).await?);
+    running.extend(owned_running(&mut tx, &unrecorded, instance, executing).await?);
     retire_finished_one_time(&mut tx, skipped.iter().chain(&missed)).await?;
     let transitions = incidents::record_outcomes(&mut tx, &missed, &alerts::policy()).await?;
     tx.commit().await?;
@@ -314,12 +317,13 @@ pub(crate) async fn insert_missed(
         .await?)
 }
 
-/// The runs of `slots` that are `running` under `instance`: what an earlier attempt of the
-/// same batch inserted when its reply was lost.
+/// The runs of `slots` that are `running` under `instance` and not `executing`: what an
+/// earlier attempt of the same batch inserted when its reply was lost.
 async fn owned_running(
     conn: &mut PgConnection,
     slots: &[DueSlot],
     instance: &str,
+    executing: &[Uuid],
 ) -> Result<Vec<ClaimedRun>, StoreError> {
     if slots.is_empty() {
         return Ok(Vec::new());
@@ -331,11 +335,12 @@ async fn owned_running(
          JOIN cron_job_runs r ON r.job_definition_id = s.definition_id AND r.scheduled_at = s.scheduled_at
                              AND r.trigger_type = 'scheduled'
          JOIN cron_job_definitions d ON d.id = r.job_definition_id
-         WHERE r.status = 'running' AND r.scheduler_instance = $3",
+         WHERE r.status = 'running' AND r.scheduler_instance = $3 AND r.id <> ALL($4::uuid[])",
     )
     .bind(&columns.definition_ids)
     .bind(&columns.times)
     .bind(instance)
+    .bind(executing)
     .fetch_all(conn)
     .await?)
 }
@@ -647,9 +652,15 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
 
 /// `running` → `failed` (`stale`) for runs without a heartbeat for `stale_after`, whichever
 /// scheduler ran them (a replica recovers another's dead runs); a run an admin asked to cancel
-/// ends `cancelled`, keeping the admin's reason.
+/// ends `cancelled`, keeping the admin's reason. `reconnected_at`: when the caller's access to
+/// the database came back after an outage (nobody could heartbeat before it), so a run counts
+/// as stale only `stale_after` after that too.
 #[tracing::instrument(skip(pool))]
-pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobRun>, StoreError> {
+pub async fn fail_stale(
+    pool: &PgPool,
+    stale_after: Duration,
+    reconnected_at: Option<DateTime<Utc>>,
+) -> Result<Vec<JobRun>, StoreError> {
     let mut tx = pool.begin().await?;
     let failed: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs
@@ -665,12 +676,14 @@ pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobR
          WHERE id IN (
              SELECT id FROM cron_job_runs
              WHERE status = 'running' AND heartbeat_at < clock_timestamp() - make_interval(secs => $1)
+               AND ($3::timestamptz IS NULL OR $3 < clock_timestamp() - make_interval(secs => $1))
              FOR UPDATE SKIP LOCKED
          )
          RETURNING *",
     )
     .bind(stale_after.as_secs_f64())
     .bind(humantime::format_duration(stale_after).to_string())
+    .bind(reconnected_at)
     .fetch_all(&mut *tx)
     .await?;
     retire_finished_one_time(&mut tx, &failed).await?;
@@ -683,9 +696,11 @@ pub async fn fail_stale(pool: &PgPool, stale_after: Duration) -> Result<Vec<JobR
 /// `running` → `failed` (`scheduler_lost`) for runs whose scheduler instance is no longer
 /// alive (SPEC §11): a deploy that killed the old scheduler after SIGTERM does not block its
 /// jobs until `CRON_STALE_AFTER`. A run an admin asked to cancel ends `cancelled`. Runs of an instance without a row (a release before
-/// instances were recorded) are left to [`fail_stale`].
+/// instances were recorded) are left to [`fail_stale`]. `reconnected_at`: when the caller's
+/// access to the database came back after an outage; an instance gets its whole liveness
+/// window counted from then, since nobody could heartbeat while the database was away.
 #[tracing::instrument(skip(pool))]
-pub async fn fail_lost(pool: &PgPool) -> Result<Vec<JobRun>, StoreError> {
+pub async fn fail_lost(pool: &PgPool, reconnected_at: Option<DateTime<Utc>>) -> Result<Vec<JobRun>, StoreError> {
     let mut tx = pool.begin().await?;
     let sql = format!(
         "UPDATE cron_job_runs r
@@ -702,12 +717,14 @@ pub async fn fail_lost(pool: &PgPool) -> Result<Vec<JobRun>, StoreError> {
              SELECT lost.id FROM cron_job_runs lost
              JOIN cron_scheduler_instances i ON i.instance = lost.scheduler_instance
              WHERE lost.status = 'running' AND NOT ({alive})
+               AND ($1::timestamptz IS NULL
+                    OR $1 < now() - make_interval(secs => i.heartbeat_interval_ms * 5 / 1000.0))
              FOR UPDATE OF lost SKIP LOCKED
          )
          RETURNING r.*",
         alive = instances::ALIVE
     );
-    let failed: Vec<JobRun> = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
+    let failed: Vec<JobRun> = sqlx::query_as(&sql).bind(reconnected_at).fetch_all(&mut *tx).await?;
     retire_finished_one_time(&mut tx, &failed).await?;
     let transitions = incidents::record_outcomes(&mut tx, &failed, &alerts::policy()).await?;
     tx.commit().await?;

@@ -32,6 +32,8 @@ async fn register(pool: &PgPool, instance: &str, targets: &[&str]) {
             commit: None,
             targets,
             heartbeat_every: Duration::from_secs(1),
+            clock_offset_ms: None,
+            settings: &serde_json::json!({}),
         },
     )
     .await
@@ -68,13 +70,13 @@ async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPoo
         DueSlot::of(&b, at(0)),
         DueSlot::of(&other, at(0)),
     ];
-    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a")
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a", &[])
         .await
         .unwrap();
     assert_eq!((first.running.len(), first.skipped.len()), (2, 1));
 
     // The reply of that commit was lost: the same scheduler retries the same batch.
-    let retry = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a")
+    let retry = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a", &[])
         .await
         .unwrap();
     let mut again: Vec<_> = retry.running.iter().map(|c| c.run.id).collect();
@@ -86,7 +88,7 @@ async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPoo
     assert_eq!(retry.running[0].target_payload, json!({}));
 
     // Another replica inserting the same slots gets nothing to run.
-    let replica = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-b")
+    let replica = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-b", &[])
         .await
         .unwrap();
     assert!(replica.running.is_empty() && replica.skipped.is_empty() && replica.missed.is_empty());
@@ -110,7 +112,7 @@ async fn late_slots_are_recorded_missed_with_their_reason(pool: PgPool) {
         missed: &late,
         missed_reason: RunReason::Overloaded,
     };
-    let inserted = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    let inserted = runs::insert_scheduled(&pool, batch, "s", &[]).await.unwrap();
     assert_eq!((inserted.running.len(), inserted.missed.len()), (1, 1));
     let missed = &inserted.missed[0];
     assert_eq!(
@@ -125,7 +127,7 @@ async fn late_slots_are_recorded_missed_with_their_reason(pool: PgPool) {
         missed: &start,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let retried = runs::insert_scheduled(&pool, retry, "s").await.unwrap();
+    let retried = runs::insert_scheduled(&pool, retry, "s", &[]).await.unwrap();
     assert_eq!(retried.running.len(), 1);
     assert!(retried.missed.is_empty());
     assert_eq!(statuses(&pool, "a").await, [(RunStatus::Running, None)]);
@@ -160,7 +162,7 @@ async fn a_heartbeat_reports_which_runs_are_still_running(pool: PgPool) {
         job(&pool, "b", "system.heartbeat", "* * * * * *").await,
     );
     let slots = [DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))];
-    let ids: Vec<_> = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s")
+    let ids: Vec<_> = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s", &[])
         .await
         .unwrap()
         .running
@@ -187,14 +189,14 @@ async fn runs_of_a_dead_instance_fail_as_scheduler_lost(pool: PgPool) {
     );
     register(&pool, "dead", &["system.heartbeat"]).await;
     register(&pool, "alive", &["system.heartbeat"]).await;
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&a, at(0))]), "dead")
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&a, at(0))]), "dead", &[])
         .await
         .unwrap();
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&b, at(0))]), "alive")
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&b, at(0))]), "alive", &[])
         .await
         .unwrap();
     assert!(
-        runs::fail_lost(&pool).await.unwrap().is_empty(),
+        runs::fail_lost(&pool, None).await.unwrap().is_empty(),
         "both instances are alive"
     );
     // Five heartbeat intervals (5 s) without a sign.
@@ -204,7 +206,7 @@ async fn runs_of_a_dead_instance_fail_as_scheduler_lost(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let lost = runs::fail_lost(&pool).await.unwrap();
+    let lost = runs::fail_lost(&pool, None).await.unwrap();
     assert_eq!(lost.len(), 1);
     assert_eq!(
         (lost[0].job_key.as_str(), lost[0].status, lost[0].reason),
@@ -231,7 +233,7 @@ async fn the_watchdog_records_every_unrecorded_slot_once_with_why(pool: PgPool) 
     active_since(&pool, &gone, since).await;
     // A slot the scheduler did record stays as it is.
     let recorded = DueSlot::of(&every_second, since + chrono::Duration::seconds(3));
-    runs::insert_scheduled(&pool, SlotBatch::start(&[recorded]), "s")
+    runs::insert_scheduled(&pool, SlotBatch::start(&[recorded]), "s", &[])
         .await
         .unwrap();
 
@@ -357,7 +359,7 @@ async fn a_pending_run_nobody_can_start_ends_missed(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_clean_exit_fails_what_its_instance_still_owns(pool: PgPool) {
     let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "leaving")
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "leaving", &[])
         .await
         .unwrap();
     let failed = runs::fail_owned(&pool, "leaving").await.unwrap();
@@ -401,7 +403,7 @@ async fn a_scheduler_records_nothing_outside_the_current_active_window(pool: PgP
         missed: &late,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let paused = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    let paused = runs::insert_scheduled(&pool, batch, "s", &[]).await.unwrap();
     assert!(paused.running.is_empty() && paused.missed.is_empty(), "{paused:?}");
     definitions::resume(&pool, def.id).await.unwrap();
     sqlx::query("UPDATE cron_job_definitions SET active_since = $2 WHERE id = $1")
@@ -416,7 +418,7 @@ async fn a_scheduler_records_nothing_outside_the_current_active_window(pool: PgP
         missed: &before,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let resumed = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    let resumed = runs::insert_scheduled(&pool, batch, "s", &[]).await.unwrap();
     assert_eq!(resumed.running.len(), 1, "the slot after the resume runs");
     assert!(
         resumed.missed.is_empty(),
