@@ -107,24 +107,122 @@ pub async fn panic(_ctx: JobContext) -> anyhow::Result<()> {
     panic!("system.panic was asked to panic")
 }
 
+/// The payload of `system.record` (every field optional: `{}` records and returns at once).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordArgs {
+    /// Work this long after recording the start, in milliseconds (0 to 600000).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 600_000))]
+    pub sleep_ms: u64,
+    /// Fail (after the work) instead of succeeding.
+    #[serde(default)]
+    pub fail: bool,
+    /// Also record when the execution ended (`finished_at`, a column the test's table must
+    /// have): on return, on cancellation, and when the handler is aborted.
+    #[serde(default)]
+    pub record_end: bool,
+}
+
+/// The longest `system.record` works.
+const MAX_RECORD_SLEEP_MS: u64 = 600_000;
+
 /// Inserts a row (run id, job key, slot, time of execution) into `cron_test_executions`,
-/// creating the table if needed. Tests and benchmarks count executions with it; the table's
-/// primary key on run_id makes a run that executes twice fail.
-#[cron_target("system.record", timeout = "1m", diagnostic)]
-pub async fn record(ctx: JobContext) -> anyhow::Result<()> {
-    match insert_execution(&ctx).await {
+/// creating the table if needed, then works for `sleep_ms` and succeeds (or fails with
+/// `fail`). Tests and benchmarks count executions with it; the table this target creates has
+/// a primary key on run_id, so a run that executes twice fails (the torture test makes its own
+/// table without one, with `finished_at`, to see every execution and how long it lasted).
+/// `CRON_RECORD_DATABASE_URL`, when set, is where it writes: tests point it past their fault
+/// proxy, so an execution is recorded even while the scheduler's connections are being cut.
+#[cron_target("system.record", timeout = "11m", diagnostic)]
+pub async fn record(ctx: JobContext, args: RecordArgs) -> anyhow::Result<()> {
+    if args.sleep_ms > MAX_RECORD_SLEEP_MS {
+        return Err(anyhow!("sleep_ms must be at most {MAX_RECORD_SLEEP_MS}"));
+    }
+    let db = record_pool(&ctx);
+    match insert_execution(&ctx, &db).await {
         Err(e) if is_undefined_table(&e) => {
-            create_executions_table(&ctx).await?;
-            insert_execution(&ctx).await?;
+            create_executions_table(&db).await?;
+            insert_execution(&ctx, &db).await?;
         }
         result => {
             result?;
         }
     }
-    Ok(())
+    let end = args.record_end.then(|| RecordEnd {
+        db: db.clone(),
+        run_id: ctx.run_id,
+        recorded: false,
+    });
+    let worked = match args.sleep_ms {
+        0 => Ok(()),
+        ms => tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(()),
+            () = ctx.cancelled() => Err(anyhow!("cancelled")),
+        },
+    };
+    // Before returning, so the end is in the table before the run's outcome is.
+    if let Some(end) = end {
+        end.record().await;
+    }
+    worked?;
+    match args.fail {
+        true => Err(anyhow!("failing on purpose (system.record with fail)")),
+        false => Ok(()),
+    }
 }
 
-async fn insert_execution(ctx: &JobContext) -> Result<(), sqlx::Error> {
+/// Where `system.record` writes: `CRON_RECORD_DATABASE_URL`'s database, else `ctx.db()`.
+fn record_pool(ctx: &JobContext) -> sqlx::PgPool {
+    static POOL: std::sync::OnceLock<Option<sqlx::PgPool>> = std::sync::OnceLock::new();
+    let own = POOL.get_or_init(|| {
+        let url = std::env::var("CRON_RECORD_DATABASE_URL").ok()?;
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_lazy(&url)
+            .ok()
+    });
+    own.clone().unwrap_or_else(|| ctx.db().clone())
+}
+
+/// Records the end of an execution: when the handler returns ([`RecordEnd::record`]), or when
+/// it is aborted (dropped unrecorded: then from a task of its own, a little late).
+struct RecordEnd {
+    db: sqlx::PgPool,
+    run_id: sqlx::types::Uuid,
+    recorded: bool,
+}
+
+const RECORD_END: &str =
+    "UPDATE cron_test_executions SET finished_at = clock_timestamp() WHERE run_id = $1 AND finished_at IS NULL";
+
+impl RecordEnd {
+    async fn record(mut self) {
+        match sqlx::query(RECORD_END).bind(self.run_id).execute(&self.db).await {
+            // Aborted before this point, the drop records the end instead.
+            Ok(_) => self.recorded = true,
+            Err(e) => {
+                tracing::warn!(error = %e, run_id = %self.run_id, "system.record could not record the end of its execution")
+            }
+        }
+    }
+}
+
+impl Drop for RecordEnd {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        let (db, run_id) = (self.db.clone(), self.run_id);
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query(RECORD_END).bind(run_id).execute(&db).await {
+                tracing::warn!(error = %e, %run_id, "system.record could not record the end of its aborted execution");
+            }
+        });
+    }
+}
+
+async fn insert_execution(ctx: &JobContext, db: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO cron_test_executions (run_id, job_key, scheduled_at, executed_at) \
          VALUES ($1, $2, $3, clock_timestamp())",
@@ -132,15 +230,15 @@ async fn insert_execution(ctx: &JobContext) -> Result<(), sqlx::Error> {
     .bind(ctx.run_id)
     .bind(&ctx.job_key)
     .bind(ctx.scheduled_at)
-    .execute(ctx.db())
+    .execute(db)
     .await?;
     Ok(())
 }
 
 /// Creates `cron_test_executions`. Two concurrent `CREATE TABLE IF NOT EXISTS` can both try to
 /// create it and one fail (on `pg_type`), so creation is serialized with an advisory lock.
-async fn create_executions_table(ctx: &JobContext) -> Result<(), sqlx::Error> {
-    let mut tx = ctx.db().begin().await?;
+async fn create_executions_table(db: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cron_test_executions'))")
         .execute(&mut *tx)
         .await?;

@@ -28,14 +28,18 @@ pub async fn recurring(pool: &PgPool, key: &str, target: &str, expression: &str,
 
 /// Creates an active one-time job.
 pub async fn one_time(pool: &PgPool, key: &str, target: &str, run_at: DateTime<Utc>) -> JobDefinition {
-    create(
-        pool,
-        key,
-        target,
-        ScheduleSpec::OneTime { run_at },
-        serde_json::json!({}),
-    )
-    .await
+    one_time_with(pool, key, target, run_at, serde_json::json!({})).await
+}
+
+/// Creates an active one-time job with `payload`.
+pub async fn one_time_with(
+    pool: &PgPool,
+    key: &str,
+    target: &str,
+    run_at: DateTime<Utc>,
+    payload: Value,
+) -> JobDefinition {
+    create(pool, key, target, ScheduleSpec::OneTime { run_at }, payload).await
 }
 
 async fn create(pool: &PgPool, key: &str, target: &str, schedule: ScheduleSpec, payload: Value) -> JobDefinition {

@@ -12,4 +12,5 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod process;
 pub mod sentry_sink;
+pub mod torture;
 pub mod webhook_receiver;

@@ -61,20 +61,55 @@ pub struct PassReport {
     pub more: bool,
 }
 
+/// A time this process could not reach the database: from its last pass that worked to the
+/// first that worked again. Slots in it are missed for that reason (`database_unreachable`),
+/// whatever the cluster looks like when they are finally recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// How many recent outages a watchdog remembers.
+const OUTAGES_KEPT: usize = 8;
+
 /// Runs passes every [`interval`] until `stop` fires.
 pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(interval(missed_after));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outages: Vec<Outage> = Vec::new();
+    // When the last pass worked, and whether one failed since.
+    let (mut last_ok, mut failing) = (Utc::now(), false);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
         for _ in 0..CATCH_UP_PASSES {
-            match pass(&pool, missed_after).await {
-                Ok(report) if report.more && !stop.is_cancelled() => continue,
-                Ok(_) => break,
+            let started = Utc::now();
+            // If this pass works after failures, the outage lasted until now.
+            let ending = failing.then_some(Outage {
+                from: last_ok,
+                until: started,
+            });
+            let known: Vec<Outage> = outages.iter().copied().chain(ending).collect();
+            match pass(&pool, missed_after, &known).await {
+                Ok(report) => {
+                    if let Some(outage) = ending {
+                        outages.push(outage);
+                        if outages.len() > OUTAGES_KEPT {
+                            outages.remove(0);
+                        }
+                        failing = false;
+                    }
+                    last_ok = started;
+                    if report.more && !stop.is_cancelled() {
+                        continue;
+                    }
+                    break;
+                }
                 Err(e) => {
+                    failing = true;
                     crate::metrics::database_error("watchdog pass");
                     tracing::warn!(error = %e, "watchdog pass failed; retrying at the next tick");
                     break;
@@ -84,9 +119,10 @@ pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) 
     }
 }
 
-/// One pass, in one transaction under the cluster-wide pass lock.
+/// One pass, in one transaction under the cluster-wide pass lock. Slots within one of
+/// `outages` (this process's own) are missed `database_unreachable`.
 #[tracing::instrument(skip_all)]
-pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, StoreError> {
+pub async fn pass(pool: &PgPool, missed_after: Duration, outages: &[Outage]) -> Result<PassReport, StoreError> {
     let mut tx = pool.begin().await?;
     let (locked, now): (bool, DateTime<Utc>) =
         sqlx::query_as("SELECT pg_try_advisory_xact_lock($1), clock_timestamp()")
@@ -135,7 +171,12 @@ pub async fn pass(pool: &PgPool, missed_after: Duration) -> Result<PassReport, S
         let reason = miss_reason(&live, &watched.target);
         for at in account.slots {
             slots.push(slot_of(watched, at));
-            reasons.push(reason);
+            let unreachable = outages.iter().any(|o| o.from <= at && at <= o.until);
+            reasons.push(if unreachable {
+                RunReason::DatabaseUnreachable
+            } else {
+                reason
+            });
         }
         advances.push(account.advance);
     }

@@ -238,7 +238,7 @@ async fn the_watchdog_records_every_unrecorded_slot_once_with_why(pool: PgPool) 
         .unwrap();
 
     // No scheduler at all.
-    let report = watchdog::pass(&pool, Duration::from_secs(5)).await.unwrap();
+    let report = watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
     assert!(!report.locked_out);
     let tick = statuses(&pool, "tick").await;
     // CRON_MISSED_AFTER is 5 s, and the watchdog waits one interval (1.25 s) more.
@@ -260,7 +260,7 @@ async fn the_watchdog_records_every_unrecorded_slot_once_with_why(pool: PgPool) 
     // A live scheduler without the target: target_unavailable; with it: not_started.
     register(&pool, "s1", &["system.heartbeat"]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    watchdog::pass(&pool, Duration::from_secs(5)).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
     let gone_rows = statuses(&pool, "gone").await;
     assert_eq!(
         gone_rows.last(),
@@ -291,11 +291,11 @@ async fn the_watchdog_stops_at_a_pause_and_resumes_from_the_resume(pool: PgPool)
     .execute(&pool)
     .await
     .unwrap();
-    watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
     let paused = statuses(&pool, "k").await.len();
     assert!((9..=11).contains(&paused), "slots up to the pause only: {paused}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
     assert_eq!(statuses(&pool, "k").await.len(), paused, "nothing while paused");
     let next_check: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT next_check_at FROM cron_slot_watermarks WHERE job_definition_id = $1")
@@ -307,7 +307,7 @@ async fn the_watchdog_stops_at_a_pause_and_resumes_from_the_resume(pool: PgPool)
 
     definitions::resume(&pool, def.id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(3200)).await;
-    watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
     let resumed = statuses(&pool, "k").await.len() - paused;
     assert!((1..=3).contains(&resumed), "slots since the resume only: {resumed}");
 }
@@ -320,10 +320,15 @@ async fn one_watchdog_pass_at_a_time(pool: PgPool) {
         .execute(&mut *holder)
         .await
         .unwrap();
-    let report = watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap();
+    let report = watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
     assert!(report.locked_out, "another pass holds the lock");
     holder.rollback().await.unwrap();
-    assert!(!watchdog::pass(&pool, Duration::from_secs(1)).await.unwrap().locked_out);
+    assert!(
+        !watchdog::pass(&pool, Duration::from_secs(1), &[])
+            .await
+            .unwrap()
+            .locked_out
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -338,7 +343,7 @@ async fn a_pending_run_nobody_can_start_ends_missed(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    let report = watchdog::pass(&pool, Duration::from_secs(5)).await.unwrap();
+    let report = watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
     assert_eq!(report.missed_requests, 1);
     assert_eq!(
         statuses(&pool, "gone").await,
