@@ -2,6 +2,7 @@
 --
 -- * Runs gain the failure reason `fenced`: a scheduler cut off from the database stopped its
 --   own runs before any peer could count it lost.
+-- * Definitions record who resumed them, as they record who paused and retired them.
 -- * Scheduler instances record their clock's offset from the database's, and the settings
 --   that every process of a cluster must agree on, so a disagreement is visible.
 --
@@ -21,3 +22,5 @@ ALTER TABLE cron_job_runs ADD CONSTRAINT cron_job_runs_reason_check CHECK (reaso
 ALTER TABLE cron_scheduler_instances ADD COLUMN clock_offset_ms bigint;
 -- CRON_MISSED_AFTER, CRON_STALE_AFTER and a digest of the webhook URLs, as this instance reads them.
 ALTER TABLE cron_scheduler_instances ADD COLUMN settings jsonb NOT NULL DEFAULT '{}';
+
+ALTER TABLE cron_job_definitions ADD COLUMN resumed_by text, ADD COLUMN resumed_at timestamptz;

@@ -41,6 +41,9 @@ enum Command {
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Let a file without jobs retire every file-managed job.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Check a jobs file against this build's targets (needs no database; for CI).
     Validate {
@@ -77,7 +80,11 @@ pub async fn run() -> ExitCode {
         Command::Targets => print_targets(),
         Command::Scheduler => scheduler().await,
         Command::Dev => crate::dev::run().await,
-        Command::Apply { file, dry_run } => apply(&file, dry_run).await,
+        Command::Apply {
+            file,
+            dry_run,
+            allow_empty,
+        } => apply(&file, jobfile::ApplyOptions { dry_run, allow_empty }).await,
         Command::Validate { file } => validate(&file),
         Command::Export => export().await,
         Command::Prune {
@@ -155,7 +162,8 @@ fn validate(file: &Path) -> anyhow::Result<()> {
     }
 }
 
-async fn apply(file: &Path, dry_run: bool) -> anyhow::Result<()> {
+async fn apply(file: &Path, options: jobfile::ApplyOptions) -> anyhow::Result<()> {
+    let dry_run = options.dry_run;
     open_registry(&CommonConfig::from_env(&ProcessEnv)?)?;
     let (name, text) = read_jobs_file(file)?;
     let url = config::database_url(&ProcessEnv)?;
@@ -163,7 +171,7 @@ async fn apply(file: &Path, dry_run: bool) -> anyhow::Result<()> {
     cron_runtime::alerts::configure(&config::AlertConfig::from_env(&ProcessEnv)?);
     let pool = store::connect(&url).await?;
     store::schema::ensure_current(&pool).await?;
-    match jobfile::apply(&pool, &name, &text, dry_run).await {
+    match jobfile::apply(&pool, &name, &text, options).await {
         Ok(plan) => {
             println!("{plan}");
             let done = if plan.is_empty() {

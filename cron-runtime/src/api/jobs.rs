@@ -258,8 +258,12 @@ pub async fn pause_job(
         (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not paused.", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn resume_job(State(state): State<AppState>, JobId(id): JobId) -> Result<Json<Job>, ApiError> {
-    let resumed = definitions::resume(&state.pool, id).await?;
+pub async fn resume_job(
+    State(state): State<AppState>,
+    JobId(id): JobId,
+    Actor(actor): Actor,
+) -> Result<Json<Job>, ApiError> {
+    let resumed = definitions::resume(&state.pool, id, &actor).await?;
     let live = instances::live_targets(&state.pool).await?;
     Ok(Json(Job::new(resumed, Utc::now(), &live)))
 }

@@ -57,6 +57,8 @@ pub struct AppState {
     pub viewers: Arc<[AdminToken]>,
     /// The console's session keys and one-time sign-in codes.
     pub console: Arc<crate::console::ConsoleState>,
+    /// The last readiness answer, reused for a second: `/readyz` is unauthenticated.
+    pub readiness: Arc<health::ReadinessCache>,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
             admins: admins.into(),
             viewers: Vec::new().into(),
             console: Arc::new(crate::console::ConsoleState::new(None, false)),
+            readiness: Arc::default(),
         }
     }
 

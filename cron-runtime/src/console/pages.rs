@@ -933,7 +933,7 @@ pub(super) async fn pause(
 
 pub(super) async fn resume(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> PageResult {
     let id = parse_id(&session, &id)?;
-    match definitions::resume(&state.pool, id).await {
+    match definitions::resume(&state.pool, id, &session.name).await {
         Ok(_) => Ok(see_other(&format!("/admin/jobs/{id}"))),
         Err(e) => job_conflict(&state, &session, id, e).await,
     }

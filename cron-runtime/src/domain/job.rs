@@ -137,6 +137,9 @@ pub struct JobDefinition {
     pub pause_reason: Option<String>,
     pub paused_at: Option<DateTime<Utc>>,
     pub paused_by: Option<String>,
+    /// Who last resumed it, and when (`None` if it was never paused and resumed).
+    pub resumed_by: Option<String>,
+    pub resumed_at: Option<DateTime<Utc>>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -36,8 +36,23 @@ pub const APPLY_LOCK: i64 = 0x6372_6f6e_6170_706c;
 pub enum ApplyError {
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FileError>),
+    #[error(
+        "{file} has no jobs, and applying it would retire all {retiring} file-managed jobs; \
+         if that is what you want, apply it again with --allow-empty"
+    )]
+    WouldRetireEverything { file: String, retiring: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How `apply` goes about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Plan only; change nothing.
+    pub dry_run: bool,
+    /// Let a file without jobs retire every file-managed job (a wrong path in a deploy
+    /// command must not do that by itself).
+    pub allow_empty: bool,
 }
 
 impl From<sqlx::Error> for ApplyError {
@@ -61,7 +76,8 @@ pub fn validate(file: &str, text: &str) -> Result<Vec<FileJob>, Vec<FileError>> 
 
 /// Makes the jobs of `text` (the contents of `file`) live; with `dry_run`, only plans.
 /// Returns the plan it applied.
-pub async fn apply(pool: &PgPool, file: &str, text: &str, dry_run: bool) -> Result<Plan, ApplyError> {
+pub async fn apply(pool: &PgPool, file: &str, text: &str, options: ApplyOptions) -> Result<Plan, ApplyError> {
+    let ApplyOptions { dry_run, allow_empty } = options;
     let actor = actor(file);
     let jobs = parse::parse(file, text, &actor).map_err(ApplyError::Invalid)?;
     let mut tx = pool.begin().await?;
@@ -71,6 +87,13 @@ pub async fn apply(pool: &PgPool, file: &str, text: &str, dry_run: bool) -> Resu
         .await?;
     let latest = definitions::latest_versions_in(&mut tx).await?;
     let plan = plan::plan(file, &jobs, &latest, Utc::now()).map_err(ApplyError::Invalid)?;
+    let retiring = plan.steps.iter().filter(|s| matches!(s, Step::Retire(_))).count();
+    if jobs.is_empty() && retiring > 0 && !allow_empty && !dry_run {
+        return Err(ApplyError::WouldRetireEverything {
+            file: file.to_owned(),
+            retiring,
+        });
+    }
     if dry_run || plan.is_empty() {
         return Ok(plan);
     }

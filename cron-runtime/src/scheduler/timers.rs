@@ -252,6 +252,8 @@ mod tests {
             pause_reason: None,
             paused_at: None,
             paused_by: None,
+            resumed_by: None,
+            resumed_at: None,
             created_by: "x".into(),
             created_at: now,
             updated_at: now,

@@ -353,18 +353,19 @@ pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result
     .await
 }
 
-/// `paused` → `active`, clearing the pause record. Its slots count from now on: the paused
-/// window is not replayed, nor recorded as missed. Any other status is a conflict.
+/// `paused` → `active` by `actor`, clearing the pause record. Its slots count from now on: the
+/// paused window is not replayed, nor recorded as missed. Any other status is a conflict.
 #[tracing::instrument(skip(pool))]
-pub async fn resume(pool: &PgPool, id: Uuid) -> Result<JobDefinition, StoreError> {
+pub async fn resume(pool: &PgPool, id: Uuid, actor: &str) -> Result<JobDefinition, StoreError> {
     transition(
         pool,
         id,
         "UPDATE cron_job_definitions
          SET status = 'active', pause_reason = NULL, paused_at = NULL, paused_by = NULL,
-             active_since = clock_timestamp(), updated_at = now()
+             active_since = clock_timestamp(), resumed_at = clock_timestamp(), resumed_by = $2,
+             updated_at = now()
          WHERE id = $1 AND status = 'paused' RETURNING *",
-        &[],
+        &[actor],
         ("paused", "resume"),
         None,
     )

@@ -178,7 +178,12 @@ async fn record_failures(
         "INSERT INTO cron_incidents
              (id, kind, job_key, job_id, job_version, target, failures, first_run_id, last_run_id,
               last_error, last_reason)
-         VALUES ($1, 'job', $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         SELECT $1, 'job', $2, $3, $4, $5, $6, $7, $8, $9, $10
+         -- A retired key's recurring runs (one in flight at the retire, a slot the watchdog
+         -- records after it) open nothing: nobody waits for its recovery, so nothing would
+         -- ever resolve it. A one-time job retires with its run: its failure still counts.
+         WHERE EXISTS (SELECT 1 FROM cron_job_definitions d
+                       WHERE d.job_key = $2 AND (d.status <> 'retired' OR (d.id = $3 AND d.schedule_type = 'one_time')))
          ON CONFLICT (job_key) WHERE status = 'open' AND kind = 'job' DO NOTHING
          RETURNING *",
     )
@@ -195,7 +200,8 @@ async fn record_failures(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(incident) = opened else {
-        // A concurrent transaction (the watchdog, another replica) opened it first.
+        // A concurrent transaction (the watchdog, another replica) opened it first, or the key
+        // is retired.
         update_open(conn, last, bad.len()).await?;
         return Ok(None);
     };

@@ -166,6 +166,14 @@ mod tests {
             20261130000004,
             "3b4f04813523c0b76f8c6f2a3075bc48d07e11e9492ed5481ebd5750ebafc1a48a7e2794b999a3d8e2c1956b983dd506",
         ),
+        (
+            20261203000001,
+            "ee176c785d0d111aa037b8fd6f97101d6789016ce60c62a7565e5a597a3d4b27d51bfd3a1c09fa8c1e48acb1720e10b3",
+        ),
+        (
+            20261203000002,
+            "68b44679685cd20cd07784d5224e8f4a5c68aa875bbbbf353a043395caa43af04fa5797c446aa7c02f7e419e22ef8dfa",
+        ),
     ];
 
     fn hex(bytes: &[u8]) -> String {

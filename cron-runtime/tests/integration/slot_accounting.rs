@@ -305,7 +305,7 @@ async fn the_watchdog_stops_at_a_pause_and_resumes_from_the_resume(pool: PgPool)
             .unwrap();
     assert_eq!(next_check, None, "parked until resumed");
 
-    definitions::resume(&pool, def.id).await.unwrap();
+    definitions::resume(&pool, def.id, "test").await.unwrap();
     tokio::time::sleep(Duration::from_millis(3200)).await;
     watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
     let resumed = statuses(&pool, "k").await.len() - paused;
@@ -410,7 +410,7 @@ async fn a_scheduler_records_nothing_outside_the_current_active_window(pool: PgP
     };
     let paused = runs::insert_scheduled(&pool, batch, "s", &[]).await.unwrap();
     assert!(paused.running.is_empty() && paused.missed.is_empty(), "{paused:?}");
-    definitions::resume(&pool, def.id).await.unwrap();
+    definitions::resume(&pool, def.id, "test").await.unwrap();
     sqlx::query("UPDATE cron_job_definitions SET active_since = $2 WHERE id = $1")
         .bind(def.id)
         .bind(at(5))

@@ -137,7 +137,7 @@ async fn twenty_concurrent_new_versions_exactly_one_succeeds(pool: PgPool) {
 async fn pause_and_resume_transitions_report_conflicts(pool: PgPool) {
     let job = definitions::create(&pool, &recurring("k")).await.unwrap();
     assert!(matches!(
-        definitions::resume(&pool, job.id).await,
+        definitions::resume(&pool, job.id, "test").await,
         Err(StoreError::WrongStatus {
             actual: JobStatus::Active,
             action: "resume",
@@ -164,7 +164,7 @@ async fn pause_and_resume_transitions_report_conflicts(pool: PgPool) {
         definitions::get(&pool, job.id).await.unwrap().pause_reason.as_deref(),
         Some("maintenance window")
     );
-    let resumed = definitions::resume(&pool, job.id).await.unwrap();
+    let resumed = definitions::resume(&pool, job.id, "test").await.unwrap();
     assert_eq!(resumed.status, JobStatus::Active);
     assert!(resumed.pause_reason.is_none() && resumed.paused_at.is_none());
     let missing = uuid::Uuid::now_v7();

@@ -240,6 +240,23 @@ async fn pausing_or_retiring_a_failing_job_resolves_its_incident(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_retired_keys_late_failures_open_no_incident(pool: PgPool) {
+    // A run in flight when its job was retired fails afterwards: nothing would ever resolve an
+    // incident it opened (no success can follow), so it opens none.
+    let gone = job(&pool, "gone").await;
+    definitions::retire(&pool, gone.id, "alice", ManagedBy::Api)
+        .await
+        .unwrap();
+    let late = ended(&pool, &gone, 1, "failed", Some("error")).await;
+    assert!(record(&pool, &[late], &policy(1)).await.is_empty());
+    let open = IncidentFilter {
+        status: Some("open".into()),
+        job_key: None,
+    };
+    assert!(incidents::list(&pool, &open, None, 10).await.unwrap().items.is_empty());
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn one_open_incident_per_key(pool: PgPool) {
     let def = job(&pool, "k").await;
     let run = ended(&pool, &def, 1, "failed", Some("error")).await;

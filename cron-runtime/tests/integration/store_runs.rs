@@ -446,7 +446,7 @@ async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
     definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
     let paused = definitions::active_fingerprint(&pool).await.unwrap();
     assert_ne!(one, paused);
-    definitions::resume(&pool, def.id).await.unwrap();
+    definitions::resume(&pool, def.id, "test").await.unwrap();
     assert_ne!(definitions::active_fingerprint(&pool).await.unwrap(), paused);
 }
 

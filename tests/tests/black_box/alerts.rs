@@ -352,3 +352,38 @@ async fn incidents_are_listed_with_filters_and_bad_filters_are_named() {
     assert_eq!(bad.status, 400, "{}", bad.text);
     assert_eq!(bad.error_fields(), ["limit", "status"], "{}", bad.text);
 }
+
+#[tokio::test]
+async fn removing_a_failing_job_from_the_jobs_file_resolves_its_incident_with_a_webhook() {
+    // `cronjobs apply` retires the job and resolves its incident in one transaction: the
+    // resolution reaches the webhooks like any other (it used to be silent).
+    let db = TestDb::create().await;
+    let receiver = WebhookReceiver::start().await;
+    let env = webhook_env(&receiver.url());
+    let _scheduler = scheduler(&db, &as_refs(&env));
+    let dir = std::env::temp_dir().join(format!("cronjobs-alerts-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let file = dir.join("jobs.toml");
+    let failing = "[jobs.\"nightly.export\"]\ntarget = \"system.fail\"\ncron = \"* * * * * *\"\npayload = { message = \"upstream down\" }\n\n[jobs.\"keep\"]\ntarget = \"system.heartbeat\"\ncron = \"0 0 1 1 *\"\n";
+    let apply = |text: &str| {
+        std::fs::write(&file, text).expect("write jobs.toml");
+        let mut command = std::process::Command::new(tests::process::binary());
+        command
+            .args(["apply", &file.to_string_lossy()])
+            .env("DATABASE_URL", &db.url)
+            .env("CRON_DIAGNOSTIC_TARGETS", "1");
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        command.output().expect("run cronjobs apply")
+    };
+    assert!(apply(failing).status.success());
+    delivered(&receiver, "incident.opened", 1).await;
+    let removed = apply("[jobs.\"keep\"]\ntarget = \"system.heartbeat\"\ncron = \"0 0 1 1 *\"\n");
+    assert!(removed.status.success(), "{removed:?}");
+    let resolved = delivered(&receiver, "incident.resolved", 1).await;
+    let body = resolved[0].json();
+    assert_eq!(body["job"]["key"], "nightly.export", "{body}");
+    assert!(resolved[0].signed_with(SECRET));
+    let _ = std::fs::remove_dir_all(dir);
+}

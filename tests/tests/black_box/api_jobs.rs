@@ -287,6 +287,9 @@ async fn an_admin_pauses_with_a_reason_and_resumes() {
     assert_eq!(resumed.status, 200);
     assert_eq!(resumed.body["status"], "active");
     assert_eq!(resumed.body["pause_reason"], Value::Null);
+    // Every action is attributed, resume too.
+    assert_eq!(resumed.body["resumed_by"], ADMIN_NAME);
+    assert!(resumed.body["resumed_at"].is_string(), "{}", resumed.text);
     assert_eq!(resumed.body["next_run_at"], job["run_at"]);
 
     api.patch_empty(&format!("/jobs/{id}/resume")).await.problem(409);

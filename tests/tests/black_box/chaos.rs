@@ -569,7 +569,9 @@ impl Chaos<'_> {
         let pausable: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].pausable).collect();
         let job = &mut jobs[pausable[self.rng.below(pausable.len())]];
         if job.is_paused() {
-            let resumed = definitions::resume(&self.db.pool, job.id).await.expect("resume");
+            let resumed = definitions::resume(&self.db.pool, job.id, "test")
+                .await
+                .expect("resume");
             job.windows.push((resumed.active_since, None));
             self.count("resume");
             format!(

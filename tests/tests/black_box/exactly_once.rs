@@ -393,3 +393,43 @@ async fn after_an_outage_longer_than_the_liveness_window_runs_end_fenced_not_los
     }
     assert!(overlaps(&all, Utc::now()).is_empty());
 }
+
+#[tokio::test]
+async fn schedulers_publish_their_clock_offset_and_warn_when_settings_disagree() {
+    let db = TestDb::create().await;
+    let port = tests::fixtures::free_port().to_string();
+    let mut first = scheduler(&db, &[("CRON_MISSED_AFTER", "30s"), ("PORT", port.as_str())]);
+    let (offset, settings): (Option<i64>, serde_json::Value) =
+        wait_for(Duration::from_secs(15), "the instance row", || async {
+            sqlx::query_as("SELECT clock_offset_ms, settings FROM cron_scheduler_instances")
+                .fetch_optional(&db.pool)
+                .await
+                .ok()
+                .flatten()
+        })
+        .await;
+    // This host's clock and the database's are the same clock here.
+    assert!(offset.is_some_and(|ms| ms.abs() < 1_000), "{offset:?}");
+    assert_eq!(settings["missed_after_ms"], 30_000, "{settings}");
+    let metrics = wait_for(Duration::from_secs(10), "the scheduler's /metrics", || {
+        tests::fixtures::http_get(&format!("http://127.0.0.1:{port}/metrics"))
+    })
+    .await;
+    assert!(
+        metrics.1.contains("cronjobs_clock_offset_milliseconds"),
+        "{}",
+        metrics.1
+    );
+
+    // A second scheduler reading CRON_MISSED_AFTER differently is told so at start.
+    let mut second = scheduler(&db, &[("CRON_MISSED_AFTER", "5s")]);
+    wait_for(Duration::from_secs(15), "the disagreement warning", || async {
+        second
+            .output()
+            .contains("reads CRON_MISSED_AFTER, CRON_STALE_AFTER or the webhook URLs differently")
+            .then_some(())
+    })
+    .await;
+    first.kill9();
+    second.kill9();
+}

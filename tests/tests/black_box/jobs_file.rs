@@ -265,6 +265,34 @@ async fn a_job_removed_from_the_file_is_retired() {
 }
 
 #[tokio::test]
+async fn an_empty_file_retires_every_file_job_only_when_allowed() {
+    // A wrong path or an emptied file in a deploy command must not retire everything silently.
+    let db = TestDb::create().await;
+    let dir = workdir();
+    apply(&dir, &db.url, TWO_JOBS).await.assert_ok();
+    let refused = apply(&dir, &db.url, "# nothing here\n").await;
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    assert!(refused.stderr.contains("--allow-empty"), "{refused:#?}");
+    assert!(
+        refused.stderr.contains("retire all 2 file-managed jobs"),
+        "{refused:#?}"
+    );
+    assert_eq!(
+        definitions::list_live(&db.pool).await.unwrap().len(),
+        2,
+        "nothing retired"
+    );
+    // A dry run shows the plan, and the flag does it.
+    let plan = cronjobs(&dir, &["apply", "jobs.toml", "--dry-run"], Some(&db.url)).await;
+    assert!(plan.assert_ok().contains("2 to retire"), "{plan:#?}");
+    cronjobs(&dir, &["apply", "jobs.toml", "--allow-empty"], Some(&db.url))
+        .await
+        .assert_ok();
+    assert!(definitions::list_live(&db.pool).await.unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn jobs_made_through_the_api_are_never_touched_by_a_file() {
     let db = TestDb::create().await;
     let dir = workdir();

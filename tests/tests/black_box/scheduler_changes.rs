@@ -33,7 +33,7 @@ async fn pause_stops_new_runs_within_a_second_and_resume_restarts_them() {
     assert!(late.is_empty(), "runs after the pause took effect: {late:?}");
 
     let resumed_at = Utc::now();
-    definitions::resume(&db.pool, job.id).await.unwrap();
+    definitions::resume(&db.pool, job.id, "test").await.unwrap();
     wait_for(Duration::from_secs(3), "a run after resume", || async {
         runs_of(&db.pool, "beat")
             .await
