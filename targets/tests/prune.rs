@@ -37,7 +37,7 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
     for (i, age) in ages_in_days.iter().enumerate() {
         // Slots after the job's creation (its `active_since`): earlier ones are not its slots.
         let slot = Utc::now() + Duration::minutes(1 + i as i64);
-        let run = runs::insert_scheduled(pool, SlotBatch::start(&[DueSlot::of(&job, slot)]), "test", &[])
+        let run = runs::insert_scheduled(pool, SlotBatch::start(&[DueSlot::of(&job, slot)]), "test")
             .await
             .unwrap()
             .running
@@ -55,7 +55,7 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
     }
     // An old run still running: retention never touches an active run.
     let slot = Utc::now() + Duration::minutes(100);
-    runs::insert_scheduled(pool, SlotBatch::start(&[DueSlot::of(&job, slot)]), "test", &[])
+    runs::insert_scheduled(pool, SlotBatch::start(&[DueSlot::of(&job, slot)]), "test")
         .await
         .unwrap();
     sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '400 days' WHERE status = 'running'")

@@ -23,7 +23,7 @@ fn the_system_targets_are_registered() {
         ("system.heartbeat", None),
         ("system.panic", None),
         ("system.prune", Some("PruneArgs")),
-        ("system.record", None),
+        ("system.record", Some("RecordArgs")),
         ("system.sleep", Some("SleepArgs")),
     ];
     for (key, payload) in expected {

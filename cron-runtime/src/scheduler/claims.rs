@@ -6,9 +6,9 @@
 //! committed (a lost reply), can be made good: the manual runs `running` under this instance
 //! that the executor is not executing are exactly what it took.
 //!
-//! A claim takes only the room that is free when it starts (up to [`CLAIM_BATCH`]): it never
-//! queues for permits, so due slots are never recorded `overloaded` behind a claim that finds
-//! nothing pending.
+//! A claim takes at most the room that is free when it starts (up to [`CLAIM_BATCH`]) and holds
+//! no permit while it asks the database: due slots are never recorded `overloaded` behind a
+//! claim that finds nothing pending.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,22 +81,20 @@ impl Claimer {
             if self.shutdown.is_cancelled() {
                 return false;
             }
-            // Only the room free now, never a place in the queue: whether anything is pending is
-            // unknown until the claim, and due slots must not wait behind a guess. A full
-            // executor is asked again when a run gives its permit back.
-            let room = match self.executor.free_room(CLAIM_BATCH as usize) {
-                Some(room) if !self.executor.is_fenced() => room,
-                _ => {
-                    tokio::select! {
-                        () = self.shutdown.cancelled() => return false,
-                        () = self.executor.room_freed() => {}
-                        // A fenced scheduler claims nothing until a heartbeat commits again.
-                        () = tokio::time::sleep(MAX_RETRY) => {}
-                    }
-                    continue;
+            // Only as many as fit now, and no permit held across the claim's round trip:
+            // whether anything is pending is unknown until the claim, and due slots must not
+            // wait behind a guess. A full executor is asked again when a run gives room back.
+            let limit = self.executor.available_room().min(CLAIM_BATCH as usize);
+            if limit == 0 || self.executor.is_fenced() {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return false,
+                    () = self.executor.room_freed() => {}
+                    // A fenced scheduler claims nothing until its heartbeats commit again.
+                    () = tokio::time::sleep(MAX_RETRY) => {}
                 }
-            };
-            let limit = room.runs() as i64;
+                continue;
+            }
+            let limit = limit as i64;
             if self.unsure {
                 match runs::claimed_not_executing(&self.pool, self.executor.instance(), &self.executor.in_flight())
                     .await
@@ -109,7 +107,8 @@ impl Claimer {
                             );
                         }
                         self.unsure = false;
-                        self.executor.spawn(taken, Some(room));
+                        let room = self.executor.free_room(taken.len());
+                        self.executor.spawn(taken, room);
                         continue;
                     }
                     Err(e) => self.failed("find runs of a failed claim", &e),
@@ -118,7 +117,10 @@ impl Claimer {
                 match runs::claim_pending(&self.pool, &self.targets, limit, self.executor.instance()).await {
                     Ok(claimed) => {
                         let full = claimed.len() as i64 == limit;
-                        self.executor.spawn(claimed, Some(room));
+                        // The room taken after the claim: a slot may have taken some meanwhile;
+                        // the runs beyond it still run (a claimed run is never left unexecuted).
+                        let room = self.executor.free_room(claimed.len());
+                        self.executor.spawn(claimed, room);
                         if !full {
                             return true;
                         }

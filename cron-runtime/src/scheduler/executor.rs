@@ -99,17 +99,43 @@ struct Stops {
     fenced: CancellationToken,
 }
 
-/// Room for runs under the in-flight limit: one permit per run.
+/// Room for runs under the in-flight limit: one permit per run. What is not used is given back
+/// when it is dropped, and the claimer is told.
 pub struct Room {
-    permits: OwnedSemaphorePermit,
+    permits: Option<OwnedSemaphorePermit>,
     /// The executor was full when asked: this room was waited for.
     pub waited: bool,
+    executor: Executor,
 }
 
 impl Room {
     /// How many runs fit.
     pub fn runs(&self) -> usize {
-        self.permits.num_permits()
+        self.permits.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    fn take_one(&mut self) -> Option<OwnedSemaphorePermit> {
+        let permits = self.permits.as_mut()?;
+        if permits.num_permits() > 1 {
+            permits.split(1)
+        } else {
+            self.permits.take()
+        }
+    }
+
+    fn merge(&mut self, more: OwnedSemaphorePermit) {
+        match self.permits.as_mut() {
+            Some(permits) => permits.merge(more),
+            None => self.permits = Some(more),
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        if self.permits.take().is_some() {
+            self.executor.inner.freed.notify_one();
+        }
     }
 }
 
@@ -229,25 +255,40 @@ impl Executor {
             () = give_up => return None,
             permit = self.inner.capacity.clone().acquire_owned() => permit.ok()?,
         };
-        let mut room = Room {
-            permits: first,
-            waited: true,
-        };
-        if let Some(more) = self.free_room(runs - 1) {
-            room.permits.merge(more.permits);
+        let mut room = self.wrap(first, true);
+        if let Some(mut more) = self.free_room(runs - 1) {
+            if let Some(permits) = more.permits.take() {
+                room.merge(permits);
+            }
         }
         Some(room)
     }
 
     /// The room free right now, up to `runs` permits, without waiting; `None` when there is none.
     pub fn free_room(&self, runs: usize) -> Option<Room> {
-        let free = self.inner.capacity.available_permits().min(runs);
-        let free = u32::try_from(free).unwrap_or(u32::MAX);
-        if free == 0 {
-            return None;
+        loop {
+            let free = u32::try_from(self.available_room().min(runs)).unwrap_or(u32::MAX);
+            if free == 0 {
+                return None;
+            }
+            // Another task may take permits between the count and the take: count again.
+            if let Ok(permits) = self.inner.capacity.clone().try_acquire_many_owned(free) {
+                return Some(self.wrap(permits, false));
+            }
         }
-        let permits = self.inner.capacity.clone().try_acquire_many_owned(free).ok()?;
-        Some(Room { permits, waited: false })
+    }
+
+    /// How many more runs fit now.
+    pub fn available_room(&self) -> usize {
+        self.inner.capacity.available_permits()
+    }
+
+    fn wrap(&self, permits: OwnedSemaphorePermit, waited: bool) -> Room {
+        Room {
+            permits: Some(permits),
+            waited,
+            executor: self.clone(),
+        }
     }
 
     /// Waits until a run gives its permit back (or one already did since the last wait).
@@ -278,8 +319,7 @@ impl Executor {
     /// (reserved for as many runs, if any); the permits left over are released. Runs beyond
     /// the room still run: a run this scheduler owns is never left unexecuted. A run id this
     /// executor is executing already is refused: no path can hand a run to a target twice.
-    pub fn spawn(&self, claimed: Vec<ClaimedRun>, room: Option<Room>) {
-        let mut room = room.map(|room| room.permits);
+    pub fn spawn(&self, claimed: Vec<ClaimedRun>, mut room: Option<Room>) {
         for ClaimedRun {
             run,
             target_payload,
@@ -315,7 +355,7 @@ impl Executor {
                     },
                 );
             }
-            let permit = room.as_mut().and_then(|room| room.split(1));
+            let permit = room.as_mut().and_then(Room::take_one);
             log_started(&run);
             crons::started(&run, cron_expression.as_deref(), &timezone);
             metrics::runs_in_flight(1.0);
@@ -438,8 +478,9 @@ impl Executor {
     }
 
     /// Heartbeats every running run, every `every`, until `stop` fires; a run the database no
-    /// longer has `running` is revoked (cancelled here, not recorded again).
-    pub async fn heartbeat_loop(&self, every: Duration, stop: CancellationToken) {
+    /// longer has `running` is revoked (cancelled here, not recorded again). `fence` hears of
+    /// every heartbeat that committed.
+    pub async fn heartbeat_loop(&self, every: Duration, fence: &super::fence::Fence, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -448,11 +489,14 @@ impl Executor {
                 _ = ticker.tick() => {}
             }
             let ids = self.in_flight();
+            let sent_at = Instant::now();
             if ids.is_empty() {
+                fence.runs_committed(sent_at);
                 continue;
             }
             match runs::heartbeat(&self.inner.bookkeeping, &ids).await {
                 Ok(beats) => {
+                    fence.runs_committed(sent_at);
                     for beat in beats.iter().filter(|b| b.cancel_requested) {
                         self.cancel(beat.id);
                     }

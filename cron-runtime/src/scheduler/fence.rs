@@ -7,8 +7,10 @@
 //! heartbeat that committed (which the database stamped no earlier), and once
 //! [`fence_after`] has passed without another it fences: every run in flight sees
 //! `ctx.cancelled()`, is aborted after the fence grace ([`fence_grace`]), and ends `failed` /
-//! `fenced` when the database is back; nothing is inserted or claimed until a heartbeat
-//! commits again. So a handler is gone before any peer can take its key over.
+//! `fenced` when the database is back; nothing is inserted or claimed until heartbeats commit
+//! again. The runs' own heartbeats count too (peers fail a run whose heartbeat is older than
+//! `CRON_STALE_AFTER`): the older of the two decides. So a handler is gone before any peer can
+//! take its key over.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,51 +33,90 @@ pub fn fence_grace(heartbeat_every: Duration, shutdown_grace: Duration) -> Durat
     shutdown_grace.min(heartbeat_every / 2)
 }
 
-/// Tracks the last committed heartbeat and fences the executor when it is too old.
+/// Tracks the last committed heartbeats and fences the executor when they are too old.
 pub struct Fence {
     executor: Executor,
     after: Duration,
-    /// When the last heartbeat that committed was sent.
-    committed: Mutex<Instant>,
+    /// When the last committed heartbeats were sent. Decisions to fence and unfence are taken
+    /// under this lock, so a heartbeat committing meanwhile cannot be overtaken by a fence.
+    beats: Mutex<Beats>,
+}
+
+/// When the last heartbeat of each kind that committed was sent.
+#[derive(Debug, Clone, Copy)]
+struct Beats {
+    /// The instance row (peers' `scheduler_lost` counts from it).
+    instance: Instant,
+    /// The runs' own heartbeats (peers' `stale` counts from them): current by definition
+    /// while no run is in flight.
+    runs: Instant,
+}
+
+impl Beats {
+    fn oldest(&self) -> Instant {
+        self.instance.min(self.runs)
+    }
 }
 
 impl Fence {
-    /// A fence over `executor`, closing `after` without a committed heartbeat.
+    /// A fence over `executor`, closing `after` without committed heartbeats.
     pub fn new(executor: Executor, after: Duration) -> Self {
+        let now = Instant::now();
         Fence {
             executor,
             after,
-            committed: Mutex::new(Instant::now()),
+            beats: Mutex::new(Beats {
+                instance: now,
+                runs: now,
+            }),
         }
     }
 
-    /// A heartbeat sent at `sent_at` committed: the scheduler is reachable, and unfenced.
-    pub fn committed(&self, sent_at: Instant) {
-        {
-            let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-            *committed = (*committed).max(sent_at);
+    fn beats(&self) -> std::sync::MutexGuard<'_, Beats> {
+        self.beats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The instance heartbeat sent at `sent_at` committed.
+    pub fn instance_committed(&self, sent_at: Instant) {
+        let mut beats = self.beats();
+        beats.instance = beats.instance.max(sent_at);
+        if self.executor.in_flight().is_empty() {
+            beats.runs = beats.runs.max(sent_at);
         }
-        if self.executor.is_fenced() {
+        self.maybe_unfence(&beats);
+    }
+
+    /// The runs' heartbeat sent at `sent_at` committed (or no run was in flight then).
+    pub fn runs_committed(&self, sent_at: Instant) {
+        let mut beats = self.beats();
+        beats.runs = beats.runs.max(sent_at);
+        self.maybe_unfence(&beats);
+    }
+
+    fn maybe_unfence(&self, beats: &Beats) {
+        if self.executor.is_fenced() && beats.oldest().elapsed() <= self.after {
             self.executor.unfence();
             crate::metrics::fenced(false);
-            tracing::warn!("heartbeat committed again: this scheduler starts runs again");
+            tracing::warn!("heartbeats commit again: this scheduler starts runs again");
         }
     }
 
-    fn since_commit(&self) -> Duration {
-        self.committed.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
-    }
-
-    /// Checks often (an eighth of the fence time) until `stop` fires; fences when due.
+    /// Fences at the moment the oldest committed heartbeat is `after` old (not at a tick
+    /// after it), until `stop` fires.
     pub async fn watch(&self, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval((self.after / 8).max(Duration::from_millis(50)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let poll = (self.after / 8).max(Duration::from_millis(50));
         loop {
+            let wake = match self.executor.is_fenced() {
+                // Fenced: the heartbeats lift it; check now and then only for the log.
+                true => Instant::now() + poll,
+                false => self.beats().oldest() + self.after + Duration::from_millis(1),
+            };
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
             }
-            let silent = self.since_commit();
+            let beats = self.beats();
+            let silent = beats.oldest().elapsed();
             if silent > self.after && !self.executor.is_fenced() {
                 tracing::error!(
                     silent_ms = silent.as_millis() as u64,

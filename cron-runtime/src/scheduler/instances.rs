@@ -23,6 +23,8 @@ use crate::store::instances::{self, Registration};
 
 /// A clock offset above this is logged as a warning.
 const SKEW_WARNING_MS: i64 = 1_000;
+/// A heartbeat slower than this does not measure the clock offset.
+const MAX_MEASURED_ROUND_TRIP_MS: i64 = 200;
 
 /// This process's clock minus the database's, in milliseconds: shared with the timer loop,
 /// which fires slots when the database's clock reaches them.
@@ -46,6 +48,13 @@ impl ClockOffset {
         self.0.store(offset, Ordering::Relaxed);
         offset
     }
+}
+
+/// How registering went.
+#[derive(Debug, Clone, Copy)]
+pub struct Registered {
+    /// The database was unreachable at first.
+    pub after_outage: bool,
 }
 
 /// This scheduler, as recorded in the database.
@@ -99,10 +108,17 @@ impl Instance {
 
     /// One heartbeat: refreshes the row, measures the clock, tells the fence.
     async fn beat(&self) -> Result<(), crate::store::StoreError> {
+        // The connection first: a wait for the pool must not count as the round trip.
+        let mut conn = self.pool.acquire().await?;
         let (sent_at, sent) = (Instant::now(), Utc::now());
-        let database = instances::heartbeat(&self.pool, &self.registration()).await?;
-        self.fence.committed(sent_at);
-        let offset = self.clock.measure(sent, Utc::now(), database);
+        let database = instances::heartbeat(&mut *conn, &self.registration()).await?;
+        let received = Utc::now();
+        self.fence.instance_committed(sent_at);
+        let offset = match received - sent < chrono::Duration::milliseconds(MAX_MEASURED_ROUND_TRIP_MS) {
+            true => self.clock.measure(sent, received, database),
+            // A slow round trip says little about the offset: keep the last good one.
+            false => self.clock.millis(),
+        };
         crate::metrics::clock_offset(offset);
         if offset.abs() > SKEW_WARNING_MS {
             tracing::warn!(
@@ -113,13 +129,19 @@ impl Instance {
         Ok(())
     }
 
-    /// Writes the row, retrying while the database is away; `false` if `stop` fired first.
+    /// Writes the row, retrying while the database is away; `None` if `stop` fired first.
     /// Then warns about live peers that read the shared settings differently.
-    pub async fn register(&self, stop: &CancellationToken) -> bool {
-        let registered = retry_until(stop, "register the scheduler instance", || self.beat())
-            .await
-            .is_some();
-        if registered {
+    pub async fn register(&self, stop: &CancellationToken) -> Option<Registered> {
+        let mut attempts = 0u32;
+        let registered = retry_until(stop, "register the scheduler instance", || {
+            attempts += 1;
+            self.beat()
+        })
+        .await
+        .map(|()| Registered {
+            after_outage: attempts > 1,
+        });
+        if registered.is_some() {
             match instances::disagreeing(&self.pool, &self.name, &self.settings).await {
                 Ok(peers) => {
                     for (peer, theirs) in peers {

@@ -83,6 +83,8 @@ pub(crate) enum Event {
 /// runs start within milliseconds; each next batch is inserted (on the bookkeeping pool) while
 /// the previous one runs. 1,000 kept ahead of execution and beat 5,000 in `scripts/bench herd`.
 const FIRST_INSERT_BATCH: usize = 500;
+/// How long a one-time slot whose key is busy waits before it is tried again.
+const ONE_TIME_RETRY: Duration = Duration::from_secs(1);
 const INSERT_BATCH: usize = 1_000;
 
 /// The name of this host.
@@ -150,14 +152,41 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     // Up until the end of the drain, so /metrics shows the last runs.
     let http = listener.map(|listener| tokio::spawn(http::serve(listener, metrics, background.clone())));
 
-    // Recovery first: say who we are (before owning any run), fail what died with a previous
+    // Listening first: once this instance's row is there, every change after it is heard (a
+    // notification sent before the LISTEN would only be caught by the next reload).
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let listening = Arc::new(tokio::sync::Notify::new());
+    // LISTEN holds a connection for good: its own, not one of the bookkeeping pool's.
+    let watcher = tokio::spawn(watcher::run(
+        bookkeeping.clone(),
+        store::side_pool(&pool, 1),
+        events_tx,
+        config.reconcile_every,
+        listening.clone(),
+        background.clone(),
+    ));
+    tokio::select! {
+        () = listening.notified() => {}
+        () = shutdown.cancelled() => {}
+    }
+    // Recovery next: say who we are (before owning any run), fail what died with a previous
     // scheduler, then run what is pending.
-    let recovered = instance.register(&shutdown).await
-        && retry_until(&shutdown, "sweep dead runs at startup", || {
-            sweeper::sweep_once(&bookkeeping, config.stale_after, None)
-        })
-        .await
-        .is_some();
+    let recovered = match instance.register(&shutdown).await {
+        None => false,
+        Some(registered) => {
+            // Started while the database was away: peers could not heartbeat either, so their
+            // liveness counts from now.
+            let reconnected_at = match registered.after_outage {
+                true => store::database_now(&bookkeeping).await.ok(),
+                false => None,
+            };
+            retry_until(&shutdown, "sweep dead runs at startup", || {
+                sweeper::sweep_once(&bookkeeping, config.stale_after, reconnected_at)
+            })
+            .await
+            .is_some()
+        }
+    };
     if !recovered {
         background.cancel();
         instance.remove().await;
@@ -165,16 +194,8 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     }
     let claims = claims::spawn(bookkeeping.clone(), executor.clone(), shutdown.clone());
     claims.request();
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
     let services = [
-        // LISTEN holds a connection for good: its own, not one of the bookkeeping pool's.
-        tokio::spawn(watcher::run(
-            bookkeeping.clone(),
-            store::side_pool(&pool, 1),
-            events_tx,
-            config.reconcile_every,
-            background.clone(),
-        )),
+        watcher,
         tokio::spawn(sweeper::run(
             bookkeeping.clone(),
             config.stale_after,
@@ -195,7 +216,8 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
         )),
         tokio::spawn({
             let (executor, every, stop) = (executor.clone(), config.heartbeat_every, background.clone());
-            async move { executor.heartbeat_loop(every, stop).await }
+            let fence = fence.clone();
+            async move { executor.heartbeat_loop(every, &fence, stop).await }
         }),
         tokio::spawn({
             let (fence, stop) = (fence.clone(), background.clone());
@@ -343,113 +365,130 @@ impl TimerLoop {
             return;
         }
         let (pool, executor, shutdown) = (self.slot_pool.clone(), self.executor.clone(), self.shutdown.clone());
-        let missed_after = self.missed_after;
+        let (missed_after, clock) = (self.missed_after, self.clock.clone());
         self.executor.track(async move {
             let (first, rest) = due.split_at(due.len().min(FIRST_INSERT_BATCH));
             for batch in std::iter::once(first).chain(rest.chunks(INSERT_BATCH)) {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                fire_batch(&pool, &executor, batch, missed_after, &shutdown).await;
+                let firing = Firing {
+                    pool: &pool,
+                    executor: &executor,
+                    clock: &clock,
+                    missed_after,
+                    shutdown: &shutdown,
+                };
+                firing.fire_batch(batch).await;
             }
         });
     }
 }
 
-/// Records one batch of due slots and starts what it inserted, as room allows: each round
-/// takes the room free (or waits for the first permit to free up), starts that many slots,
-/// and goes on with the rest. A recurring slot it cannot start by T + `missed_after` is
-/// recorded `missed` instead: `overloaded` when it waited for room all that time,
-/// `database_unreachable` when inserting failed until then. A one-time slot is never
-/// missed: it waits for room, late if need be. Stops at shutdown (the watchdog records what
-/// is left).
-async fn fire_batch(
-    pool: &PgPool,
-    executor: &Executor,
-    batch: &[DueSlot],
+/// What a fire task needs to record and start due slots.
+struct Firing<'a> {
+    pool: &'a PgPool,
+    executor: &'a Executor,
+    /// Lateness is judged by the database's clock, as the slots were fired.
+    clock: &'a ClockOffset,
     missed_after: Duration,
-    shutdown: &CancellationToken,
-) {
-    let missed_after = chrono::Duration::from_std(missed_after).unwrap_or(chrono::Duration::MAX);
-    let late = |slot: &DueSlot, now: DateTime<Utc>| slot.recurring && now > slot.scheduled_at + missed_after;
-    let mut waiting = batch.to_vec();
-    while !waiting.is_empty() {
-        // While the executor is full the slots wait here, until the oldest recurring one is late.
-        let deadline = waiting
-            .iter()
-            .filter(|s| s.recurring)
-            .map(|s| s.scheduled_at + missed_after)
-            .min();
-        let room = executor
-            .room(waiting.len(), async {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = sleep_until_time(deadline) => {}
-                }
-            })
-            .await;
-        if shutdown.is_cancelled() {
-            return;
-        }
-        let now = Utc::now();
-        let (late_now, timely): (Vec<DueSlot>, Vec<DueSlot>) = waiting.into_iter().partition(|s| late(s, now));
-        let fits = room.as_ref().map_or(0, executor::Room::runs).min(timely.len());
-        let (start, rest) = timely.split_at(fits);
-        // Late after waiting for room: the limit was reached for the whole window. Late without
-        // waiting (the loop or the process was starved): not started in time.
-        let missed_reason = match &room {
-            Some(room) if !room.waited => RunReason::NotStarted,
-            _ => RunReason::Overloaded,
-        };
-        let recording = Recording {
-            start: start.to_vec(),
-            missed: late_now,
-            missed_reason,
-            missed_after,
-        };
-        recording.insert_until_recorded(pool, executor, room, shutdown).await;
-        if shutdown.is_cancelled() {
-            return;
-        }
-        waiting = rest.to_vec();
+    shutdown: &'a CancellationToken,
+}
+
+impl Firing<'_> {
+    fn missed_after(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.missed_after).unwrap_or(chrono::Duration::MAX)
     }
-}
 
-/// Slots of one round of [`fire_batch`]: to start, and too late to start.
-struct Recording {
-    start: Vec<DueSlot>,
-    missed: Vec<DueSlot>,
-    missed_reason: RunReason,
-    missed_after: chrono::Duration,
-}
+    /// A recurring slot not started by T + `missed_after` is late; a one-time slot never is.
+    fn is_late(&self, slot: &DueSlot, now: DateTime<Utc>) -> bool {
+        slot.recurring && now > slot.scheduled_at + self.missed_after()
+    }
 
-impl Recording {
+    /// Records one batch of due slots and starts what it inserted, as room allows: each round
+    /// takes the room free (or waits for the first permit to free up), starts that many slots,
+    /// and goes on with the rest. A recurring slot it cannot start by T + `missed_after` is
+    /// recorded `missed` instead: `overloaded` when it waited for room all that time,
+    /// `database_unreachable` when inserting failed until then. A one-time slot is never
+    /// missed: it waits for room, late if need be. Stops at shutdown (the watchdog records
+    /// what is left).
+    async fn fire_batch(&self, batch: &[DueSlot]) {
+        let mut waiting = batch.to_vec();
+        while !waiting.is_empty() {
+            // While the executor is full the slots wait here, until the oldest recurring one is late.
+            let deadline = waiting
+                .iter()
+                .filter(|s| s.recurring)
+                .map(|s| s.scheduled_at + self.missed_after())
+                .min();
+            let room = self
+                .executor
+                .room(waiting.len(), async {
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => {}
+                        () = sleep_until_time(deadline, self.clock.database_now()) => {}
+                    }
+                })
+                .await;
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let now = self.clock.database_now();
+            let (late_now, timely): (Vec<DueSlot>, Vec<DueSlot>) =
+                waiting.into_iter().partition(|s| self.is_late(s, now));
+            let fits = room.as_ref().map_or(0, executor::Room::runs).min(timely.len());
+            let (start, rest) = timely.split_at(fits);
+            // Late after waiting for room: the limit was reached for the whole window. Late
+            // without waiting (the loop or the process was starved): not started in time.
+            let missed_reason = match &room {
+                Some(room) if !room.waited => RunReason::NotStarted,
+                _ => RunReason::Overloaded,
+            };
+            let recording = Recording {
+                start: start.to_vec(),
+                missed: late_now,
+                missed_reason,
+            };
+            let deferred = self.insert_until_recorded(recording, room).await;
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            waiting = rest.to_vec();
+            if !deferred.is_empty() {
+                // One-time slots whose key is busy: again in a moment, late if need be.
+                if waiting.is_empty() {
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(ONE_TIME_RETRY) => {}
+                    }
+                }
+                waiting.extend(deferred);
+            }
+        }
+    }
+
     /// Inserts the slots to start (in `room`) and the missed ones, retrying while the database
     /// is unreachable. Slots that turn late meanwhile move to the missed ones
     /// (`database_unreachable`); once nothing is left to start, the late slots are left to the
     /// watchdog rather than retried, so an outage holds no growing pile of tasks and slots
-    /// (one-time slots are never late: they are retried until recorded). Returns at shutdown.
-    async fn insert_until_recorded(
-        mut self,
-        pool: &PgPool,
-        executor: &Executor,
-        room: Option<executor::Room>,
-        shutdown: &CancellationToken,
-    ) {
+    /// (one-time slots are never late: they are retried until recorded). Returns at shutdown,
+    /// and the one-time slots whose key was busy, to be tried again.
+    async fn insert_until_recorded(&self, mut recording: Recording, room: Option<executor::Room>) -> Vec<DueSlot> {
         let mut retry_in = Duration::from_millis(100);
         loop {
-            let outcome = if executor.is_fenced() {
-                Err("this scheduler is fenced until a heartbeat commits again".to_owned())
+            let outcome = if self.executor.is_fenced() {
+                Err("this scheduler is fenced until its heartbeats commit again".to_owned())
             } else {
                 let slots = SlotBatch {
-                    start: &self.start,
-                    missed: &self.missed,
-                    missed_reason: self.missed_reason,
+                    start: &recording.start,
+                    missed: &recording.missed,
+                    missed_reason: recording.missed_reason,
                 };
-                runs::insert_scheduled(pool, slots, executor.instance(), &executor.in_flight())
+                runs::insert_scheduled(self.pool, slots, self.executor.instance())
                     .await
                     .map_err(|e| e.to_string())
             };
+            let slots = recording.start.len() + recording.missed.len();
             match outcome {
                 Ok(inserted) => {
                     for run in inserted.skipped.iter().chain(&inserted.missed) {
@@ -457,42 +496,47 @@ impl Recording {
                     }
                     // Inserted as running by this process, so executed even if shutdown began
                     // meanwhile: they get the shutdown grace like every other in-flight run.
-                    executor.spawn(inserted.running, room);
-                    return;
+                    self.executor.spawn(inserted.running, room);
+                    return inserted.deferred;
                 }
                 Err(e) => {
                     crate::metrics::database_error("insert due runs");
-                    let slots = self.start.len() + self.missed.len();
                     tracing::warn!(error = %e, slots, retry_in_ms = retry_in.as_millis() as u64, "cannot record due slots; retrying");
                 }
             }
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    tracing::warn!(slots = self.start.len() + self.missed.len(), "shutdown while the database was unreachable: the watchdog will record these slots");
-                    return;
+                () = self.shutdown.cancelled() => {
+                    tracing::warn!(slots, "shutdown while the database was unreachable: the watchdog will record these slots");
+                    return Vec::new();
                 }
                 () = tokio::time::sleep(retry_in) => {}
             }
             retry_in = (retry_in * 2).min(Duration::from_secs(5));
-            let now = Utc::now();
-            let missed_after = self.missed_after;
-            let (late, timely): (Vec<DueSlot>, Vec<DueSlot>) = std::mem::take(&mut self.start)
+            let now = self.clock.database_now();
+            let (late, timely): (Vec<DueSlot>, Vec<DueSlot>) = std::mem::take(&mut recording.start)
                 .into_iter()
-                .partition(|s| s.recurring && now > s.scheduled_at + missed_after);
-            self.start = timely;
+                .partition(|s| self.is_late(s, now));
+            recording.start = timely;
             if !late.is_empty() {
-                self.missed.extend(late);
-                self.missed_reason = RunReason::DatabaseUnreachable;
+                recording.missed.extend(late);
+                recording.missed_reason = RunReason::DatabaseUnreachable;
             }
-            if self.start.is_empty() {
+            if recording.start.is_empty() {
                 tracing::warn!(
-                    slots = self.missed.len(),
+                    slots = recording.missed.len(),
                     "due slots became too late while the database was unreachable: the watchdog records them"
                 );
-                return;
+                return Vec::new();
             }
         }
     }
+}
+
+/// Slots of one round of [`Firing::fire_batch`]: to start, and too late to start.
+struct Recording {
+    start: Vec<DueSlot>,
+    missed: Vec<DueSlot>,
+    missed_reason: RunReason,
 }
 
 /// How far back the timer queue still fires slots: `CRON_MISSED_AFTER` less a margin (half
@@ -501,10 +545,10 @@ fn catch_up(missed_after: Duration) -> Duration {
     missed_after.saturating_sub((missed_after / 2).min(Duration::from_secs(1)))
 }
 
-/// Sleeps until `at` (forever when `None`).
-async fn sleep_until_time(at: Option<DateTime<Utc>>) {
+/// Sleeps until `at` on a clock that reads `now` (forever when `None`).
+async fn sleep_until_time(at: Option<DateTime<Utc>>, now: DateTime<Utc>) {
     match at {
-        Some(at) => tokio::time::sleep_until(instant_at(Some(at), Utc::now())).await,
+        Some(at) => tokio::time::sleep_until(instant_at(Some(at), now)).await,
         None => std::future::pending().await,
     }
 }

@@ -59,8 +59,11 @@ pub struct TimerQueue {
     heap: BinaryHeap<Reverse<(DateTime<Utc>, u64, Uuid)>>,
     next_generation: u64,
     parsed: ParseCache,
-    /// One-time definitions popped by this queue (their slot is fired; never again here).
-    fired_once: HashSet<Uuid>,
+    /// One-time definitions popped by this queue, with the activation they fired in: never
+    /// again in that activation here. A resume (a new activation) arms it again: if the first
+    /// fire found it paused and recorded nothing, it must still run; if it did record a row,
+    /// the slot guard makes the second fire a no-op.
+    fired_once: HashMap<Uuid, DateTime<Utc>>,
     /// How far back slots are still fired when arming or after a starved loop.
     catch_up: chrono::Duration,
 }
@@ -109,7 +112,7 @@ impl TimerQueue {
         if definition.status != JobStatus::Active {
             return Err(NotArmed::NotActive);
         }
-        if self.fired_once.contains(&definition.id) {
+        if self.fired_once.get(&definition.id) == Some(&definition.active_since) {
             return Err(NotArmed::Fired);
         }
         let (schedule, first) = match (definition.schedule_type, &definition.cron_expression, definition.run_at) {
@@ -160,10 +163,11 @@ impl TimerQueue {
         let keep: HashSet<Uuid> = active.iter().map(|d| d.id).collect();
         self.armed.retain(|id, _| keep.contains(id));
         // A fired one-time definition no longer active (its run ended) needs no memory.
-        self.fired_once.retain(|id| keep.contains(id));
+        self.fired_once.retain(|id, _| keep.contains(id));
         let mut failed = Vec::new();
         for definition in active {
-            if !self.armed.contains_key(&definition.id) && !self.fired_once.contains(&definition.id) {
+            let fired = self.fired_once.get(&definition.id) == Some(&definition.active_since);
+            if !self.armed.contains_key(&definition.id) && !fired {
                 let id = definition.id;
                 if let Err(why) = self.arm(definition, now) {
                     failed.push((id, why));
@@ -215,7 +219,7 @@ impl TimerQueue {
                 }
                 None => {
                     if armed.schedule.is_none() {
-                        self.fired_once.insert(id);
+                        self.fired_once.insert(id, armed.definition.active_since);
                     }
                     self.armed.remove(&id);
                 }
@@ -367,8 +371,13 @@ mod tests {
         assert!(queue.replace_all(vec![once.clone()], t(0, 1, 1)).is_empty());
         assert_eq!(queue.arm(once.clone(), t(0, 1, 2)), Err(NotArmed::Fired));
         assert!(queue.pop_due(t(0, 5, 0)).is_empty(), "fired once, and only once");
+        // Resumed (a new activation; its first fire may have found it paused): armed again.
+        let mut resumed = once.clone();
+        resumed.active_since = t(0, 5, 30);
+        assert_eq!(queue.arm(resumed, t(0, 6, 0)), Ok(t(0, 1, 0)));
+        assert_eq!(queue.pop_due(t(0, 6, 0)).len(), 1);
         // Once it is no longer active (its run ended and retired it), the memory goes.
-        queue.replace_all(vec![], t(0, 6, 0));
+        queue.replace_all(vec![], t(0, 7, 0));
         assert!(queue.fired_once.is_empty());
     }
 

@@ -139,10 +139,18 @@ pub async fn pass(pool: &PgPool, missed_after: Duration, outages: &[Outage]) -> 
     let wait = missed_after + interval(missed_after);
     let horizon = now - chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
     let due = watermarks::due(&mut tx, horizon, DEFINITIONS_PER_PASS).await?;
-    // Who is alive only matters for slots to record (an idle pass skips the query).
-    let live = match due.is_empty() {
-        true => instances::LiveTargets::default(),
-        false => instances::live_targets(&mut *tx).await?,
+    // Who is alive only matters for slots to record (an idle pass skips the queries).
+    let (live, alive_windows) = match due.is_empty() {
+        true => (instances::LiveTargets::default(), Vec::new()),
+        false => (
+            instances::live_targets(&mut *tx).await?,
+            instances::alive_windows(&mut *tx).await?,
+        ),
+    };
+    let cluster = Cluster {
+        live: &live,
+        alive_windows: &alive_windows,
+        outages,
     };
 
     let mut schedules: HashMap<(&str, &str), Option<Arc<Schedule>>> = HashMap::new();
@@ -168,15 +176,9 @@ pub async fn pass(pool: &PgPool, missed_after: Duration, outages: &[Outage]) -> 
         };
         let account = account(watched, |t| schedule.next_after(t), horizon, budget);
         more |= account.truncated;
-        let reason = miss_reason(&live, &watched.target);
         for at in account.slots {
             slots.push(slot_of(watched, at));
-            let unreachable = outages.iter().any(|o| o.from <= at && at <= o.until);
-            reasons.push(if unreachable {
-                RunReason::DatabaseUnreachable
-            } else {
-                reason
-            });
+            reasons.push(cluster.miss_reason(&watched.target, at));
         }
         advances.push(account.advance);
     }
@@ -201,6 +203,34 @@ pub async fn pass(pool: &PgPool, missed_after: Duration, outages: &[Outage]) -> 
     })
 }
 
+/// What the watchdog knows of the cluster, to say why a slot was missed.
+struct Cluster<'a> {
+    live: &'a instances::LiveTargets,
+    /// When each known scheduler instance was alive.
+    alive_windows: &'a [(DateTime<Utc>, DateTime<Utc>)],
+    /// This process's own recent outages.
+    outages: &'a [Outage],
+}
+
+impl Cluster<'_> {
+    /// Why nobody started the slot of `target` at `at`: as the cluster was at the slot's time
+    /// where that is known (this process's outages, which schedulers were alive then), else as
+    /// the live schedulers tell now.
+    fn miss_reason(&self, target: &str, at: DateTime<Utc>) -> RunReason {
+        if self.outages.iter().any(|o| o.from <= at && at <= o.until) {
+            return RunReason::DatabaseUnreachable;
+        }
+        let alive_then = self
+            .alive_windows
+            .iter()
+            .any(|(from, until)| *from <= at && at <= *until);
+        if !alive_then {
+            return RunReason::NoScheduler;
+        }
+        miss_reason(self.live, target)
+    }
+}
+
 /// Why nobody started a slot of `target`, as far as the live schedulers tell.
 fn miss_reason(live: &instances::LiveTargets, target: &str) -> RunReason {
     if live.accepting == 0 {
@@ -214,6 +244,7 @@ fn miss_reason(live: &instances::LiveTargets, target: &str) -> RunReason {
 
 fn slot_of(watched: &Watched, at: DateTime<Utc>) -> DueSlot {
     DueSlot {
+        run_id: uuid::Uuid::now_v7(),
         definition_id: watched.id,
         job_key: watched.job_key.clone(),
         job_version: watched.version,

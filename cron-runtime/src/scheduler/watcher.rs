@@ -20,12 +20,14 @@ use crate::store::{definitions, Change, StoreError, CHANGES_CHANNEL};
 type Fingerprint = (i64, Option<DateTime<Utc>>);
 
 /// Watches for changes until `stop` fires, reconnecting with backoff; reads definitions
-/// through `pool` and listens on a connection of `listen_pool`.
+/// through `pool`, listens on a connection of `listen_pool`, and tells `listening` each time
+/// the LISTEN is in place.
 pub async fn run(
     pool: PgPool,
     listen_pool: PgPool,
     events: mpsc::UnboundedSender<Event>,
     reconcile_every: Duration,
+    listening: std::sync::Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
@@ -36,6 +38,7 @@ pub async fn run(
         };
         match connected {
             Ok(listener) => {
+                listening.notify_one();
                 delay = Duration::from_millis(100);
                 let mut watcher = Watcher {
                     pool: pool.clone(),

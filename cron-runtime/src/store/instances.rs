@@ -67,7 +67,7 @@ pub struct SchedulerInstance {
 
 /// Inserts or refreshes the instance's row (`last_seen_at` = now). A row deleted meanwhile
 /// comes back; `stopping_since` survives a refresh. Returns the database's clock.
-pub async fn heartbeat(pool: &PgPool, me: &Registration<'_>) -> Result<DateTime<Utc>, StoreError> {
+pub async fn heartbeat(conn: impl sqlx::PgExecutor<'_>, me: &Registration<'_>) -> Result<DateTime<Utc>, StoreError> {
     Ok(sqlx::query_scalar(
         "INSERT INTO cron_scheduler_instances
              (instance, hostname, version, commit, targets, heartbeat_interval_ms, clock_offset_ms, settings)
@@ -84,7 +84,7 @@ pub async fn heartbeat(pool: &PgPool, me: &Registration<'_>) -> Result<DateTime<
     .bind(i64::try_from(me.heartbeat_every.as_millis()).unwrap_or(i64::MAX).max(1))
     .bind(me.clock_offset_ms)
     .bind(me.settings)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?)
 }
 
@@ -170,6 +170,17 @@ pub async fn live_targets(conn: impl sqlx::PgExecutor<'_>) -> Result<LiveTargets
         accepting: rows.len(),
         targets: rows.into_iter().flatten().collect(),
     })
+}
+
+/// When each known instance counted as alive: from its start to 5 of its heartbeat intervals
+/// after it was last seen. A slot no window covers had no scheduler at its time.
+pub async fn alive_windows(conn: impl sqlx::PgExecutor<'_>) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT i.started_at, i.last_seen_at + make_interval(secs => i.heartbeat_interval_ms * 5 / 1000.0)
+         FROM cron_scheduler_instances i",
+    )
+    .fetch_all(conn)
+    .await?)
 }
 
 /// How many instances are alive (for the `cronjobs_schedulers_alive` gauge).

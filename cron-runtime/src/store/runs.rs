@@ -16,6 +16,9 @@ use crate::domain::{JobDefinition, JobRun, JobStatus, RunReason, RunStatus, Sche
 /// A slot of a definition that is due: what the scheduler inserts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueSlot {
+    /// The id its run row gets. Fixed when the slot fires, so a retried insert recognizes the
+    /// rows an earlier attempt of the same batch wrote (and only those) by their ids.
+    pub run_id: Uuid,
     pub definition_id: Uuid,
     pub job_key: String,
     pub job_version: i32,
@@ -29,6 +32,7 @@ impl DueSlot {
     /// The slot of `definition` at `scheduled_at`.
     pub fn of(definition: &JobDefinition, scheduled_at: DateTime<Utc>) -> Self {
         DueSlot {
+            run_id: Uuid::now_v7(),
             definition_id: definition.id,
             job_key: definition.job_key.clone(),
             job_version: definition.version,
@@ -74,6 +78,9 @@ pub struct InsertedSlots {
     pub skipped: Vec<JobRun>,
     /// Runs this call recorded as `missed`.
     pub missed: Vec<JobRun>,
+    /// One-time slots not recorded because a run of their key was active: a one-time job runs
+    /// once, late if need be, so the caller tries them again later instead of a `skipped` row.
+    pub deferred: Vec<DueSlot>,
     // Slots in none of the lists were recorded already: by another scheduler replica, by the
     // watchdog, or (skipped and missed rows) by an earlier attempt of this batch.
 }
@@ -118,17 +125,15 @@ pub struct RunFilter {
 /// active run is recorded `skipped`. Slots of definitions no longer active are dropped.
 ///
 /// Idempotent: when a call's commit succeeded but its reply was lost, the retry finds its
-/// slots taken; the ones `running` under `instance` and not in `executing` (the runs the
-/// scheduler is executing, read before the call) are returned again to be executed: a row
-/// it owns that it is not executing can only be an earlier attempt's. A slot fired again
-/// while its run executes (a one-time job re-armed by a reload) finds its row in `executing`
-/// and is left alone. See docs/decisions.md and docs/reliability.md.
+/// slots taken; the rows with the slots' own run ids still `running` under `instance` are
+/// returned again to be executed: only an earlier attempt of the same batch can have written
+/// them. A slot fired twice (a one-time job re-armed by a reload, another replica) carries
+/// other ids and gets nothing back. See docs/decisions.md and docs/reliability.md.
 #[tracing::instrument(skip_all, fields(start = batch.start.len(), missed = batch.missed.len()))]
 pub async fn insert_scheduled(
     pool: &PgPool,
     batch: SlotBatch<'_>,
     instance: &str,
-    executing: &[Uuid],
 ) -> Result<InsertedSlots, StoreError> {
     if batch.len() == 0 {
         return Ok(InsertedSlots::default());
@@ -151,7 +156,8 @@ pub async fn insert_scheduled(
         .into_iter()
         .chain(slots_without(batch.missed, missed.iter()))
         .collect();
-    running.extend(owned_running(&mut tx, &unrecorded, instance, executing).await?);
+    running.extend(owned_running(&mut tx, &unrecorded, instance).await?);
+    let deferred = busy_one_time(&mut tx, &unrecorded, &running).await?;
     retire_finished_one_time(&mut tx, skipped.iter().chain(&missed)).await?;
     let transitions = incidents::record_outcomes(&mut tx, &missed, &alerts::policy()).await?;
     tx.commit().await?;
@@ -160,7 +166,43 @@ pub async fn insert_scheduled(
         running,
         skipped,
         missed,
+        deferred,
     })
+}
+
+/// The one-time slots of `unrecorded` (none of them in `running`) of definitions still active
+/// that have no row: their key was busy.
+async fn busy_one_time(
+    conn: &mut PgConnection,
+    unrecorded: &[DueSlot],
+    running: &[ClaimedRun],
+) -> Result<Vec<DueSlot>, StoreError> {
+    let started: HashSet<Uuid> = running.iter().map(|r| r.run.id).collect();
+    let one_time: Vec<&DueSlot> = unrecorded
+        .iter()
+        .filter(|s| !s.recurring && !started.contains(&s.run_id))
+        .collect();
+    if one_time.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = one_time.iter().map(|s| s.definition_id).collect();
+    let times: Vec<DateTime<Utc>> = one_time.iter().map(|s| s.scheduled_at).collect();
+    let waiting: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT s.definition_id FROM UNNEST($1::uuid[], $2::timestamptz[]) AS s(definition_id, scheduled_at)
+         JOIN cron_job_definitions d ON d.id = s.definition_id AND d.status = 'active'
+         WHERE NOT EXISTS (SELECT 1 FROM cron_job_runs r
+                           WHERE r.job_definition_id = s.definition_id AND r.scheduled_at = s.scheduled_at
+                             AND r.trigger_type = 'scheduled')",
+    )
+    .bind(&ids)
+    .bind(&times)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(one_time
+        .into_iter()
+        .filter(|s| waiting.contains(&s.definition_id))
+        .cloned()
+        .collect())
 }
 
 /// The slots of `slots` that none of `runs` records.
@@ -173,7 +215,7 @@ fn slots_without<'r>(slots: &[DueSlot], runs: impl Iterator<Item = &'r JobRun>) 
         .collect()
 }
 
-/// Due slots as the column arrays `UNNEST` takes, with a fresh run id each.
+/// Due slots as the column arrays `UNNEST` takes.
 struct SlotColumns<'a> {
     ids: Vec<Uuid>,
     definition_ids: Vec<Uuid>,
@@ -186,7 +228,7 @@ struct SlotColumns<'a> {
 impl<'a> SlotColumns<'a> {
     fn of(slots: &'a [DueSlot]) -> Self {
         SlotColumns {
-            ids: slots.iter().map(|_| Uuid::now_v7()).collect(),
+            ids: slots.iter().map(|s| s.run_id).collect(),
             definition_ids: slots.iter().map(|s| s.definition_id).collect(),
             keys: slots.iter().map(|s| s.job_key.as_str()).collect(),
             versions: slots.iter().map(|s| s.job_version).collect(),
@@ -195,7 +237,7 @@ impl<'a> SlotColumns<'a> {
         }
     }
 
-    /// Binds the arrays as `$1` .. `$6` of a query selecting `FROM` [`UNNEST_SLOTS`].
+    /// Binds the arrays as `$1` .. `$6` of a query selecting `FROM` [`DUE_SLOTS`] or [`UNRECORDED_SLOTS`].
     fn bind<'q, O>(
         &'q self,
         query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
@@ -210,17 +252,30 @@ impl<'a> SlotColumns<'a> {
     }
 }
 
-/// The slots of [`SlotColumns::bind`], as rows `s`.
-const UNNEST_SLOTS: &str = "UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
-         AS s(id, definition_id, job_key, job_version, target, scheduled_at)";
-
-/// [`UNNEST_SLOTS`] of definitions still active, and (recurring ones) active since before the
+/// The slots of [`SlotColumns::bind`], as rows `s`, of definitions still active, and (recurring ones) active since before the
 /// slot: one paused or retired a moment ago, or paused and resumed while this scheduler did not
-/// hear of it, does not fire for a slot outside its current active window.
+/// hear of it, does not fire for a slot outside its current active window. In a definition's
+/// first minute, a slot another version of the key recorded already is not its slot: a
+/// replica that had not yet heard of a new version may have fired the old one for it (the
+/// slot guard is per definition), and the new version's catch-up must not run it again.
 const DUE_SLOTS: &str = "UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
          AS s(id, definition_id, job_key, job_version, target, scheduled_at)
      JOIN cron_job_definitions d ON d.id = s.definition_id AND d.status = 'active'
-         AND (d.schedule_type = 'one_time' OR s.scheduled_at > d.active_since)";
+         AND (d.schedule_type = 'one_time' OR s.scheduled_at > d.active_since)
+         AND (s.scheduled_at > d.active_since + interval '1 minute' OR NOT EXISTS (
+             SELECT 1 FROM cron_job_runs o
+             WHERE o.job_key = s.job_key AND o.scheduled_at = s.scheduled_at
+               AND o.trigger_type = 'scheduled' AND o.job_definition_id <> s.definition_id))";
+
+/// The slots of [`SlotColumns::bind`], as rows `s`, that the watchdog records: a slot of the key that another version recorded
+/// already (at a version change) is accounted for.
+const UNRECORDED_SLOTS: &str =
+    "(SELECT u.* FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
+             AS u(id, definition_id, job_key, job_version, target, scheduled_at)
+         WHERE NOT EXISTS (
+             SELECT 1 FROM cron_job_runs o
+             WHERE o.job_key = u.job_key AND o.scheduled_at = u.scheduled_at AND o.trigger_type = 'scheduled')
+     ) AS s";
 
 async fn insert_running(
     conn: &mut PgConnection,
@@ -262,6 +317,7 @@ async fn insert_skipped(conn: &mut PgConnection, slots: &SlotColumns<'_>) -> Res
                 ) || ' of this job was still active (overlap policy: skip)',
                 'skipped: another run of this job was active (overlap policy: skip)')
          FROM {DUE_SLOTS}
+         WHERE d.schedule_type = 'recurring'
          ON CONFLICT DO NOTHING
          RETURNING *"
     );
@@ -295,7 +351,7 @@ pub(crate) async fn insert_missed(
     let reasons: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
     let (slots_sql, instance) = match by {
         MissedBy::Scheduler(instance) => (DUE_SLOTS, Some(instance)),
-        MissedBy::Watchdog => (UNNEST_SLOTS, None),
+        MissedBy::Watchdog => (UNRECORDED_SLOTS, None),
     };
     let sql = format!(
         "INSERT INTO cron_job_runs
@@ -317,30 +373,25 @@ pub(crate) async fn insert_missed(
         .await?)
 }
 
-/// The runs of `slots` that are `running` under `instance` and not `executing`: what an
-/// earlier attempt of the same batch inserted when its reply was lost.
+/// The runs of `slots` that are `running` under `instance` with the slots' own run ids: what
+/// an earlier attempt of the same batch inserted when its reply was lost.
 async fn owned_running(
     conn: &mut PgConnection,
     slots: &[DueSlot],
     instance: &str,
-    executing: &[Uuid],
 ) -> Result<Vec<ClaimedRun>, StoreError> {
     if slots.is_empty() {
         return Ok(Vec::new());
     }
-    let columns = SlotColumns::of(slots);
+    let ids: Vec<Uuid> = slots.iter().map(|s| s.run_id).collect();
     Ok(sqlx::query_as(
         "SELECT r.*, d.payload AS target_payload, d.cron_expression, d.timezone
-         FROM UNNEST($1::uuid[], $2::timestamptz[]) AS s(definition_id, scheduled_at)
-         JOIN cron_job_runs r ON r.job_definition_id = s.definition_id AND r.scheduled_at = s.scheduled_at
-                             AND r.trigger_type = 'scheduled'
+         FROM cron_job_runs r
          JOIN cron_job_definitions d ON d.id = r.job_definition_id
-         WHERE r.status = 'running' AND r.scheduler_instance = $3 AND r.id <> ALL($4::uuid[])",
+         WHERE r.id = ANY($1) AND r.status = 'running' AND r.scheduler_instance = $2",
     )
-    .bind(&columns.definition_ids)
-    .bind(&columns.times)
+    .bind(&ids)
     .bind(instance)
-    .bind(executing)
     .fetch_all(conn)
     .await?)
 }

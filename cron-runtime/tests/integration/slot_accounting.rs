@@ -70,13 +70,13 @@ async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPoo
         DueSlot::of(&b, at(0)),
         DueSlot::of(&other, at(0)),
     ];
-    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a", &[])
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a")
         .await
         .unwrap();
     assert_eq!((first.running.len(), first.skipped.len()), (2, 1));
 
     // The reply of that commit was lost: the same scheduler retries the same batch.
-    let retry = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a", &[])
+    let retry = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a")
         .await
         .unwrap();
     let mut again: Vec<_> = retry.running.iter().map(|c| c.run.id).collect();
@@ -88,7 +88,7 @@ async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPoo
     assert_eq!(retry.running[0].target_payload, json!({}));
 
     // Another replica inserting the same slots gets nothing to run.
-    let replica = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-b", &[])
+    let replica = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-b")
         .await
         .unwrap();
     assert!(replica.running.is_empty() && replica.skipped.is_empty() && replica.missed.is_empty());
@@ -112,7 +112,7 @@ async fn late_slots_are_recorded_missed_with_their_reason(pool: PgPool) {
         missed: &late,
         missed_reason: RunReason::Overloaded,
     };
-    let inserted = runs::insert_scheduled(&pool, batch, "s", &[]).await.unwrap();
+    let inserted = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
     assert_eq!((inserted.running.len(), inserted.missed.len()), (1, 1));
     let missed = &inserted.missed[0];
     assert_eq!(
@@ -127,7 +127,7 @@ async fn late_slots_are_recorded_missed_with_their_reason(pool: PgPool) {
         missed: &start,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let retried = runs::insert_scheduled(&pool, retry, "s", &[]).await.unwrap();
+    let retried = runs::insert_scheduled(&pool, retry, "s").await.unwrap();
     assert_eq!(retried.running.len(), 1);
     assert!(retried.missed.is_empty());
     assert_eq!(statuses(&pool, "a").await, [(RunStatus::Running, None)]);
@@ -162,7 +162,7 @@ async fn a_heartbeat_reports_which_runs_are_still_running(pool: PgPool) {
         job(&pool, "b", "system.heartbeat", "* * * * * *").await,
     );
     let slots = [DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))];
-    let ids: Vec<_> = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s", &[])
+    let ids: Vec<_> = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s")
         .await
         .unwrap()
         .running
@@ -189,10 +189,10 @@ async fn runs_of_a_dead_instance_fail_as_scheduler_lost(pool: PgPool) {
     );
     register(&pool, "dead", &["system.heartbeat"]).await;
     register(&pool, "alive", &["system.heartbeat"]).await;
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&a, at(0))]), "dead", &[])
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&a, at(0))]), "dead")
         .await
         .unwrap();
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&b, at(0))]), "alive", &[])
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&b, at(0))]), "alive")
         .await
         .unwrap();
     assert!(
@@ -233,7 +233,7 @@ async fn the_watchdog_records_every_unrecorded_slot_once_with_why(pool: PgPool) 
     active_since(&pool, &gone, since).await;
     // A slot the scheduler did record stays as it is.
     let recorded = DueSlot::of(&every_second, since + chrono::Duration::seconds(3));
-    runs::insert_scheduled(&pool, SlotBatch::start(&[recorded]), "s", &[])
+    runs::insert_scheduled(&pool, SlotBatch::start(&[recorded]), "s")
         .await
         .unwrap();
 
@@ -257,8 +257,14 @@ async fn the_watchdog_records_every_unrecorded_slot_once_with_why(pool: PgPool) 
         .filter(|s| s.0 != RunStatus::Running)
         .all(|s| *s == (RunStatus::Missed, Some(RunReason::NoScheduler))));
 
-    // A live scheduler without the target: target_unavailable; with it: not_started.
+    // A scheduler alive at the slots' time without the target: target_unavailable; with it:
+    // not_started. (Slots from before any scheduler started stay no_scheduler: the reason
+    // describes the cluster at the slot's time.)
     register(&pool, "s1", &["system.heartbeat"]).await;
+    sqlx::query("UPDATE cron_scheduler_instances SET started_at = now() - interval '1 minute'")
+        .execute(&pool)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
     let gone_rows = statuses(&pool, "gone").await;
@@ -364,7 +370,7 @@ async fn a_pending_run_nobody_can_start_ends_missed(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_clean_exit_fails_what_its_instance_still_owns(pool: PgPool) {
     let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "leaving", &[])
+    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "leaving")
         .await
         .unwrap();
     let failed = runs::fail_owned(&pool, "leaving").await.unwrap();
@@ -408,7 +414,7 @@ async fn a_scheduler_records_nothing_outside_the_current_active_window(pool: PgP
         missed: &late,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let paused = runs::insert_scheduled(&pool, batch, "s", &[]).await.unwrap();
+    let paused = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
     assert!(paused.running.is_empty() && paused.missed.is_empty(), "{paused:?}");
     definitions::resume(&pool, def.id, "test").await.unwrap();
     sqlx::query("UPDATE cron_job_definitions SET active_since = $2 WHERE id = $1")
@@ -423,11 +429,29 @@ async fn a_scheduler_records_nothing_outside_the_current_active_window(pool: PgP
         missed: &before,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let resumed = runs::insert_scheduled(&pool, batch, "s", &[]).await.unwrap();
+    let resumed = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
     assert_eq!(resumed.running.len(), 1, "the slot after the resume runs");
     assert!(
         resumed.missed.is_empty(),
         "the slot before the resume is not this window's"
     );
     assert_eq!(statuses(&pool, "k").await, [(RunStatus::Running, None)]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn slots_from_before_a_restart_are_missed_for_no_scheduler(pool: PgPool) {
+    // Every scheduler was down across these slots; one has started since. The missed rows say
+    // what the cluster was at the slots' time (no scheduler), not what it is now.
+    let tick = job(&pool, "tick", "system.heartbeat", "* * * * * *").await;
+    let since = Utc.timestamp_opt(Utc::now().timestamp() - 20, 0).unwrap();
+    active_since(&pool, &tick, since).await;
+    register(&pool, "restarted", &["system.heartbeat"]).await;
+    watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
+    let rows = statuses(&pool, "tick").await;
+    assert!(rows.len() >= 10, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|s| *s == (RunStatus::Missed, Some(RunReason::NoScheduler))),
+        "{rows:?}"
+    );
 }

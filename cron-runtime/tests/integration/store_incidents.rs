@@ -161,14 +161,9 @@ async fn a_stale_run_opens_an_incident_at_once(pool: PgPool) {
 async fn the_store_writers_record_incidents_in_their_transaction(pool: PgPool) {
     // Default policy (one failure opens), as a process without alert settings has.
     let def = job(&pool, "sweep").await;
-    let mut inserted = runs::insert_scheduled(
-        &pool,
-        runs::SlotBatch::start(&[runs::DueSlot::of(&def, at(1))]),
-        "s1",
-        &[],
-    )
-    .await
-    .unwrap();
+    let mut inserted = runs::insert_scheduled(&pool, runs::SlotBatch::start(&[runs::DueSlot::of(&def, at(1))]), "s1")
+        .await
+        .unwrap();
     let run = inserted.running.remove(0).run;
     sqlx::query("UPDATE cron_job_runs SET heartbeat_at = now() - interval '1 hour' WHERE id = $1")
         .bind(run.id)
@@ -182,14 +177,9 @@ async fn the_store_writers_record_incidents_in_their_transaction(pool: PgPool) {
     assert_eq!(page.items.len(), 1, "the sweep opened it");
     assert_eq!(page.items[0].last_reason.as_deref(), Some("stale"));
 
-    let mut next = runs::insert_scheduled(
-        &pool,
-        runs::SlotBatch::start(&[runs::DueSlot::of(&def, at(2))]),
-        "s1",
-        &[],
-    )
-    .await
-    .unwrap();
+    let mut next = runs::insert_scheduled(&pool, runs::SlotBatch::start(&[runs::DueSlot::of(&def, at(2))]), "s1")
+        .await
+        .unwrap();
     let ok = runs::RunOutcome::Succeeded { output: json!(null) };
     runs::finish_many(&pool, &[(next.running.remove(0).run.id, &ok)])
         .await

@@ -122,7 +122,7 @@ async fn a_pending_run_is_cancelled_at_once_and_frees_its_key(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_cancelled_running_run_ends_cancelled_whatever_its_handler_returns(pool: PgPool) {
     let def = job(&pool, "k", ManagedBy::Api).await;
-    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s", &[])
+    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
         .await
         .unwrap()
         .running
@@ -167,7 +167,7 @@ async fn a_run_now_payload_is_the_runs_own(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_cancelled_run_whose_scheduler_died_ends_cancelled_with_the_admins_reason(pool: PgPool) {
     let def = job(&pool, "k", ManagedBy::Api).await;
-    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "gone", &[])
+    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "gone")
         .await
         .unwrap()
         .running

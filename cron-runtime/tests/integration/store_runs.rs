@@ -26,7 +26,7 @@ async fn finish_ok(pool: &PgPool, run_id: uuid::Uuid) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let mut inserted = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-a", &[])
+    let mut inserted = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-a")
         .await
         .unwrap();
     assert_eq!((inserted.running.len(), inserted.skipped.len()), (1, 0));
@@ -39,7 +39,7 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
     assert_eq!(claimed.target_payload, json!({}));
     assert_eq!(run.scheduler_instance.as_deref(), Some("sched-a"));
     assert!(run.started_at.is_some() && run.heartbeat_at.is_some());
-    let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-b", &[])
+    let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-b")
         .await
         .unwrap();
     assert!(
@@ -84,7 +84,7 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn failure_records_the_error(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s", &[])
+    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
         .await
         .unwrap()
         .running
@@ -110,13 +110,13 @@ async fn failure_records_the_error(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let first = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s", &[])
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
         .await
         .unwrap()
         .running
         .remove(0)
         .run;
-    let second = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(1))]), "s", &[])
+    let second = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(1))]), "s")
         .await
         .unwrap();
     assert!(second.running.is_empty());
@@ -125,7 +125,7 @@ async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
     assert_eq!((skipped.status, skipped.scheduled_at), (RunStatus::Skipped, at(1)));
     assert!(skipped.error.as_deref().unwrap().contains(&first.id.to_string()));
     // The same slot again (another replica) adds nothing.
-    let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(1))]), "s", &[])
+    let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(1))]), "s")
         .await
         .unwrap();
     assert!(again.running.is_empty() && again.skipped.is_empty());
@@ -139,7 +139,7 @@ async fn fifty_tasks_inserting_the_same_slot_make_one_row(pool: PgPool) {
         .map(|i| {
             let (pool, slot) = (pool.clone(), DueSlot::of(&def, at(7)));
             tokio::spawn(async move {
-                runs::insert_scheduled(&pool, SlotBatch::start(&[slot]), &format!("s{i}"), &[])
+                runs::insert_scheduled(&pool, SlotBatch::start(&[slot]), &format!("s{i}"))
                     .await
                     .unwrap()
             })
@@ -193,7 +193,7 @@ async fn batch_insert_handles_a_herd(pool: PgPool) {
     for i in 0..200 {
         slots.push(DueSlot::of(&job(&pool, &format!("herd-{i}")).await, at(0)));
     }
-    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s", &[])
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s")
         .await
         .unwrap();
     assert_eq!(first.running.len(), 200);
@@ -201,11 +201,12 @@ async fn batch_insert_handles_a_herd(pool: PgPool) {
     let next: Vec<DueSlot> = slots
         .iter()
         .map(|s| DueSlot {
+            run_id: uuid::Uuid::now_v7(),
             scheduled_at: at(1),
             ..s.clone()
         })
         .collect();
-    let second = runs::insert_scheduled(&pool, SlotBatch::start(&next), "s", &[])
+    let second = runs::insert_scheduled(&pool, SlotBatch::start(&next), "s")
         .await
         .unwrap();
     assert_eq!((second.running.len(), second.skipped.len()), (0, 200));
@@ -218,7 +219,6 @@ async fn stale_runs_fail_and_fresh_ones_do_not(pool: PgPool) {
         &pool,
         SlotBatch::start(&[DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))]),
         "dead-scheduler",
-        &[],
     )
     .await
     .unwrap();
@@ -347,7 +347,7 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
     )
     .await
     .unwrap();
-    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(5))]), "s", &[])
+    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(5))]), "s")
         .await
         .unwrap()
         .running
@@ -368,7 +368,6 @@ async fn run_list_filters_and_paginates(pool: PgPool) {
             &pool,
             SlotBatch::start(&[DueSlot::of(&a, at(second)), DueSlot::of(&b, at(second))]),
             "s",
-            &[],
         )
         .await
         .unwrap();
@@ -417,7 +416,7 @@ async fn run_list_filters_and_paginates(pool: PgPool) {
 async fn paused_definitions_do_not_fire_and_unknown_targets_are_not_claimed(pool: PgPool) {
     let def = job(&pool, "k").await;
     definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
-    let inserted = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s", &[])
+    let inserted = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
         .await
         .unwrap();
     assert!(
@@ -454,7 +453,7 @@ async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
 async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgPool) {
     let def = job(&pool, "k").await;
     for second in 0..25 {
-        let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(second))]), "s", &[])
+        let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(second))]), "s")
             .await
             .unwrap()
             .running
@@ -462,7 +461,7 @@ async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgP
             .run;
         finish_ok(&pool, run.id).await;
     }
-    let active = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(30))]), "s", &[])
+    let active = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(30))]), "s")
         .await
         .unwrap()
         .running
@@ -473,7 +472,7 @@ async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgP
         .execute(&pool)
         .await
         .unwrap();
-    let recent = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(31))]), "s", &[])
+    let recent = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(31))]), "s")
         .await
         .unwrap()
         .skipped

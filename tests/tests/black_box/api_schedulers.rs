@@ -115,7 +115,7 @@ async fn missed_runs_are_listed_by_status_and_reason() {
             missed: slots,
             missed_reason: reason,
         };
-        runs::insert_scheduled(&api.db.pool, batch, "s", &[]).await.unwrap();
+        runs::insert_scheduled(&api.db.pool, batch, "s").await.unwrap();
     }
     let reply = api.get("/runs?status=missed&reason=overloaded").await;
     assert_eq!(reply.status, 200, "{}", reply.text);

@@ -108,7 +108,7 @@ async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
     let job = recurring(&db.pool, "old", "system.heartbeat", "* * * * *", json!({})).await;
     for minute in 0..3 {
         let at = chrono::Utc::now() + chrono::Duration::minutes(minute + 1);
-        let run = runs::insert_scheduled(&db.pool, SlotBatch::start(&[DueSlot::of(&job, at)]), "test", &[])
+        let run = runs::insert_scheduled(&db.pool, SlotBatch::start(&[DueSlot::of(&job, at)]), "test")
             .await
             .unwrap()
             .running

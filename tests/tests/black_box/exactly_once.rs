@@ -411,8 +411,9 @@ async fn schedulers_publish_their_clock_offset_and_warn_when_settings_disagree()
     // This host's clock and the database's are the same clock here.
     assert!(offset.is_some_and(|ms| ms.abs() < 1_000), "{offset:?}");
     assert_eq!(settings["missed_after_ms"], 30_000, "{settings}");
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     let metrics = wait_for(Duration::from_secs(10), "the scheduler's /metrics", || {
-        tests::fixtures::http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        tests::fixtures::http_get(&metrics_url)
     })
     .await;
     assert!(
@@ -432,4 +433,39 @@ async fn schedulers_publish_their_clock_offset_and_warn_when_settings_disagree()
     .await;
     first.kill9();
     second.kill9();
+}
+
+#[tokio::test]
+async fn a_one_time_job_whose_key_is_busy_runs_when_it_is_free_instead_of_being_skipped() {
+    // A run-now of the one-time job holds its key across `run_at`: the scheduled run waits and
+    // runs after it (it used to be recorded `skipped` and the job retired, never executed).
+    let db = TestDb::create().await;
+    create_executions_table(&db).await;
+    let mut scheduler = scheduler(&db, &[]);
+    let at = Utc::now() + chrono::Duration::seconds(2);
+    let job = one_time_with(
+        &db.pool,
+        "busy-once",
+        "system.record",
+        at,
+        json!({"sleep_ms": 3000, "record_end": true}),
+    )
+    .await;
+    cron_runtime::store::runs::request_run(&db.pool, job.id, "test", None)
+        .await
+        .expect("run-now");
+    let runs = wait_for(Duration::from_secs(30), "both runs to end", || async {
+        let runs = runs_of(&db.pool, "busy-once").await;
+        (runs.len() == 2 && runs.iter().all(|r| r.status.is_terminal())).then_some(runs)
+    })
+    .await;
+    let executed = executions(&db, "busy-once").await;
+    scheduler.kill9();
+    assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded), "{runs:?}");
+    assert_eq!(executed.len(), 2, "{executed:?}");
+    assert!(overlaps(&executed, Utc::now()).is_empty(), "{executed:?}");
+    assert_eq!(
+        definitions::get(&db.pool, job.id).await.expect("the job").status,
+        JobStatus::Retired
+    );
 }

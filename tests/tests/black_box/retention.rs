@@ -15,7 +15,7 @@ async fn a_system_prune_job_deletes_runs_older_than_its_retention() {
     // Slots after the job's creation (its active window); the ages come from created_at below.
     for minutes_ahead in 1..=4 {
         let slot = chrono::Utc::now() + chrono::Duration::minutes(minutes_ahead);
-        let run = runs::insert_scheduled(&db.pool, SlotBatch::start(&[DueSlot::of(&history, slot)]), "test", &[])
+        let run = runs::insert_scheduled(&db.pool, SlotBatch::start(&[DueSlot::of(&history, slot)]), "test")
             .await
             .unwrap()
             .running

@@ -530,22 +530,22 @@ impl Torture<'_> {
 
     /// Reads the file-managed definitions back: windows from `active_since` and `retired_at`.
     async fn sync_file_jobs(&mut self) {
-        let rows: Vec<(
-            Uuid,
-            String,
-            String,
-            Option<String>,
-            Value,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-        )> = sqlx::query_as(
-            "SELECT id, job_key, status, cron_expression, payload, active_since, retired_at
-                 FROM cron_job_definitions WHERE managed_by = 'file'",
+        let rows: Vec<FileDefinition> = sqlx::query_as(
+            "SELECT id, job_key, status, payload, active_since, retired_at
+             FROM cron_job_definitions WHERE managed_by = 'file'",
         )
         .fetch_all(&self.db.pool)
         .await
         .expect("read the file jobs");
-        for (id, key, status, _, payload, since, retired_at) in rows {
+        for FileDefinition {
+            id,
+            job_key: key,
+            status,
+            payload,
+            active_since: since,
+            retired_at,
+        } in rows
+        {
             match self.definitions.iter_mut().find(|d| d.id == id) {
                 Some(known) => {
                     known.retired = status == "retired";
@@ -747,6 +747,17 @@ impl Torture<'_> {
             proxy.disarm_lost_replies();
         }
     }
+}
+
+/// A file-managed definition, as the test reads it back after an apply.
+#[derive(Debug, sqlx::FromRow)]
+struct FileDefinition {
+    id: Uuid,
+    job_key: String,
+    status: String,
+    payload: Value,
+    active_since: DateTime<Utc>,
+    retired_at: Option<DateTime<Utc>>,
 }
 
 /// One execution, as the recording target wrote it.
