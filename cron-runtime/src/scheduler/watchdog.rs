@@ -263,20 +263,23 @@ struct Account {
     truncated: bool,
 }
 
-/// The slots of `watched` after its watermark (and after `active_since`) up to `horizon` (and
-/// up to when it stopped being active), at most `max`; `next_after` is its schedule.
+/// The slots of `watched` to check, at most `max`: first those of its backlog (stretches of
+/// earlier active windows a quick pause and resume left behind) up to `horizon`, then those
+/// after its watermark (and after `active_since`) up to `horizon` (and up to when it stopped
+/// being active); `next_after` is its schedule.
 fn account(
     watched: &Watched,
     next_after: impl Fn(DateTime<Utc>) -> Option<DateTime<Utc>>,
     horizon: DateTime<Utc>,
     max: usize,
 ) -> Account {
+    let mut slots = Vec::new();
+    let (backlog, backlog_truncated) = account_backlog(&watched.backlog(), &next_after, horizon, max, &mut slots);
     let end = watched.active_until.map_or(horizon, |until| until.min(horizon));
     let mut checked_until = watched.checked_until.max(watched.active_since);
-    let mut slots = Vec::new();
     let mut next = next_after(checked_until);
-    let mut truncated = false;
-    while let Some(at) = next.filter(|at| *at <= end) {
+    let mut truncated = backlog_truncated;
+    while let Some(at) = next.filter(|at| *at <= end && !truncated) {
         if slots.len() == max {
             truncated = true;
             break;
@@ -292,16 +295,55 @@ fn account(
         Some(until) => next.is_none_or(|at| at > until),
         None => false,
     };
+    let mut next_check_at = if window_closed { None } else { next };
+    // The backlog's next slot comes first (its lower bound is early enough).
+    if let Some((from, _)) = backlog.first() {
+        next_check_at = Some(next_check_at.map_or(*from, |at| at.min(*from)));
+    }
     Account {
         slots,
         advance: Advance {
             id: watched.id,
             checked_until,
-            next_check_at: if window_closed { None } else { next },
-            forget: window_closed && watched.status == JobStatus::Retired,
+            forget: window_closed && backlog.is_empty() && watched.status == JobStatus::Retired,
+            next_check_at,
+            backlog,
         },
         truncated,
     }
+}
+
+/// Appends the backlog's slots up to `horizon` to `slots` (up to `max` in all); returns what is
+/// left of the backlog, and whether `max` cut it short.
+fn account_backlog(
+    backlog: &[(DateTime<Utc>, DateTime<Utc>)],
+    next_after: &impl Fn(DateTime<Utc>) -> Option<DateTime<Utc>>,
+    horizon: DateTime<Utc>,
+    max: usize,
+    slots: &mut Vec<DateTime<Utc>>,
+) -> (Vec<(DateTime<Utc>, DateTime<Utc>)>, bool) {
+    let mut left = Vec::new();
+    let mut truncated = false;
+    for &(from, until) in backlog {
+        if truncated {
+            left.push((from, until));
+            continue;
+        }
+        let mut cursor = from;
+        while let Some(at) = next_after(cursor).filter(|at| *at <= until.min(horizon)) {
+            if slots.len() == max {
+                truncated = true;
+                break;
+            }
+            slots.push(at);
+            cursor = at;
+        }
+        // Slots after the horizon (a pause a moment ago) wait for a later pass.
+        if truncated || until > horizon {
+            left.push((cursor, until));
+        }
+    }
+    (left, truncated)
 }
 
 /// Stops watching a definition whose schedule cannot be evaluated.
@@ -311,6 +353,7 @@ fn park(watched: &Watched) -> Advance {
         checked_until: watched.checked_until,
         next_check_at: None,
         forget: false,
+        backlog: Vec::new(),
     }
 }
 
@@ -342,6 +385,8 @@ mod tests {
             active_since,
             active_until: until,
             checked_until: active_since,
+            backlog_from: Vec::new(),
+            backlog_until: Vec::new(),
         }
     }
 
@@ -401,6 +446,33 @@ mod tests {
         let a = account(&w, every_10s, t(5, 0), 100);
         assert_eq!(a.slots, [t(0, 10)]);
         assert!(a.advance.forget);
+    }
+
+    #[test]
+    fn a_stretch_left_behind_by_a_quick_pause_and_resume_is_accounted_first() {
+        // Active from 0:05, paused at 0:25 before the watchdog got past 0:05, resumed at 0:40.
+        let mut w = watched(JobStatus::Active, t(0, 40), None);
+        w.checked_until = t(0, 5);
+        w.backlog_from = vec![t(0, 5)];
+        w.backlog_until = vec![t(0, 25)];
+        let a = account(&w, every_10s, t(1, 0), 100);
+        assert_eq!(
+            a.slots,
+            [t(0, 10), t(0, 20), t(0, 50), t(1, 0)],
+            "not 0:30: paused then"
+        );
+        assert!(a.advance.backlog.is_empty());
+        // With a small budget, the backlog is kept where it stopped.
+        let a = account(&w, every_10s, t(1, 0), 1);
+        assert_eq!(a.slots, [t(0, 10)]);
+        assert!(a.truncated);
+        assert_eq!(a.advance.backlog, [(t(0, 10), t(0, 25))]);
+        assert_eq!(a.advance.next_check_at, Some(t(0, 10)));
+        assert_eq!(a.advance.checked_until, t(0, 40), "the current window is untouched");
+        // A pause newer than the horizon: the stretch beyond it waits.
+        let a = account(&w, every_10s, t(0, 15), 100);
+        assert_eq!(a.slots, [t(0, 10)]);
+        assert_eq!(a.advance.backlog, [(t(0, 10), t(0, 25))]);
     }
 
     #[test]

@@ -174,6 +174,10 @@ mod tests {
             20261203000002,
             "68b44679685cd20cd07784d5224e8f4a5c68aa875bbbbf353a043395caa43af04fa5797c446aa7c02f7e419e22ef8dfa",
         ),
+        (
+            20261203000003,
+            "8f3e83e7c352d19593302c96bed0fa6943631731a1725b6b9abf8887869588dc67438130a939bb29f3819a1c796309fe",
+        ),
     ];
 
     fn hex(bytes: &[u8]) -> String {

@@ -24,6 +24,21 @@ pub struct Watched {
     pub active_until: Option<DateTime<Utc>>,
     /// Every slot at or before this has a row.
     pub checked_until: DateTime<Utc>,
+    /// Stretches of earlier active windows still to account for (a pause and resume came
+    /// before the watchdog reached them): each `(from, until]`, oldest first.
+    pub backlog_from: Vec<DateTime<Utc>>,
+    pub backlog_until: Vec<DateTime<Utc>>,
+}
+
+impl Watched {
+    /// The backlog as `(from, until]` stretches, oldest first.
+    pub fn backlog(&self) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        self.backlog_from
+            .iter()
+            .copied()
+            .zip(self.backlog_until.iter().copied())
+            .collect()
+    }
 }
 
 /// Where the watchdog got to with one definition.
@@ -36,6 +51,8 @@ pub struct Advance {
     pub next_check_at: Option<DateTime<Utc>>,
     /// Retired and done: the row can go.
     pub forget: bool,
+    /// What is left of the backlog, `(from, until]` each.
+    pub backlog: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// Up to `limit` definitions whose next unaccounted slot is at or before `horizon`, locked
@@ -44,7 +61,9 @@ pub async fn due(conn: &mut PgConnection, horizon: DateTime<Utc>, limit: i64) ->
     Ok(sqlx::query_as(
         "SELECT d.id, d.job_key, d.version, d.target, d.cron_expression, d.timezone, d.status, d.active_since,
                 CASE WHEN d.status = 'active' THEN NULL ELSE COALESCE(d.paused_at, d.retired_at) END AS active_until,
-                w.checked_until
+                w.checked_until,
+                ARRAY(SELECT lower(r) FROM unnest(w.backlog) AS r ORDER BY 1) AS backlog_from,
+                ARRAY(SELECT upper(r) FROM unnest(w.backlog) AS r ORDER BY 1) AS backlog_until
          FROM cron_slot_watermarks w
          JOIN cron_job_definitions d ON d.id = w.job_definition_id
          WHERE w.next_check_at <= $1 AND d.schedule_type = 'recurring'
@@ -65,14 +84,18 @@ pub async fn advance(conn: &mut PgConnection, advances: &[Advance]) -> Result<()
         let ids: Vec<Uuid> = kept.iter().map(|a| a.id).collect();
         let checked: Vec<DateTime<Utc>> = kept.iter().map(|a| a.checked_until).collect();
         let next: Vec<Option<DateTime<Utc>>> = kept.iter().map(|a| a.next_check_at).collect();
+        let backlogs: Vec<String> = kept.iter().map(|a| multirange(&a.backlog)).collect();
         sqlx::query(
-            "UPDATE cron_slot_watermarks w SET checked_until = a.checked_until, next_check_at = a.next_check_at
-             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS a(id, checked_until, next_check_at)
+            "UPDATE cron_slot_watermarks w
+             SET checked_until = a.checked_until, next_check_at = a.next_check_at, backlog = a.backlog::tstzmultirange
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[])
+                 AS a(id, checked_until, next_check_at, backlog)
              WHERE w.job_definition_id = a.id",
         )
         .bind(ids)
         .bind(checked)
         .bind(next)
+        .bind(backlogs)
         .execute(&mut *conn)
         .await?;
     }
@@ -84,4 +107,29 @@ pub async fn advance(conn: &mut PgConnection, advances: &[Advance]) -> Result<()
             .await?;
     }
     Ok(())
+}
+
+/// `(from, until]` stretches as a `tstzmultirange` literal.
+fn multirange(stretches: &[(DateTime<Utc>, DateTime<Utc>)]) -> String {
+    let ranges: Vec<String> = stretches
+        .iter()
+        .map(|(from, until)| format!("(\"{}\",\"{}\"]", from.to_rfc3339(), until.to_rfc3339()))
+        .collect();
+    format!("{{{}}}", ranges.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn stretches_are_written_as_a_multirange_literal() {
+        let at = |s| Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, s).unwrap();
+        assert_eq!(multirange(&[]), "{}");
+        assert_eq!(
+            multirange(&[(at(1), at(2))]),
+            "{(\"2026-03-01T12:00:01+00:00\",\"2026-03-01T12:00:02+00:00\"]}"
+        );
+    }
 }

@@ -455,3 +455,44 @@ async fn slots_from_before_a_restart_are_missed_for_no_scheduler(pool: PgPool) {
         "{rows:?}"
     );
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_quick_pause_and_resume_leaves_no_slot_of_the_earlier_window_unaccounted(pool: PgPool) {
+    // Found by the torture test: during an outage nobody recorded a job's slots; it was paused
+    // and resumed before the watchdog reached them, and the resume's new `active_since` made the
+    // watchdog skip them. The resume now keeps that stretch for the watchdog.
+    let tick = job(&pool, "tick", "system.heartbeat", "* * * * * *").await;
+    let since = Utc.timestamp_opt(Utc::now().timestamp() - 20, 0).unwrap();
+    active_since(&pool, &tick, since).await;
+    sqlx::query("UPDATE cron_slot_watermarks SET checked_until = $1, next_check_at = $1")
+        .bind(since)
+        .execute(&pool)
+        .await
+        .unwrap();
+    definitions::pause(&pool, tick.id, "a quick look", "alice")
+        .await
+        .unwrap();
+    let paused_at = definitions::get(&pool, tick.id).await.unwrap().paused_at.unwrap();
+    definitions::resume(&pool, tick.id, "alice").await.unwrap();
+
+    watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
+    let times: Vec<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT scheduled_at FROM cron_job_runs WHERE job_key = 'tick' ORDER BY scheduled_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let expected: Vec<DateTime<Utc>> = (1..)
+        .map(|s| since + chrono::Duration::seconds(s))
+        .take_while(|at| *at <= paused_at && *at <= Utc::now() - chrono::Duration::milliseconds(2_500))
+        .collect();
+    assert!(expected.len() >= 15, "{expected:?}");
+    assert_eq!(
+        times[..expected.len()],
+        expected[..],
+        "every slot of the earlier window has its row"
+    );
+    assert!(statuses(&pool, "tick")
+        .await
+        .iter()
+        .all(|(status, _)| *status == RunStatus::Missed));
+}
