@@ -1,11 +1,18 @@
 //! cronjobs runtime: a durable cron service on PostgreSQL.
 //!
-//! - [`domain`]: jobs, runs and schedules (parsed, valid by construction);
-//! - [`registry`]: the targets registered with `#[cron_target]`;
+//! Layers, lowest first (docs/architecture.md): a module imports only from the layers below it.
+//!
+//! - [`domain`]: jobs, runs and schedules (parsed, valid by construction); no I/O;
+//! - [`registry`] and [`context`]: the targets registered with `#[cron_target]`, and what a
+//!   target gets when it runs;
+//! - [`config`]: settings from the environment, every problem reported at once;
+//! - [`health`], [`metrics`], [`telemetry`], [`shutdown`]: what every process reports about
+//!   itself (liveness, Prometheus metrics, logs and Sentry, the signal that stops it);
 //! - [`store`]: SQL, one module per table;
-//! - [`api`]: the admin REST API;
 //! - [`alerts`]: incidents' webhooks and Sentry reports;
-//! - [`scheduler`]: timers, execution, recovery and shutdown;
+//! - [`maintenance`]: the background services both processes run (the watchdog);
+//! - [`scheduler`]: timers, execution, fencing, recovery and shutdown;
+//! - [`api`] and [`console`]: the admin REST API and the admin console;
 //! - [`jobfile`]: jobs as code (`cronjobs apply`, `validate`, `export`).
 
 pub mod alerts;
@@ -14,7 +21,9 @@ pub mod config;
 pub mod console;
 pub mod context;
 pub mod domain;
+pub mod health;
 pub mod jobfile;
+pub mod maintenance;
 pub mod metrics;
 pub mod registry;
 pub mod scheduler;

@@ -13,6 +13,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::{JobRun, RunStatus, TriggerType};
 
+/// The content type of the Prometheus text format, as `/metrics` serves it.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Counter, labels `target`, `status`: runs that reached a terminal status (`succeeded`,
 /// `failed`, `skipped`, `missed`, `cancelled`), counted by the process that recorded the
 /// transition (a missed slot by the scheduler or watchdog that recorded it).

@@ -2,7 +2,7 @@
 //!
 //! Logs: human-readable in development, JSON elsewhere; `RUST_LOG` filters. Run
 //! transitions are one line each with `job_key`, `version`, `run_id`, `target`, `slot`,
-//! `status`, `duration_ms` and `error` (see `scheduler::executor`).
+//! `status`, `duration_ms` and `error` ([`log_started`], [`log_finished`]).
 //!
 //! Sentry, when `SENTRY_DSN` is set: events carry `environment` = `APP_ENV`, release
 //! `cronjobs@<version>` and tag `service` (`api`, `scheduler`). Error-level log lines become
@@ -22,7 +22,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{CommonConfig, LogFormat};
-use crate::domain::JobRun;
+use crate::domain::{JobRun, RunReason};
+use crate::metrics;
 
 /// The release reported to Sentry.
 pub const RELEASE: &str = concat!("cronjobs@", env!("CARGO_PKG_VERSION"));
@@ -121,4 +122,41 @@ fn set_run_tags(scope: &mut sentry::Scope, run: &JobRun) {
     scope.set_tag("run_id", run.id);
     scope.set_tag("target", &run.target);
     scope.set_tag("trigger", run.trigger_type);
+}
+
+/// One structured line per transition: pending → running.
+pub fn log_started(run: &JobRun) {
+    tracing::info!(
+        job_key = %run.job_key, version = run.job_version, run_id = %run.id, target = %run.target,
+        slot = %run.scheduled_at.to_rfc3339(), trigger = %run.trigger_type, status = "running",
+        "run started"
+    );
+    metrics::run_started(run);
+}
+
+/// One structured line per transition to a terminal status: running → succeeded / failed,
+/// (new) → skipped / missed, pending → missed. Also counts the run. A failure is not reported
+/// to Sentry run by run: the incident it opens is, once ([`crate::alerts::sentry`]), and a
+/// panic by the panic integration.
+pub fn log_finished(run: &JobRun) {
+    use crate::domain::RunStatus;
+    metrics::run_finished(run);
+    let (job_key, version, run_id, slot) = (&run.job_key, run.job_version, run.id, run.scheduled_at.to_rfc3339());
+    let (duration_ms, reason) = (run.duration_ms.unwrap_or(0), run.reason.map(RunReason::as_str));
+    let error = run.error.as_deref().unwrap_or_default();
+    match run.status {
+        RunStatus::Skipped => tracing::info!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, error, "run skipped"
+        ),
+        RunStatus::Missed => tracing::warn!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, error, "slot missed"
+        ),
+        RunStatus::Succeeded => tracing::info!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, "run finished"
+        ),
+        _ => tracing::warn!(
+            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, duration_ms, error,
+            "run finished"
+        ),
+    }
 }

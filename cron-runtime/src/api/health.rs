@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::AppState;
+use crate::health::Liveness;
 use crate::store::schema::{self, SchemaStatus};
 
 /// How long readiness waits for the database before calling it unreachable.
@@ -39,30 +40,6 @@ impl ReadinessCache {
 pub struct Health {
     /// `ok` or `ready`.
     pub status: String,
-}
-
-/// The process is up, and which build it runs (so a deploy can tell the new build from the old).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Liveness {
-    /// `ok`.
-    pub status: &'static str,
-    /// The package version.
-    pub version: &'static str,
-    /// The commit, when the image or platform provides it (`CRONJOBS_COMMIT`,
-    /// `RAILWAY_GIT_COMMIT_SHA`); null otherwise.
-    pub commit: Option<&'static str>,
-}
-
-impl Liveness {
-    /// This process's answer.
-    pub fn now() -> Self {
-        let build = crate::build_info();
-        Liveness {
-            status: "ok",
-            version: build.version,
-            commit: build.commit,
-        }
-    }
 }
 
 /// The process is up (no dependencies checked), with its version and commit (SPEC §15).

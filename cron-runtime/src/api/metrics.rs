@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::scheduler::http::PROMETHEUS_CONTENT_TYPE;
+use crate::metrics::PROMETHEUS_CONTENT_TYPE;
 use crate::store::instances;
 
 /// Prometheus metrics in the text exposition format (names in `docs/runbook.md`).

@@ -249,7 +249,7 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
     );
     let stop = tokio_util::sync::CancellationToken::new();
     crate::alerts::configure(&config.alerts);
-    let watchdog = tokio::spawn(crate::scheduler::watchdog::run(
+    let watchdog = tokio::spawn(crate::maintenance::watchdog::run(
         store::side_pool(&pool, 1),
         config.missed_after,
         stop.clone(),

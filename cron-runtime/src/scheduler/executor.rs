@@ -32,6 +32,7 @@ use crate::context::JobContext;
 use crate::domain::{JobRun, RunReason};
 use crate::store;
 use crate::store::runs::{self, ClaimedRun, RunOutcome};
+use crate::telemetry::{log_finished, log_started};
 use crate::{metrics, registry, telemetry};
 use sentry::SentryFutureExt;
 
@@ -602,42 +603,5 @@ fn describe_join_error(error: tokio::task::JoinError) -> RunOutcome {
     RunOutcome::Failed {
         reason: RunReason::Panic,
         error: format!("{PANICKED}{message}"),
-    }
-}
-
-/// One structured line per transition: pending → running.
-pub fn log_started(run: &JobRun) {
-    tracing::info!(
-        job_key = %run.job_key, version = run.job_version, run_id = %run.id, target = %run.target,
-        slot = %run.scheduled_at.to_rfc3339(), trigger = %run.trigger_type, status = "running",
-        "run started"
-    );
-    metrics::run_started(run);
-}
-
-/// One structured line per transition to a terminal status: running → succeeded / failed,
-/// (new) → skipped / missed, pending → missed. Also counts the run. A failure is not reported
-/// to Sentry run by run: the incident it opens is, once ([`crate::alerts::sentry`]), and a
-/// panic by the panic integration.
-pub fn log_finished(run: &JobRun) {
-    use crate::domain::RunStatus;
-    metrics::run_finished(run);
-    let (job_key, version, run_id, slot) = (&run.job_key, run.job_version, run.id, run.scheduled_at.to_rfc3339());
-    let (duration_ms, reason) = (run.duration_ms.unwrap_or(0), run.reason.map(RunReason::as_str));
-    let error = run.error.as_deref().unwrap_or_default();
-    match run.status {
-        RunStatus::Skipped => tracing::info!(
-            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, error, "run skipped"
-        ),
-        RunStatus::Missed => tracing::warn!(
-            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, error, "slot missed"
-        ),
-        RunStatus::Succeeded => tracing::info!(
-            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, duration_ms, "run finished"
-        ),
-        _ => tracing::warn!(
-            %job_key, version, %run_id, target = %run.target, %slot, status = %run.status, reason, duration_ms, error,
-            "run finished"
-        ),
     }
 }

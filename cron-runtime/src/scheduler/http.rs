@@ -15,18 +15,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The content type of the Prometheus text format.
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
 /// The routes: `/healthz` and `/metrics`.
 pub fn router(metrics: PrometheusHandle) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(crate::api::health::Liveness::now()) }))
+        .route("/healthz", get(|| async { Json(crate::health::Liveness::now()) }))
         .route(
             "/metrics",
             get(move || {
                 let text = metrics.render();
-                async move { ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response() }
+                async move { ([(header::CONTENT_TYPE, crate::metrics::PROMETHEUS_CONTENT_TYPE)], text).into_response() }
             }),
         )
 }

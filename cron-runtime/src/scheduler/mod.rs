@@ -8,7 +8,8 @@
 //! - [`claims`]: claims run-now requests, one batch at a time;
 //! - [`instances`]: this scheduler's row in `cron_scheduler_instances`;
 //! - [`sweeper`]: fails runs whose scheduler died (`scheduler_lost`) or stopped heartbeating (`stale`);
-//! - [`watchdog`]: records every slot nobody recorded as `missed` (also run by the API);
+//! - [`crate::maintenance::watchdog`]: records every slot nobody recorded as `missed` (also run
+//!   by the API);
 //! - [`http`]: `/healthz` and `/metrics` on `PORT`, when set;
 //! - [`crate::alerts::webhooks`]: delivers incident webhooks (also run by the API).
 //!
@@ -39,7 +40,6 @@ mod instances;
 mod retry;
 mod sweeper;
 pub mod timers;
-pub mod watchdog;
 mod watcher;
 
 use std::sync::Arc;
@@ -202,7 +202,7 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
             config.heartbeat_every,
             background.clone(),
         )),
-        tokio::spawn(watchdog::run(
+        tokio::spawn(crate::maintenance::watchdog::run(
             bookkeeping.clone(),
             config.missed_after,
             background.clone(),
@@ -265,7 +265,7 @@ async fn fail_unfinished(pool: &PgPool, instance: &str) {
     match runs::fail_owned(pool, instance).await {
         Ok(failed) => {
             for run in &failed {
-                executor::log_finished(run);
+                crate::telemetry::log_finished(run);
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot fail this scheduler's unfinished runs; the stale sweep will"),
@@ -492,7 +492,7 @@ impl Firing<'_> {
             match outcome {
                 Ok(inserted) => {
                     for run in inserted.skipped.iter().chain(&inserted.missed) {
-                        executor::log_finished(run);
+                        crate::telemetry::log_finished(run);
                     }
                     // Inserted as running by this process, so executed even if shutdown began
                     // meanwhile: they get the shutdown grace like every other in-flight run.

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::executor::log_finished;
 use crate::store::{self, instances, runs, StoreError};
+use crate::telemetry::log_finished;
 
 /// Fails every lost or stale run, logging each; `reconnected_at` as in [`runs::fail_lost`].
 pub async fn sweep_once(

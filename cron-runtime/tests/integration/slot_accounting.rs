@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use cron_runtime::domain::{JobDefinition, RunReason, RunStatus};
-use cron_runtime::scheduler::watchdog;
+use cron_runtime::maintenance::watchdog;
 use cron_runtime::store::definitions::{self};
 use cron_runtime::store::instances::{self, Registration};
 use cron_runtime::store::runs::{self, DueSlot, RunNowOutcome, SlotBatch};

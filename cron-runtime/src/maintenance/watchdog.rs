@@ -23,12 +23,12 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::executor::log_finished;
 use crate::alerts;
 use crate::domain::{JobStatus, RunReason, Schedule};
 use crate::store::runs::{self, DueSlot};
 use crate::store::watermarks::{self, Advance, Watched};
 use crate::store::{incidents, instances, StoreError};
+use crate::telemetry::log_finished;
 
 /// The advisory lock a pass holds (for its transaction): "cronwdog".
 pub const PASS_LOCK: i64 = 0x6372_6f6e_7764_6f67;
@@ -254,6 +254,9 @@ fn slot_of(watched: &Watched, at: DateTime<Utc>) -> DueSlot {
     }
 }
 
+/// `(from, until]` stretches of earlier active windows, oldest first.
+type Stretches = Vec<(DateTime<Utc>, DateTime<Utc>)>;
+
 /// The slots of one definition to check, and where its watermark goes next.
 #[derive(Debug, Clone, PartialEq)]
 struct Account {
@@ -321,7 +324,7 @@ fn account_backlog(
     horizon: DateTime<Utc>,
     max: usize,
     slots: &mut Vec<DateTime<Utc>>,
-) -> (Vec<(DateTime<Utc>, DateTime<Utc>)>, bool) {
+) -> (Stretches, bool) {
     let mut left = Vec::new();
     let mut truncated = false;
     for &(from, until) in backlog {
