@@ -75,10 +75,11 @@ const OUTAGES_KEPT: usize = 8;
 
 /// Runs passes every [`interval`] until `stop` fires.
 pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval(missed_after));
+    let every = interval(missed_after);
+    let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outages: Vec<Outage> = Vec::new();
-    // When the last pass worked, and whether one failed since.
+    // When a pass last had the database, and whether one failed since.
     let (mut last_ok, mut failing) = (Utc::now(), false);
     loop {
         tokio::select! {
@@ -86,14 +87,22 @@ pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) 
             _ = ticker.tick() => {}
         }
         for _ in 0..CATCH_UP_PASSES {
-            let started = Utc::now();
-            // If this pass works after failures, the outage lasted until now.
-            let ending = failing.then_some(Outage {
+            let asked = Utc::now();
+            let connection = pool.acquire().await;
+            let connected = Utc::now();
+            // The pool retries a refused connect until its acquire timeout, so an outage
+            // shorter than that shows as a slow acquire, not as an error.
+            let waited = (connected - asked).to_std().unwrap_or_default() > every;
+            let ending = (failing || waited).then_some(Outage {
                 from: last_ok,
-                until: started,
+                until: connected,
             });
             let known: Vec<Outage> = outages.iter().copied().chain(ending).collect();
-            match pass(&pool, missed_after, &known).await {
+            let result = match connection {
+                Ok(mut conn) => pass(&mut *conn, missed_after, &known).await,
+                Err(e) => Err(e.into()),
+            };
+            match result {
                 Ok(report) => {
                     if let Some(outage) = ending {
                         outages.push(outage);
@@ -102,7 +111,7 @@ pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) 
                         }
                         failing = false;
                     }
-                    last_ok = started;
+                    last_ok = connected;
                     if report.more && !stop.is_cancelled() {
                         continue;
                     }
@@ -122,8 +131,12 @@ pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) 
 /// One pass, in one transaction under the cluster-wide pass lock. Slots within one of
 /// `outages` (this process's own) are missed `database_unreachable`.
 #[tracing::instrument(skip_all)]
-pub async fn pass(pool: &PgPool, missed_after: Duration, outages: &[Outage]) -> Result<PassReport, StoreError> {
-    let mut tx = pool.begin().await?;
+pub async fn pass<'c>(
+    db: impl sqlx::Acquire<'c, Database = sqlx::Postgres>,
+    missed_after: Duration,
+    outages: &[Outage],
+) -> Result<PassReport, StoreError> {
+    let mut tx = db.begin().await?;
     let (locked, now): (bool, DateTime<Utc>) =
         sqlx::query_as("SELECT pg_try_advisory_xact_lock($1), clock_timestamp()")
             .bind(PASS_LOCK)
