@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use cron_runtime::config::{self, ApiConfig, CommonConfig, ProcessEnv, SchedulerConfig, Secret};
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::{jobfile, registry, scheduler, store, telemetry};
 
 use crate::process::{both, open_registry, shutdown_on_signal};
@@ -168,10 +169,10 @@ async fn apply(file: &Path, options: jobfile::ApplyOptions) -> anyhow::Result<()
     let (name, text) = read_jobs_file(file)?;
     let url = config::database_url(&ProcessEnv)?;
     // Retiring a failing job resolves its incident: told to the webhooks like the services tell it.
-    cron_runtime::alerts::configure(&config::AlertConfig::from_env(&ProcessEnv)?);
+    let policy = Policy::from(&config::AlertConfig::from_env(&ProcessEnv)?);
     let pool = store::connect(&url).await?;
     store::schema::ensure_current(&pool).await?;
-    match jobfile::apply(&pool, &name, &text, options).await {
+    match jobfile::apply(&pool, &name, &text, options, &policy).await {
         Ok(plan) => {
             println!("{plan}");
             let done = if plan.is_empty() {

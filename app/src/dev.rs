@@ -7,9 +7,11 @@
 //! `PORT` is the API's; the embedded scheduler serves no port of its own.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use cron_runtime::config::{ApiConfig, CommonConfig, Env, ProcessEnv, SchedulerConfig, Secret};
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::{api, scheduler, store, telemetry};
 
 use crate::dev_postgres::PrivatePostgres;
@@ -79,7 +81,8 @@ pub async fn run() -> anyhow::Result<()> {
     let first_admin = api_config.admin_tokens.first().map(|a| a.token.expose().to_owned());
     let state = api::AppState::new(pool.clone(), api_config.admin_tokens)
         .with_viewers(api_config.viewer_tokens)
-        .with_console(api_config.console_secret.as_ref(), api_config.secure_cookies);
+        .with_console(api_config.console_secret.as_ref(), api_config.secure_cookies)
+        .with_policy(Arc::new(Policy::from(&api_config.alerts)));
     // A one-time link that signs the developer in as the first admin, carrying a code (valid
     // once, for 10 minutes), never the token itself.
     let login_code = first_admin.map(|token| state.console.one_time_code(&token));

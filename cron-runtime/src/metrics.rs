@@ -122,7 +122,7 @@ fn describe() {
 }
 
 /// An incident was opened or resolved.
-pub fn incident(incident: &crate::store::incidents::Incident, event: crate::alerts::Event) {
+pub fn incident(incident: &crate::domain::incident::Incident, event: crate::domain::incident::IncidentEvent) {
     counter!(INCIDENTS_TOTAL, "kind" => incident.kind.clone(), "event" => event.as_str()).increment(1);
 }
 

@@ -6,6 +6,7 @@
 use targets as _;
 
 use chrono::{Duration, Utc};
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobKey, TriggerType};
 use cron_runtime::registry::{self, PayloadError};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
@@ -37,15 +38,27 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
     for (i, age) in ages_in_days.iter().enumerate() {
         // Slots after the job's creation (its `active_since`): earlier ones are not its slots.
         let slot = Utc::now() + Duration::minutes(1 + i as i64);
-        let run = runs::insert_scheduled(pool, SlotBatch::start(&[DueSlot::of(&job, slot)]), "test")
-            .await
-            .unwrap()
-            .running
-            .remove(0)
-            .run;
-        runs::finish(pool, run.id, &RunOutcome::Succeeded { output: json!(null) })
-            .await
-            .unwrap();
+        let run = runs::insert_scheduled(
+            pool,
+            SlotBatch::start(&[DueSlot::of(&job, slot)]),
+            "test",
+            &Policy::default(),
+        )
+        .await
+        .unwrap()
+        .value
+        .running
+        .remove(0)
+        .run;
+        runs::finish(
+            pool,
+            run.id,
+            &RunOutcome::Succeeded { output: json!(null) },
+            &Policy::default(),
+        )
+        .await
+        .unwrap()
+        .announce();
         sqlx::query("UPDATE cron_job_runs SET created_at = now() - make_interval(days => $2) WHERE id = $1")
             .bind(run.id)
             .bind(*age as i32)
@@ -55,9 +68,15 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
     }
     // An old run still running: retention never touches an active run.
     let slot = Utc::now() + Duration::minutes(100);
-    runs::insert_scheduled(pool, SlotBatch::start(&[DueSlot::of(&job, slot)]), "test")
-        .await
-        .unwrap();
+    runs::insert_scheduled(
+        pool,
+        SlotBatch::start(&[DueSlot::of(&job, slot)]),
+        "test",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .announce();
     sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '400 days' WHERE status = 'running'")
         .execute(pool)
         .await

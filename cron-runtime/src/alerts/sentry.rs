@@ -2,7 +2,7 @@
 //! place of one event per failed run (a job failing every second no longer floods Sentry).
 //! A no-op when Sentry is off.
 
-use crate::store::incidents::Incident;
+use crate::domain::incident::Incident;
 
 /// Reports an opened incident as one error event.
 pub fn report_opened(incident: &Incident) {

@@ -21,8 +21,8 @@ use sha2::Sha256;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{hex, Endpoint, Policy};
 use crate::config::Secret;
+use crate::domain::incident::{Endpoint, Policy};
 use crate::store::incidents::{self, Delivery};
 
 /// How long one attempt owns its row; longer than [`REQUEST_TIMEOUT`].
@@ -44,7 +44,7 @@ pub fn backoff(attempts: i32) -> Duration {
 pub fn signature(secret: &Secret, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
-    format!("sha256={}", hex(&mac.finalize().into_bytes()))
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Delivers due outbox rows until `stop` fires. Does nothing without endpoints.

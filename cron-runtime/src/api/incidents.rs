@@ -8,7 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, Problem};
 use super::extract::QueryParams;
 use super::{parse_cursor, parse_limit, AppState};
-use crate::store::incidents::{self, Incident, IncidentFilter};
+use crate::domain::incident::Incident;
+use crate::store::incidents::{self, IncidentFilter};
 
 /// A page of incidents, newest first (by `opened_at`).
 #[derive(Debug, Serialize, ToSchema)]

@@ -243,7 +243,9 @@ pub async fn pause_job(
 ) -> Result<Json<Job>, ApiError> {
     let reason =
         validate_reason(body.reason.as_deref(), "the job is paused").map_err(|e| ApiError::Validation(vec![e]))?;
-    let paused = definitions::pause(&state.pool, id, reason, &actor).await?;
+    let paused = definitions::pause(&state.pool, id, reason, &actor, &state.policy)
+        .await?
+        .announce();
     let live = instances::live_targets(&state.pool).await?;
     Ok(Json(Job::new(paused, Utc::now(), &live)))
 }
@@ -365,7 +367,9 @@ pub async fn retire_job(
     JobId(id): JobId,
     Actor(actor): Actor,
 ) -> Result<Json<Job>, ApiError> {
-    let retired = definitions::retire(&state.pool, id, &actor, ManagedBy::Api).await?;
+    let retired = definitions::retire(&state.pool, id, &actor, ManagedBy::Api, &state.policy)
+        .await?
+        .announce();
     let live = instances::live_targets(&state.pool).await?;
     Ok(Json(Job::new(retired, Utc::now(), &live)))
 }

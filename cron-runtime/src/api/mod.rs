@@ -33,6 +33,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{AdminToken, ApiConfig};
+use crate::domain::incident::Policy;
 use crate::store::schema;
 use crate::store::{self, Cursor};
 use error::ApiError;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub console: Arc<crate::console::ConsoleState>,
     /// The last readiness answer, reused for a second: `/readyz` is unauthenticated.
     pub readiness: Arc<health::ReadinessCache>,
+    /// How incidents are opened and resolved by what the handlers record (pause, retire).
+    pub policy: Arc<Policy>,
 }
 
 impl AppState {
@@ -71,7 +74,15 @@ impl AppState {
             viewers: Vec::new().into(),
             console: Arc::new(crate::console::ConsoleState::new(None, false)),
             readiness: Arc::default(),
+            policy: Arc::default(),
         }
+    }
+
+    /// Resolves incidents and writes their webhook events under `policy` (the defaults: none
+    /// delivered).
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Also accepts `viewers`' tokens, read-only.
@@ -248,15 +259,16 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
         "admin API listening"
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    crate::alerts::configure(&config.alerts);
+    let policy = Arc::new(Policy::from(&config.alerts));
     let watchdog = tokio::spawn(crate::maintenance::watchdog::run(
         store::side_pool(&pool, 1),
         config.missed_after,
+        policy.clone(),
         stop.clone(),
     ));
     let webhooks = tokio::spawn(crate::alerts::webhooks::run(
         store::side_pool(&pool, 1),
-        crate::alerts::policy(),
+        policy.clone(),
         config.alerts.webhook_secret.clone(),
         stop.clone(),
     ));
@@ -264,7 +276,8 @@ pub async fn run(config: ApiConfig) -> anyhow::Result<()> {
         listener,
         AppState::new(pool, config.admin_tokens)
             .with_viewers(config.viewer_tokens)
-            .with_console(config.console_secret.as_ref(), config.secure_cookies),
+            .with_console(config.console_secret.as_ref(), config.secure_cookies)
+            .with_policy(policy),
         crate::shutdown::signal(),
     )
     .await;

@@ -23,11 +23,12 @@ use crate::api::jobs::Job;
 use crate::api::AppState;
 use crate::domain::describe::{describe, preview};
 use crate::domain::draft::{validate_payload, validate_reason};
+use crate::domain::incident::{Incident, Recorded};
 use crate::domain::{
     Draft, FieldError, JobDefinition, JobRun, JobStatus, ManagedBy, RunReason, RunStatus, Schedule, ScheduleType,
 };
 use crate::store::definitions::{self, JobFilter};
-use crate::store::incidents::{self, Incident, IncidentFilter};
+use crate::store::incidents::{self, IncidentFilter};
 use crate::store::instances;
 use crate::store::runs::{self, RunFilter, RunNowOutcome};
 use crate::store::{Cursor, StoreError};
@@ -925,7 +926,10 @@ pub(super) async fn pause(
             .await
         }
     };
-    match definitions::pause(&state.pool, id, &reason, &session.name).await {
+    match definitions::pause(&state.pool, id, &reason, &session.name, &state.policy)
+        .await
+        .map(Recorded::announce)
+    {
         Ok(_) => Ok(see_other(&format!("/admin/jobs/{id}"))),
         Err(e) => job_conflict(&state, &session, id, e).await,
     }
@@ -1063,7 +1067,10 @@ pub(super) async fn new_version(
 
 pub(super) async fn retire(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> PageResult {
     let id = parse_id(&session, &id)?;
-    match definitions::retire(&state.pool, id, &session.name, ManagedBy::Api).await {
+    match definitions::retire(&state.pool, id, &session.name, ManagedBy::Api, &state.policy)
+        .await
+        .map(Recorded::announce)
+    {
         Ok(_) => Ok(see_other(&format!("/admin/jobs/{id}"))),
         Err(e) => job_conflict(&state, &session, id, e).await,
     }

@@ -4,6 +4,7 @@
 
 pub mod describe;
 pub mod draft;
+pub mod incident;
 pub mod job;
 pub mod run;
 pub mod schedule;

@@ -23,6 +23,8 @@ pub mod plan;
 use chrono::Utc;
 use sqlx::PgPool;
 
+use crate::alerts;
+use crate::domain::incident::Policy;
 use crate::domain::{JobDefinition, ManagedBy, ScheduleType};
 use crate::store::{definitions, StoreError};
 pub use parse::{FileError, FileJob};
@@ -75,8 +77,15 @@ pub fn validate(file: &str, text: &str) -> Result<Vec<FileJob>, Vec<FileError>> 
 }
 
 /// Makes the jobs of `text` (the contents of `file`) live; with `dry_run`, only plans.
-/// Returns the plan it applied.
-pub async fn apply(pool: &PgPool, file: &str, text: &str, options: ApplyOptions) -> Result<Plan, ApplyError> {
+/// Returns the plan it applied. Incidents of retired jobs are resolved under `policy` and
+/// announced once the change committed.
+pub async fn apply(
+    pool: &PgPool,
+    file: &str,
+    text: &str,
+    options: ApplyOptions,
+    policy: &Policy,
+) -> Result<Plan, ApplyError> {
     let ApplyOptions { dry_run, allow_empty } = options;
     let actor = actor(file);
     let jobs = parse::parse(file, text, &actor).map_err(ApplyError::Invalid)?;
@@ -112,16 +121,16 @@ pub async fn apply(pool: &PgPool, file: &str, text: &str, options: ApplyOptions)
                 retired.push(current.id);
             }
             Step::Retire(current) => {
-                let (gone, incident) = definitions::retire_in(&mut tx, current.id, &actor, ManagedBy::File).await?;
-                retired.push(gone.id);
-                resolved.extend(incident);
+                let gone = definitions::retire_in(&mut tx, current.id, &actor, ManagedBy::File, policy).await?;
+                retired.push(gone.value.id);
+                resolved.extend(gone.transitions);
             }
             Step::Unchanged { .. } => {}
         }
     }
     definitions::stamp_changes_in(&mut tx, &activated, &retired).await?;
     tx.commit().await?;
-    crate::alerts::announce(&resolved);
+    alerts::announce(&resolved);
     Ok(plan)
 }
 

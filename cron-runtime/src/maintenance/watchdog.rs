@@ -24,6 +24,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts;
+use crate::domain::incident::Policy;
 use crate::domain::{JobStatus, RunReason, Schedule};
 use crate::store::runs::{self, DueSlot};
 use crate::store::watermarks::{self, Advance, Watched};
@@ -74,7 +75,7 @@ pub struct Outage {
 const OUTAGES_KEPT: usize = 8;
 
 /// Runs passes every [`interval`] until `stop` fires.
-pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) {
+pub async fn run(pool: PgPool, missed_after: Duration, policy: Arc<Policy>, stop: CancellationToken) {
     let every = interval(missed_after);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,7 +100,7 @@ pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) 
             });
             let known: Vec<Outage> = outages.iter().copied().chain(ending).collect();
             let result = match connection {
-                Ok(mut conn) => pass(&mut *conn, missed_after, &known).await,
+                Ok(mut conn) => pass(&mut *conn, missed_after, &known, &policy).await,
                 Err(e) => Err(e.into()),
             };
             match result {
@@ -129,12 +130,14 @@ pub async fn run(pool: PgPool, missed_after: Duration, stop: CancellationToken) 
 }
 
 /// One pass, in one transaction under the cluster-wide pass lock. Slots within one of
-/// `outages` (this process's own) are missed `database_unreachable`.
+/// `outages` (this process's own) are missed `database_unreachable`. Incidents follow
+/// `policy`; the pass announces them once it committed.
 #[tracing::instrument(skip_all)]
 pub async fn pass<'c>(
     db: impl sqlx::Acquire<'c, Database = sqlx::Postgres>,
     missed_after: Duration,
     outages: &[Outage],
+    policy: &Policy,
 ) -> Result<PassReport, StoreError> {
     let mut tx = db.begin().await?;
     let (locked, now): (bool, DateTime<Utc>) =
@@ -197,10 +200,9 @@ pub async fn pass<'c>(
     }
     let missed = runs::insert_missed(&mut tx, &slots, &reasons, runs::MissedBy::Watchdog).await?;
     watermarks::advance(&mut tx, &advances).await?;
-    let policy = alerts::policy();
-    let mut transitions = incidents::record_outcomes(&mut tx, &requests, &policy).await?;
-    transitions.extend(incidents::record_outcomes(&mut tx, &missed, &policy).await?);
-    transitions.extend(incidents::check_no_scheduler(&mut tx, &policy).await?);
+    let mut transitions = incidents::record_outcomes(&mut tx, &requests, policy).await?;
+    transitions.extend(incidents::record_outcomes(&mut tx, &missed, policy).await?);
+    transitions.extend(incidents::check_no_scheduler(&mut tx, policy).await?);
     tx.commit().await?;
     alerts::announce(&transitions);
 

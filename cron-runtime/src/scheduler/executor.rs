@@ -29,6 +29,7 @@ use uuid::Uuid;
 use super::retry::retry_until;
 use crate::alerts::sentry::crons;
 use crate::context::JobContext;
+use crate::domain::incident::{Policy, Recorded};
 use crate::domain::{JobRun, RunReason};
 use crate::store;
 use crate::store::runs::{self, ClaimedRun, RunOutcome};
@@ -79,6 +80,18 @@ struct Inner {
     fenced: std::sync::atomic::AtomicBool,
     /// How long a fenced handler gets to return before it is aborted.
     fence_grace: Duration,
+    /// How incidents of the outcomes it records are opened.
+    policy: Arc<Policy>,
+}
+
+/// How much an executor runs at once, and how long a stopped handler gets to return.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_in_flight: usize,
+    /// After an admin's cancel, or at the end of shutdown's grace.
+    pub cancel_grace: Duration,
+    /// After this scheduler fenced itself.
+    pub fence_grace: Duration,
 }
 
 /// A run being executed.
@@ -144,11 +157,11 @@ impl Drop for Room {
 struct Outcome {
     run_id: Uuid,
     outcome: RunOutcome,
-    recorded: oneshot::Sender<Recorded>,
+    recorded: oneshot::Sender<RecordReply>,
 }
 
 /// How recording one outcome went.
-enum Recorded {
+enum RecordReply {
     /// `running` → terminal, committed.
     Finished(Box<JobRun>),
     /// The run was no longer running (the stale sweep failed it first).
@@ -158,42 +171,23 @@ enum Recorded {
 }
 
 impl Executor {
-    /// An executor running at most `max_in_flight` runs at once as scheduler `instance`:
-    /// targets get `targets_pool`, heartbeats go through `bookkeeping`, outcomes through a
-    /// connection of their own; a cancelled handler gets `cancel_grace` to return. Must be
-    /// called inside a Tokio runtime (it starts the recorder).
+    /// An executor running as scheduler `instance` within `limits`: targets get
+    /// `targets_pool`, heartbeats go through `bookkeeping`, outcomes through a connection of
+    /// their own, their incidents under `policy`. Must be called inside a Tokio runtime (it
+    /// starts the recorder).
     pub fn new(
         targets_pool: PgPool,
         bookkeeping: PgPool,
         instance: String,
-        max_in_flight: usize,
-        cancel_grace: Duration,
-    ) -> Self {
-        Self::with_fence_grace(
-            targets_pool,
-            bookkeeping,
-            instance,
-            max_in_flight,
-            cancel_grace,
-            cancel_grace,
-        )
-    }
-
-    /// [`Executor::new`], with the time a fenced handler gets to return before it is aborted.
-    pub fn with_fence_grace(
-        targets_pool: PgPool,
-        bookkeeping: PgPool,
-        instance: String,
-        max_in_flight: usize,
-        cancel_grace: Duration,
-        fence_grace: Duration,
+        limits: Limits,
+        policy: Arc<Policy>,
     ) -> Self {
         let interrupt = CancellationToken::new();
         let (outcomes, queue) = mpsc::unbounded_channel();
         let recorder_pool = store::side_pool(&bookkeeping, 1);
         // Ends when the executor (the last sender) is dropped.
-        tokio::spawn(record_batches(recorder_pool, queue, interrupt.clone()));
-        let max_in_flight = max_in_flight.max(1);
+        tokio::spawn(record_batches(recorder_pool, queue, policy.clone(), interrupt.clone()));
+        let max_in_flight = limits.max_in_flight.max(1);
         Executor {
             inner: Arc::new(Inner {
                 targets_pool,
@@ -202,14 +196,20 @@ impl Executor {
                 in_flight: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 capacity: Arc::new(Semaphore::new(max_in_flight)),
-                cancel_grace,
+                cancel_grace: limits.cancel_grace,
                 interrupt,
                 outcomes,
                 freed: Notify::new(),
                 fenced: std::sync::atomic::AtomicBool::new(false),
-                fence_grace,
+                fence_grace: limits.fence_grace,
+                policy,
             }),
         }
+    }
+
+    /// The incident policy this scheduler records outcomes under.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
     }
 
     /// This scheduler's instance name (recorded on the runs it starts).
@@ -458,19 +458,19 @@ impl Executor {
             recorded,
         });
         let recorded = match sent {
-            Ok(()) => reply.await.unwrap_or(Recorded::Failed),
-            Err(_) => Recorded::Failed,
+            Ok(()) => reply.await.unwrap_or(RecordReply::Failed),
+            Err(_) => RecordReply::Failed,
         };
         match recorded {
-            Recorded::Finished(finished) => {
+            RecordReply::Finished(finished) => {
                 log_finished(&finished);
                 return Some(*finished);
             }
-            Recorded::NotRunning => tracing::warn!(
+            RecordReply::NotRunning => tracing::warn!(
                 job_key = %run.job_key, version = run.job_version, run_id = %run.id,
                 "run finished, but it was no longer running (ended by the sweep or a cancel, or recorded by an attempt whose reply was lost)"
             ),
-            Recorded::Failed => tracing::error!(
+            RecordReply::Failed => tracing::error!(
                 job_key = %run.job_key, run_id = %run.id, waited_ms = started.elapsed().as_millis() as u64,
                 "could not record the run's outcome; the stale sweep will fail it"
             ),
@@ -559,27 +559,33 @@ impl Executor {
 /// The recorder: takes every outcome waiting (up to [`RECORD_BATCH`]), records them in one
 /// transaction, retrying while the database is unreachable until `interrupt` (shutdown's
 /// grace is over), then makes one last try.
-async fn record_batches(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Outcome>, interrupt: CancellationToken) {
+async fn record_batches(
+    pool: PgPool,
+    mut queue: mpsc::UnboundedReceiver<Outcome>,
+    policy: Arc<Policy>,
+    interrupt: CancellationToken,
+) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let outcomes: Vec<(Uuid, &RunOutcome)> = batch.iter().map(|o| (o.run_id, &o.outcome)).collect();
         let finished = match retry_until(&interrupt, "record run outcomes", || {
-            runs::finish_many(&pool, &outcomes)
+            runs::finish_many(&pool, &outcomes, &policy)
         })
         .await
         {
             Some(finished) => Some(finished),
-            None => runs::finish_many(&pool, &outcomes).await.ok(),
-        };
+            None => runs::finish_many(&pool, &outcomes, &policy).await.ok(),
+        }
+        .map(Recorded::announce);
         drop(outcomes);
         let mut finished: Option<HashMap<Uuid, JobRun>> =
             finished.map(|runs| runs.into_iter().map(|r| (r.id, r)).collect());
         for Outcome { run_id, recorded, .. } in batch.drain(..) {
             let result = match finished.as_mut() {
-                None => Recorded::Failed,
+                None => RecordReply::Failed,
                 Some(runs) => runs
                     .remove(&run_id)
-                    .map_or(Recorded::NotRunning, |run| Recorded::Finished(Box::new(run))),
+                    .map_or(RecordReply::NotRunning, |run| RecordReply::Finished(Box::new(run))),
             };
             // The run's task is gone only if the runtime is shutting down.
             let _ = recorded.send(result);

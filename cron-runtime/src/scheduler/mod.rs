@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::SchedulerConfig;
+use crate::domain::incident::{Policy, Recorded};
 use crate::domain::{JobDefinition, RunReason};
 use crate::registry;
 use crate::store::runs::{self, DueSlot, SlotBatch};
@@ -125,14 +126,14 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
         max_connections = config.max_connections(),
         "scheduler starting"
     );
-    let executor = Executor::with_fence_grace(
-        pool.clone(),
-        bookkeeping.clone(),
-        name.clone(),
-        config.max_in_flight,
-        config.shutdown_grace,
-        fence::fence_grace(config.heartbeat_every, config.shutdown_grace),
-    );
+    // Built once: every outcome this process records opens incidents under it.
+    let policy = Arc::new(Policy::from(&config.alerts));
+    let limits = executor::Limits {
+        max_in_flight: config.max_in_flight,
+        cancel_grace: config.shutdown_grace,
+        fence_grace: fence::fence_grace(config.heartbeat_every, config.shutdown_grace),
+    };
+    let executor = Executor::new(pool.clone(), bookkeeping.clone(), name.clone(), limits, policy.clone());
     let fence = Arc::new(Fence::new(
         executor.clone(),
         fence::fence_after(config.heartbeat_every, config.stale_after),
@@ -146,7 +147,6 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
         clock.clone(),
         fence.clone(),
     );
-    crate::alerts::configure(&config.alerts);
     crate::alerts::sentry::crons::configure(config.missed_after);
     let background = CancellationToken::new();
     // Up until the end of the drain, so /metrics shows the last runs.
@@ -181,7 +181,7 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
                 false => None,
             };
             retry_until(&shutdown, "sweep dead runs at startup", || {
-                sweeper::sweep_once(&bookkeeping, config.stale_after, reconnected_at)
+                sweeper::sweep_once(&bookkeeping, config.stale_after, reconnected_at, &policy)
             })
             .await
             .is_some()
@@ -200,17 +200,19 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
             bookkeeping.clone(),
             config.stale_after,
             config.heartbeat_every,
+            policy.clone(),
             background.clone(),
         )),
         tokio::spawn(crate::maintenance::watchdog::run(
             bookkeeping.clone(),
             config.missed_after,
+            policy.clone(),
             background.clone(),
         )),
         // Its own connection: a slow receiver never holds up the scheduler's bookkeeping.
         tokio::spawn(crate::alerts::webhooks::run(
             store::side_pool(&pool, 1),
-            crate::alerts::policy(),
+            policy.clone(),
             config.alerts.webhook_secret.clone(),
             background.clone(),
         )),
@@ -250,7 +252,7 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
     for service in services {
         let _ = service.await;
     }
-    fail_unfinished(&bookkeeping, executor.instance()).await;
+    fail_unfinished(&bookkeeping, executor.instance(), &policy).await;
     instance.remove().await;
     if let Some(http) = http {
         let _ = http.await;
@@ -261,8 +263,8 @@ pub async fn run(pool: PgPool, config: SchedulerConfig, shutdown: CancellationTo
 
 /// Fails the runs this instance still owns after its drain (outcomes it could not record, a
 /// claim whose reply was lost), so a clean shutdown leaves none `running`.
-async fn fail_unfinished(pool: &PgPool, instance: &str) {
-    match runs::fail_owned(pool, instance).await {
+async fn fail_unfinished(pool: &PgPool, instance: &str, policy: &Policy) {
+    match runs::fail_owned(pool, instance, policy).await.map(Recorded::announce) {
         Ok(failed) => {
             for run in &failed {
                 crate::telemetry::log_finished(run);
@@ -484,8 +486,9 @@ impl Firing<'_> {
                     missed: &recording.missed,
                     missed_reason: recording.missed_reason,
                 };
-                runs::insert_scheduled(self.pool, slots, self.executor.instance())
+                runs::insert_scheduled(self.pool, slots, self.executor.instance(), self.executor.policy())
                     .await
+                    .map(Recorded::announce)
                     .map_err(|e| e.to_string())
             };
             let slots = recording.start.len() + recording.missed.len();

@@ -10,12 +10,14 @@
 //! window again. An instance cut off longer than that fenced its own runs already
 //! ([`super::fence`]); one that heartbeats again in time keeps them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::incident::Policy;
 use crate::store::{self, instances, runs, StoreError};
 use crate::telemetry::log_finished;
 
@@ -24,9 +26,12 @@ pub async fn sweep_once(
     pool: &PgPool,
     stale_after: Duration,
     reconnected_at: Option<DateTime<Utc>>,
+    policy: &Policy,
 ) -> Result<usize, StoreError> {
-    let lost = runs::fail_lost(pool, reconnected_at).await?;
-    let stale = runs::fail_stale(pool, stale_after, reconnected_at).await?;
+    let lost = runs::fail_lost(pool, reconnected_at, policy).await?.announce();
+    let stale = runs::fail_stale(pool, stale_after, reconnected_at, policy)
+        .await?
+        .announce();
     for run in &stale {
         crate::metrics::run_stale(run);
     }
@@ -41,7 +46,7 @@ const FORGET_EVERY: Duration = Duration::from_secs(600);
 
 /// Sweeps every `every` (the heartbeat interval) until `stop` fires; forgets instances dead
 /// for a day every [`FORGET_EVERY`].
-pub async fn run(pool: PgPool, stale_after: Duration, every: Duration, stop: CancellationToken) {
+pub async fn run(pool: PgPool, stale_after: Duration, every: Duration, policy: Arc<Policy>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the startup sweep already ran
@@ -62,7 +67,7 @@ pub async fn run(pool: PgPool, stale_after: Duration, every: Duration, stop: Can
                 Err(_) => continue,
             }
         }
-        match sweep_once(&pool, stale_after, reconnected_at.flatten()).await {
+        match sweep_once(&pool, stale_after, reconnected_at.flatten(), &policy).await {
             Ok(_) => {}
             Err(e) => {
                 crate::metrics::database_error("sweep dead runs");

@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{incidents, notify, violated_constraint, Change, Cursor, Page, StoreError};
-use crate::alerts;
+use crate::domain::incident::{Policy, Recorded};
 use crate::domain::{JobDefinition, JobStatus, ManagedBy, ScheduleType};
 
 pub use crate::domain::{NewDefinition, ScheduleSpec};
@@ -90,29 +90,38 @@ pub async fn new_version_in(
 
 /// active | paused → retired, by `actor` (SPEC §13's `DELETE /jobs/:id`). Only `writer` may
 /// retire a definition it manages.
-#[tracing::instrument(skip(pool))]
-pub async fn retire(pool: &PgPool, id: Uuid, actor: &str, writer: ManagedBy) -> Result<JobDefinition, StoreError> {
+#[tracing::instrument(skip(pool, policy))]
+pub async fn retire(
+    pool: &PgPool,
+    id: Uuid,
+    actor: &str,
+    writer: ManagedBy,
+    policy: &Policy,
+) -> Result<Recorded<JobDefinition>, StoreError> {
     let mut tx = pool.begin().await?;
-    let (retired, resolved) = retire_in(&mut tx, id, actor, writer).await?;
+    let retired = retire_in(&mut tx, id, actor, writer, policy).await?;
     tx.commit().await?;
-    alerts::announce(resolved.as_slice());
     Ok(retired)
 }
 
 /// [`retire`] inside the caller's transaction, and the job key's open incident resolved
-/// (`retired`), if it had one: the caller announces it once it has committed.
+/// (`retired`), if it had one.
 pub async fn retire_in(
     conn: &mut PgConnection,
     id: Uuid,
     actor: &str,
     writer: ManagedBy,
-) -> Result<(JobDefinition, Option<incidents::Transition>), StoreError> {
+    policy: &Policy,
+) -> Result<Recorded<JobDefinition>, StoreError> {
     lock_live(conn, id, writer, "retire").await?;
     let retired = mark_retired(conn, id, actor).await?;
     notify(conn, Change::Definition(id)).await?;
     // A new version keeps the key (and its incident); retiring the key ends it.
-    let resolved = incidents::resolve_for_key(conn, &retired.job_key, "retired", &alerts::policy()).await?;
-    Ok((retired, resolved))
+    let resolved = incidents::resolve_for_key(conn, &retired.job_key, "retired", policy).await?;
+    Ok(Recorded {
+        value: retired,
+        transitions: resolved.into_iter().collect(),
+    })
 }
 
 /// Stamps the definitions a long transaction activated and retired with one instant, taken
@@ -337,9 +346,16 @@ pub async fn active_fingerprint(pool: &PgPool) -> Result<(i64, Option<DateTime<U
     )
 }
 
-/// `active` → `paused`, recording why and by whom. Any other status is a conflict.
-#[tracing::instrument(skip(pool, reason))]
-pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result<JobDefinition, StoreError> {
+/// `active` → `paused`, recording why and by whom. Any other status is a conflict. Pausing a
+/// failing job ends its incident (SPEC §12): nobody waits for its recovery.
+#[tracing::instrument(skip(pool, reason, policy))]
+pub async fn pause(
+    pool: &PgPool,
+    id: Uuid,
+    reason: &str,
+    actor: &str,
+    policy: &Policy,
+) -> Result<Recorded<JobDefinition>, StoreError> {
     transition(
         pool,
         id,
@@ -348,7 +364,7 @@ pub async fn pause(pool: &PgPool, id: Uuid, reason: &str, actor: &str) -> Result
          WHERE id = $1 AND status = 'active' RETURNING *",
         &[reason, actor],
         ("active", "pause"),
-        Some("paused"),
+        Some(("paused", policy)),
     )
     .await
 }
@@ -370,6 +386,7 @@ pub async fn resume(pool: &PgPool, id: Uuid, actor: &str) -> Result<JobDefinitio
         None,
     )
     .await
+    .map(|resumed| resumed.value)
 }
 
 /// Runs a conditional status update; when it matches nothing, says whether the job is
@@ -380,8 +397,8 @@ async fn transition(
     sql: &'static str,
     binds: &[&str],
     (required, action): (&'static str, &'static str),
-    resolves: Option<&str>,
-) -> Result<JobDefinition, StoreError> {
+    resolves: Option<(&str, &Policy)>,
+) -> Result<Recorded<JobDefinition>, StoreError> {
     let mut tx = pool.begin().await?;
     let mut query = sqlx::query_as::<_, JobDefinition>(sql).bind(id);
     for value in binds {
@@ -390,14 +407,15 @@ async fn transition(
     match query.fetch_optional(&mut *tx).await? {
         Some(updated) => {
             notify(&mut tx, Change::Definition(id)).await?;
-            // Pausing a failing job ends its incident (SPEC §12): nobody waits for its recovery.
             let resolved = match resolves {
-                Some(by) => incidents::resolve_for_key(&mut tx, &updated.job_key, by, &alerts::policy()).await?,
+                Some((by, policy)) => incidents::resolve_for_key(&mut tx, &updated.job_key, by, policy).await?,
                 None => None,
             };
             tx.commit().await?;
-            alerts::announce(resolved.as_slice());
-            Ok(updated)
+            Ok(Recorded {
+                value: updated,
+                transitions: resolved.into_iter().collect(),
+            })
         }
         None => {
             let current = get(pool, id).await?;

@@ -13,56 +13,18 @@
 //! | open     | resolved | the watchdog, when a scheduler is alive again (`scheduler_up`)        |
 //!
 //! Outbox rows: (new) → delivered / given up, by the delivery task of any process
-//! ([`crate::alerts::webhooks`]).
+//! (the alerts' webhook delivery).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{instances, Cursor, Page, StoreError};
-use crate::alerts::{self, Event, Policy};
+use crate::domain::incident::{self, Incident, IncidentEvent, Policy, Transition};
 use crate::domain::{JobRun, RunReason, RunStatus};
-
-/// An incident: a job key whose runs went bad, or the cluster without a scheduler.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Incident {
-    pub id: Uuid,
-    /// `job` (one job key) or `no_scheduler` (the cluster).
-    pub kind: String,
-    /// The job key (null for `no_scheduler`).
-    pub job_key: Option<String>,
-    /// The job version (definition id) of the run that opened it.
-    pub job_id: Option<Uuid>,
-    pub job_version: Option<i32>,
-    pub target: Option<String>,
-    /// `open` or `resolved`.
-    pub status: String,
-    pub opened_at: DateTime<Utc>,
-    pub resolved_at: Option<DateTime<Utc>>,
-    /// `success`, `paused`, `retired` or `scheduler_up`.
-    pub resolved_by: Option<String>,
-    /// Failed or missed runs counted into it.
-    pub failures: i32,
-    pub first_run_id: Option<Uuid>,
-    pub last_run_id: Option<Uuid>,
-    /// The succeeded run that resolved it.
-    pub resolved_run_id: Option<Uuid>,
-    pub last_error: Option<String>,
-    pub last_reason: Option<String>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// An incident that was opened or resolved, and the run that did it (if any).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    pub event: Event,
-    pub incident: Incident,
-    pub run: Option<JobRun>,
-}
 
 /// Filters of the incident list; `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -144,7 +106,7 @@ async fn resolve_on_success(
     for incident in resolved {
         let run = successes.iter().find(|r| Some(&r.job_key) == incident.job_key.as_ref());
         let transition = Transition {
-            event: Event::Resolved,
+            event: IncidentEvent::Resolved,
             incident,
             run: run.map(|r| (*r).clone()),
         };
@@ -206,7 +168,7 @@ async fn record_failures(
         return Ok(None);
     };
     let transition = Transition {
-        event: Event::Opened,
+        event: IncidentEvent::Opened,
         incident,
         run: Some(last.clone()),
     };
@@ -273,7 +235,7 @@ pub async fn resolve_for_key(
         return Ok(None);
     };
     let transition = Transition {
-        event: Event::Resolved,
+        event: IncidentEvent::Resolved,
         incident,
         run: None,
     };
@@ -312,7 +274,7 @@ pub async fn check_no_scheduler(conn: &mut PgConnection, policy: &Policy) -> Res
         )
         .fetch_optional(&mut *conn)
         .await?;
-        return finish_cluster(conn, resolved, Event::Resolved, policy).await;
+        return finish_cluster(conn, resolved, IncidentEvent::Resolved, policy).await;
     }
     let Some(since) = since else {
         // Since the last scheduler was seen (a killed one leaves its row), or from now.
@@ -344,13 +306,13 @@ pub async fn check_no_scheduler(conn: &mut PgConnection, policy: &Policy) -> Res
     .bind(message)
     .fetch_optional(&mut *conn)
     .await?;
-    finish_cluster(conn, opened, Event::Opened, policy).await
+    finish_cluster(conn, opened, IncidentEvent::Opened, policy).await
 }
 
 async fn finish_cluster(
     conn: &mut PgConnection,
     incident: Option<Incident>,
-    event: Event,
+    event: IncidentEvent,
     policy: &Policy,
 ) -> Result<Option<Transition>, StoreError> {
     let Some(incident) = incident else {
@@ -371,7 +333,7 @@ async fn write_outbox(conn: &mut PgConnection, transition: &Transition, policy: 
         return Ok(());
     }
     let event_id = Uuid::now_v7();
-    let body = alerts::payload(event_id, transition).to_string();
+    let body = incident::payload(event_id, transition).to_string();
     let ids: Vec<Uuid> = policy.endpoints.iter().map(|_| Uuid::now_v7()).collect();
     let endpoints: Vec<&str> = policy.endpoints.iter().map(|e| e.id.as_str()).collect();
     sqlx::query(

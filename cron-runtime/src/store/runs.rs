@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{incidents, instances, notify, Change, Cursor, Page, StoreError};
-use crate::alerts;
+use crate::domain::incident::{Policy, Recorded};
 use crate::domain::{JobDefinition, JobRun, JobStatus, RunReason, RunStatus, ScheduleType, TriggerType};
 
 /// A slot of a definition that is due: what the scheduler inserts.
@@ -134,19 +134,20 @@ pub async fn insert_scheduled(
     pool: &PgPool,
     batch: SlotBatch<'_>,
     instance: &str,
-) -> Result<InsertedSlots, StoreError> {
+    policy: &Policy,
+) -> Result<Recorded<InsertedSlots>, StoreError> {
     if batch.len() == 0 {
-        return Ok(InsertedSlots::default());
+        return Ok(Recorded::quiet(InsertedSlots::default()));
     }
     let mut tx = pool.begin().await?;
     let mut running = insert_running(&mut tx, &SlotColumns::of(batch.start), instance).await?;
     if running.len() == batch.len() {
         // The common case: one statement, one commit.
         tx.commit().await?;
-        return Ok(InsertedSlots {
+        return Ok(Recorded::quiet(InsertedSlots {
             running,
             ..InsertedSlots::default()
-        });
+        }));
     }
     let not_started = slots_without(batch.start, running.iter().map(|c| &c.run));
     let skipped = insert_skipped(&mut tx, &SlotColumns::of(&not_started)).await?;
@@ -159,14 +160,16 @@ pub async fn insert_scheduled(
     running.extend(owned_running(&mut tx, &unrecorded, instance).await?);
     let deferred = busy_one_time(&mut tx, &unrecorded, &running).await?;
     retire_finished_one_time(&mut tx, skipped.iter().chain(&missed)).await?;
-    let transitions = incidents::record_outcomes(&mut tx, &missed, &alerts::policy()).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &missed, policy).await?;
     tx.commit().await?;
-    alerts::announce(&transitions);
-    Ok(InsertedSlots {
-        running,
-        skipped,
-        missed,
-        deferred,
+    Ok(Recorded {
+        value: InsertedSlots {
+            running,
+            skipped,
+            missed,
+            deferred,
+        },
+        transitions,
     })
 }
 
@@ -619,17 +622,30 @@ pub async fn heartbeat(pool: &PgPool, run_ids: &[Uuid]) -> Result<Vec<Beat>, Sto
 /// `running` → `succeeded` | `failed`, or `cancelled` whatever the outcome when an admin asked
 /// for it (the reason text stays in `error`). Returns `None` if the run was no longer running
 /// (the sweep got there first). A scheduled one-time job is retired with its run.
-pub async fn finish(pool: &PgPool, run_id: Uuid, outcome: &RunOutcome) -> Result<Option<JobRun>, StoreError> {
-    Ok(finish_many(pool, &[(run_id, outcome)]).await?.pop())
+pub async fn finish(
+    pool: &PgPool,
+    run_id: Uuid,
+    outcome: &RunOutcome,
+    policy: &Policy,
+) -> Result<Recorded<Option<JobRun>>, StoreError> {
+    let Recorded { mut value, transitions } = finish_many(pool, &[(run_id, outcome)], policy).await?;
+    Ok(Recorded {
+        value: value.pop(),
+        transitions,
+    })
 }
 
 /// [`finish`] for many runs in one transaction (one `UPDATE ... FROM UNNEST`): the executor
 /// records outcomes in batches, so a herd costs a few commits rather than one per run.
 /// Returns the runs that were still running, now finished (in no particular order).
 #[tracing::instrument(skip_all, fields(runs = outcomes.len()))]
-pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Result<Vec<JobRun>, StoreError> {
+pub async fn finish_many(
+    pool: &PgPool,
+    outcomes: &[(Uuid, &RunOutcome)],
+    policy: &Policy,
+) -> Result<Recorded<Vec<JobRun>>, StoreError> {
     if outcomes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Recorded::quiet(Vec::new()));
     }
     let mut ids = Vec::with_capacity(outcomes.len());
     let mut statuses = Vec::with_capacity(outcomes.len());
@@ -680,7 +696,7 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
     .await?;
     retire_finished_one_time(&mut tx, &finished).await?;
     // Only the runs this call ended: an earlier attempt's (below) were counted by it.
-    let transitions = incidents::record_outcomes(&mut tx, &finished, &alerts::policy()).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &finished, policy).await?;
     if finished.len() < ids.len() {
         // A retry after a lost reply: the runs its first attempt ended are reported as ended
         // here too (same status and reason), so they are logged and counted once.
@@ -697,8 +713,10 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
         }));
     }
     tx.commit().await?;
-    alerts::announce(&transitions);
-    Ok(finished)
+    Ok(Recorded {
+        value: finished,
+        transitions,
+    })
 }
 
 /// `running` → `failed` (`stale`) for runs without a heartbeat for `stale_after`, whichever
@@ -706,12 +724,13 @@ pub async fn finish_many(pool: &PgPool, outcomes: &[(Uuid, &RunOutcome)]) -> Res
 /// ends `cancelled`, keeping the admin's reason. `reconnected_at`: when the caller's access to
 /// the database came back after an outage (nobody could heartbeat before it), so a run counts
 /// as stale only `stale_after` after that too.
-#[tracing::instrument(skip(pool))]
+#[tracing::instrument(skip(pool, policy))]
 pub async fn fail_stale(
     pool: &PgPool,
     stale_after: Duration,
     reconnected_at: Option<DateTime<Utc>>,
-) -> Result<Vec<JobRun>, StoreError> {
+    policy: &Policy,
+) -> Result<Recorded<Vec<JobRun>>, StoreError> {
     let mut tx = pool.begin().await?;
     let failed: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs
@@ -738,10 +757,12 @@ pub async fn fail_stale(
     .fetch_all(&mut *tx)
     .await?;
     retire_finished_one_time(&mut tx, &failed).await?;
-    let transitions = incidents::record_outcomes(&mut tx, &failed, &alerts::policy()).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &failed, policy).await?;
     tx.commit().await?;
-    alerts::announce(&transitions);
-    Ok(failed)
+    Ok(Recorded {
+        value: failed,
+        transitions,
+    })
 }
 
 /// `running` → `failed` (`scheduler_lost`) for runs whose scheduler instance is no longer
@@ -750,8 +771,12 @@ pub async fn fail_stale(
 /// instances were recorded) are left to [`fail_stale`]. `reconnected_at`: when the caller's
 /// access to the database came back after an outage; an instance gets its whole liveness
 /// window counted from then, since nobody could heartbeat while the database was away.
-#[tracing::instrument(skip(pool))]
-pub async fn fail_lost(pool: &PgPool, reconnected_at: Option<DateTime<Utc>>) -> Result<Vec<JobRun>, StoreError> {
+#[tracing::instrument(skip(pool, policy))]
+pub async fn fail_lost(
+    pool: &PgPool,
+    reconnected_at: Option<DateTime<Utc>>,
+    policy: &Policy,
+) -> Result<Recorded<Vec<JobRun>>, StoreError> {
     let mut tx = pool.begin().await?;
     let sql = format!(
         "UPDATE cron_job_runs r
@@ -777,15 +802,17 @@ pub async fn fail_lost(pool: &PgPool, reconnected_at: Option<DateTime<Utc>>) -> 
     );
     let failed: Vec<JobRun> = sqlx::query_as(&sql).bind(reconnected_at).fetch_all(&mut *tx).await?;
     retire_finished_one_time(&mut tx, &failed).await?;
-    let transitions = incidents::record_outcomes(&mut tx, &failed, &alerts::policy()).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &failed, policy).await?;
     tx.commit().await?;
-    alerts::announce(&transitions);
-    Ok(failed)
+    Ok(Recorded {
+        value: failed,
+        transitions,
+    })
 }
 
 /// `running` → `failed` (`shutdown`) for the runs `instance` still owns when it exits after
 /// its drain: outcomes it could not record, or a claim whose reply was lost.
-pub async fn fail_owned(pool: &PgPool, instance: &str) -> Result<Vec<JobRun>, StoreError> {
+pub async fn fail_owned(pool: &PgPool, instance: &str, policy: &Policy) -> Result<Recorded<Vec<JobRun>>, StoreError> {
     let mut tx = pool.begin().await?;
     let failed: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs
@@ -799,10 +826,12 @@ pub async fn fail_owned(pool: &PgPool, instance: &str) -> Result<Vec<JobRun>, St
     .fetch_all(&mut *tx)
     .await?;
     retire_finished_one_time(&mut tx, &failed).await?;
-    let transitions = incidents::record_outcomes(&mut tx, &failed, &alerts::policy()).await?;
+    let transitions = incidents::record_outcomes(&mut tx, &failed, policy).await?;
     tx.commit().await?;
-    alerts::announce(&transitions);
-    Ok(failed)
+    Ok(Recorded {
+        value: failed,
+        transitions,
+    })
 }
 
 /// `pending` → `missed` for run-now requests older than `missed_after` that no live scheduler

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobDefinition, RunReason, RunStatus};
 use cron_runtime::maintenance::watchdog;
 use cron_runtime::store::definitions::{self};
@@ -70,15 +71,17 @@ async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPoo
         DueSlot::of(&b, at(0)),
         DueSlot::of(&other, at(0)),
     ];
-    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a")
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!((first.running.len(), first.skipped.len()), (2, 1));
 
     // The reply of that commit was lost: the same scheduler retries the same batch.
-    let retry = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a")
+    let retry = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-a", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let mut again: Vec<_> = retry.running.iter().map(|c| c.run.id).collect();
     let mut before: Vec<_> = first.running.iter().map(|c| c.run.id).collect();
     again.sort();
@@ -88,9 +91,10 @@ async fn a_retried_batch_gets_back_the_runs_its_lost_reply_committed(pool: PgPoo
     assert_eq!(retry.running[0].target_payload, json!({}));
 
     // Another replica inserting the same slots gets nothing to run.
-    let replica = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-b")
+    let replica = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "sched-b", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert!(replica.running.is_empty() && replica.skipped.is_empty() && replica.missed.is_empty());
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM cron_job_runs WHERE trigger_type = 'scheduled'")
         .fetch_one(&pool)
@@ -112,7 +116,10 @@ async fn late_slots_are_recorded_missed_with_their_reason(pool: PgPool) {
         missed: &late,
         missed_reason: RunReason::Overloaded,
     };
-    let inserted = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    let inserted = runs::insert_scheduled(&pool, batch, "s", &Policy::default())
+        .await
+        .unwrap()
+        .value;
     assert_eq!((inserted.running.len(), inserted.missed.len()), (1, 1));
     let missed = &inserted.missed[0];
     assert_eq!(
@@ -127,7 +134,10 @@ async fn late_slots_are_recorded_missed_with_their_reason(pool: PgPool) {
         missed: &start,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let retried = runs::insert_scheduled(&pool, retry, "s").await.unwrap();
+    let retried = runs::insert_scheduled(&pool, retry, "s", &Policy::default())
+        .await
+        .unwrap()
+        .value;
     assert_eq!(retried.running.len(), 1);
     assert!(retried.missed.is_empty());
     assert_eq!(statuses(&pool, "a").await, [(RunStatus::Running, None)]);
@@ -162,9 +172,10 @@ async fn a_heartbeat_reports_which_runs_are_still_running(pool: PgPool) {
         job(&pool, "b", "system.heartbeat", "* * * * * *").await,
     );
     let slots = [DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))];
-    let ids: Vec<_> = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s")
+    let ids: Vec<_> = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s", &Policy::default())
         .await
         .unwrap()
+        .value
         .running
         .iter()
         .map(|c| c.run.id)
@@ -189,14 +200,30 @@ async fn runs_of_a_dead_instance_fail_as_scheduler_lost(pool: PgPool) {
     );
     register(&pool, "dead", &["system.heartbeat"]).await;
     register(&pool, "alive", &["system.heartbeat"]).await;
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&a, at(0))]), "dead")
-        .await
-        .unwrap();
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&b, at(0))]), "alive")
-        .await
-        .unwrap();
+    runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&a, at(0))]),
+        "dead",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .announce();
+    runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&b, at(0))]),
+        "alive",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .announce();
     assert!(
-        runs::fail_lost(&pool, None).await.unwrap().is_empty(),
+        runs::fail_lost(&pool, None, &Policy::default())
+            .await
+            .unwrap()
+            .value
+            .is_empty(),
         "both instances are alive"
     );
     // Five heartbeat intervals (5 s) without a sign.
@@ -206,7 +233,7 @@ async fn runs_of_a_dead_instance_fail_as_scheduler_lost(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let lost = runs::fail_lost(&pool, None).await.unwrap();
+    let lost = runs::fail_lost(&pool, None, &Policy::default()).await.unwrap().value;
     assert_eq!(lost.len(), 1);
     assert_eq!(
         (lost[0].job_key.as_str(), lost[0].status, lost[0].reason),
@@ -233,12 +260,15 @@ async fn the_watchdog_records_every_unrecorded_slot_once_with_why(pool: PgPool) 
     active_since(&pool, &gone, since).await;
     // A slot the scheduler did record stays as it is.
     let recorded = DueSlot::of(&every_second, since + chrono::Duration::seconds(3));
-    runs::insert_scheduled(&pool, SlotBatch::start(&[recorded]), "s")
+    runs::insert_scheduled(&pool, SlotBatch::start(&[recorded]), "s", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .announce();
 
     // No scheduler at all.
-    let report = watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
+    let report = watchdog::pass(&pool, Duration::from_secs(5), &[], &Policy::default())
+        .await
+        .unwrap();
     assert!(!report.locked_out);
     let tick = statuses(&pool, "tick").await;
     // CRON_MISSED_AFTER is 5 s, and the watchdog waits one interval (1.25 s) more.
@@ -266,7 +296,9 @@ async fn the_watchdog_records_every_unrecorded_slot_once_with_why(pool: PgPool) 
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(5), &[], &Policy::default())
+        .await
+        .unwrap();
     let gone_rows = statuses(&pool, "gone").await;
     assert_eq!(
         gone_rows.last(),
@@ -297,11 +329,15 @@ async fn the_watchdog_stops_at_a_pause_and_resumes_from_the_resume(pool: PgPool)
     .execute(&pool)
     .await
     .unwrap();
-    watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(1), &[], &Policy::default())
+        .await
+        .unwrap();
     let paused = statuses(&pool, "k").await.len();
     assert!((9..=11).contains(&paused), "slots up to the pause only: {paused}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(1), &[], &Policy::default())
+        .await
+        .unwrap();
     assert_eq!(statuses(&pool, "k").await.len(), paused, "nothing while paused");
     let next_check: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT next_check_at FROM cron_slot_watermarks WHERE job_definition_id = $1")
@@ -313,7 +349,9 @@ async fn the_watchdog_stops_at_a_pause_and_resumes_from_the_resume(pool: PgPool)
 
     definitions::resume(&pool, def.id, "test").await.unwrap();
     tokio::time::sleep(Duration::from_millis(3200)).await;
-    watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(1), &[], &Policy::default())
+        .await
+        .unwrap();
     let resumed = statuses(&pool, "k").await.len() - paused;
     assert!((1..=3).contains(&resumed), "slots since the resume only: {resumed}");
 }
@@ -326,11 +364,13 @@ async fn one_watchdog_pass_at_a_time(pool: PgPool) {
         .execute(&mut *holder)
         .await
         .unwrap();
-    let report = watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
+    let report = watchdog::pass(&pool, Duration::from_secs(1), &[], &Policy::default())
+        .await
+        .unwrap();
     assert!(report.locked_out, "another pass holds the lock");
     holder.rollback().await.unwrap();
     assert!(
-        !watchdog::pass(&pool, Duration::from_secs(1), &[])
+        !watchdog::pass(&pool, Duration::from_secs(1), &[], &Policy::default())
             .await
             .unwrap()
             .locked_out
@@ -349,7 +389,9 @@ async fn a_pending_run_nobody_can_start_ends_missed(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    let report = watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
+    let report = watchdog::pass(&pool, Duration::from_secs(5), &[], &Policy::default())
+        .await
+        .unwrap();
     assert_eq!(report.missed_requests, 1);
     assert_eq!(
         statuses(&pool, "gone").await,
@@ -370,10 +412,19 @@ async fn a_pending_run_nobody_can_start_ends_missed(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_clean_exit_fails_what_its_instance_still_owns(pool: PgPool) {
     let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
-    runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "leaving")
+    runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
+        "leaving",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .announce();
+    let failed = runs::fail_owned(&pool, "leaving", &Policy::default())
         .await
-        .unwrap();
-    let failed = runs::fail_owned(&pool, "leaving").await.unwrap();
+        .unwrap()
+        .value;
     assert_eq!(failed.len(), 1);
     assert_eq!(
         (failed[0].status, failed[0].reason),
@@ -407,14 +458,20 @@ async fn a_scheduler_records_nothing_outside_the_current_active_window(pool: PgP
     // inserts must not record slots of the paused stretch, missed or otherwise.
     let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
     let slot = |s: u32| DueSlot::of(&def, at(s));
-    definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
+    definitions::pause(&pool, def.id, "hold on", "x", &Policy::default())
+        .await
+        .unwrap()
+        .announce();
     let (start, late) = ([slot(1)], [slot(2)]);
     let batch = SlotBatch {
         start: &start,
         missed: &late,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let paused = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    let paused = runs::insert_scheduled(&pool, batch, "s", &Policy::default())
+        .await
+        .unwrap()
+        .value;
     assert!(paused.running.is_empty() && paused.missed.is_empty(), "{paused:?}");
     definitions::resume(&pool, def.id, "test").await.unwrap();
     sqlx::query("UPDATE cron_job_definitions SET active_since = $2 WHERE id = $1")
@@ -429,7 +486,10 @@ async fn a_scheduler_records_nothing_outside_the_current_active_window(pool: PgP
         missed: &before,
         missed_reason: RunReason::DatabaseUnreachable,
     };
-    let resumed = runs::insert_scheduled(&pool, batch, "s").await.unwrap();
+    let resumed = runs::insert_scheduled(&pool, batch, "s", &Policy::default())
+        .await
+        .unwrap()
+        .value;
     assert_eq!(resumed.running.len(), 1, "the slot after the resume runs");
     assert!(
         resumed.missed.is_empty(),
@@ -446,7 +506,9 @@ async fn slots_from_before_a_restart_are_missed_for_no_scheduler(pool: PgPool) {
     let since = Utc.timestamp_opt(Utc::now().timestamp() - 20, 0).unwrap();
     active_since(&pool, &tick, since).await;
     register(&pool, "restarted", &["system.heartbeat"]).await;
-    watchdog::pass(&pool, Duration::from_secs(5), &[]).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(5), &[], &Policy::default())
+        .await
+        .unwrap();
     let rows = statuses(&pool, "tick").await;
     assert!(rows.len() >= 10, "{rows:?}");
     assert!(
@@ -469,13 +531,16 @@ async fn a_quick_pause_and_resume_leaves_no_slot_of_the_earlier_window_unaccount
         .execute(&pool)
         .await
         .unwrap();
-    definitions::pause(&pool, tick.id, "a quick look", "alice")
+    definitions::pause(&pool, tick.id, "a quick look", "alice", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .announce();
     let paused_at = definitions::get(&pool, tick.id).await.unwrap().paused_at.unwrap();
     definitions::resume(&pool, tick.id, "alice").await.unwrap();
 
-    watchdog::pass(&pool, Duration::from_secs(1), &[]).await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(1), &[], &Policy::default())
+        .await
+        .unwrap();
     let times: Vec<DateTime<Utc>> =
         sqlx::query_scalar("SELECT scheduled_at FROM cron_job_runs WHERE job_key = 'tick' ORDER BY scheduled_at")
             .fetch_all(&pool)

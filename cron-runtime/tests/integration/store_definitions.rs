@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobKey, JobStatus, ManagedBy, ScheduleType};
 use cron_runtime::store::definitions::{self, JobFilter, NewDefinition, ScheduleSpec};
 use cron_runtime::store::StoreError;
@@ -144,16 +145,17 @@ async fn pause_and_resume_transitions_report_conflicts(pool: PgPool) {
             ..
         })
     ));
-    let paused = definitions::pause(&pool, job.id, "maintenance window", "bob")
+    let paused = definitions::pause(&pool, job.id, "maintenance window", "bob", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(paused.status, JobStatus::Paused);
     assert_eq!(paused.pause_reason.as_deref(), Some("maintenance window"));
     assert_eq!(paused.paused_by.as_deref(), Some("bob"));
     assert!(paused.paused_at.is_some());
     // A second pause does not overwrite the first one's reason.
     assert!(matches!(
-        definitions::pause(&pool, job.id, "another reason", "carol").await,
+        definitions::pause(&pool, job.id, "another reason", "carol", &Policy::default()).await,
         Err(StoreError::WrongStatus {
             actual: JobStatus::Paused,
             action: "pause",
@@ -169,7 +171,7 @@ async fn pause_and_resume_transitions_report_conflicts(pool: PgPool) {
     assert!(resumed.pause_reason.is_none() && resumed.paused_at.is_none());
     let missing = uuid::Uuid::now_v7();
     assert!(matches!(
-        definitions::pause(&pool, missing, "why not", "x").await,
+        definitions::pause(&pool, missing, "why not", "x", &Policy::default()).await,
         Err(StoreError::JobNotFound(_))
     ));
 }
@@ -239,7 +241,10 @@ async fn writes_notify_the_schedulers(pool: PgPool) {
     let job = definitions::create(&pool, &recurring("k")).await.unwrap();
     let note = listener.recv().await.unwrap();
     assert_eq!(note.payload(), format!("definition:{}", job.id));
-    definitions::pause(&pool, job.id, "five!", "x").await.unwrap();
+    definitions::pause(&pool, job.id, "five!", "x", &Policy::default())
+        .await
+        .unwrap()
+        .announce();
     assert_eq!(
         listener.recv().await.unwrap().payload(),
         format!("definition:{}", job.id)

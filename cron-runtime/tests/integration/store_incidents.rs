@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use cron_runtime::alerts::{Endpoint, Event, Policy};
 use cron_runtime::config::Secret;
+use cron_runtime::domain::incident::{Endpoint, IncidentEvent, Policy, Transition};
 use cron_runtime::domain::{JobDefinition, JobRun, ManagedBy};
 use cron_runtime::store::definitions::{self};
-use cron_runtime::store::incidents::{self, IncidentFilter, Transition};
+use cron_runtime::store::incidents::{self, IncidentFilter};
 use cron_runtime::store::runs;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -85,7 +85,7 @@ async fn two_failures_of_two_open_one_incident_further_ones_count_and_a_success_
     let second = ended(&pool, &def, 2, "missed", Some("no_scheduler")).await;
     let opened = record(&pool, std::slice::from_ref(&second), &policy).await;
     assert_eq!(opened.len(), 1);
-    assert_eq!(opened[0].event, Event::Opened);
+    assert_eq!(opened[0].event, IncidentEvent::Opened);
     let incident = &opened[0].incident;
     assert_eq!(
         (incident.failures, incident.first_run_id, incident.last_run_id),
@@ -111,7 +111,7 @@ async fn two_failures_of_two_open_one_incident_further_ones_count_and_a_success_
     let success = ended(&pool, &def, 5, "succeeded", None).await;
     let resolved = record(&pool, std::slice::from_ref(&success), &policy).await;
     assert_eq!(resolved.len(), 1);
-    assert_eq!(resolved[0].event, Event::Resolved);
+    assert_eq!(resolved[0].event, IncidentEvent::Resolved);
     assert_eq!(resolved[0].incident.resolved_by.as_deref(), Some("success"));
     assert_eq!(resolved[0].incident.resolved_run_id, Some(success.id));
 
@@ -161,29 +161,45 @@ async fn a_stale_run_opens_an_incident_at_once(pool: PgPool) {
 async fn the_store_writers_record_incidents_in_their_transaction(pool: PgPool) {
     // Default policy (one failure opens), as a process without alert settings has.
     let def = job(&pool, "sweep").await;
-    let mut inserted = runs::insert_scheduled(&pool, runs::SlotBatch::start(&[runs::DueSlot::of(&def, at(1))]), "s1")
-        .await
-        .unwrap();
+    let mut inserted = runs::insert_scheduled(
+        &pool,
+        runs::SlotBatch::start(&[runs::DueSlot::of(&def, at(1))]),
+        "s1",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value;
     let run = inserted.running.remove(0).run;
     sqlx::query("UPDATE cron_job_runs SET heartbeat_at = now() - interval '1 hour' WHERE id = $1")
         .bind(run.id)
         .execute(&pool)
         .await
         .unwrap();
-    runs::fail_stale(&pool, Duration::from_secs(60), None).await.unwrap();
+    runs::fail_stale(&pool, Duration::from_secs(60), None, &Policy::default())
+        .await
+        .unwrap()
+        .announce();
     let page = incidents::list(&pool, &IncidentFilter::default(), None, 10)
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1, "the sweep opened it");
     assert_eq!(page.items[0].last_reason.as_deref(), Some("stale"));
 
-    let mut next = runs::insert_scheduled(&pool, runs::SlotBatch::start(&[runs::DueSlot::of(&def, at(2))]), "s1")
-        .await
-        .unwrap();
+    let mut next = runs::insert_scheduled(
+        &pool,
+        runs::SlotBatch::start(&[runs::DueSlot::of(&def, at(2))]),
+        "s1",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value;
     let ok = runs::RunOutcome::Succeeded { output: json!(null) };
-    runs::finish_many(&pool, &[(next.running.remove(0).run.id, &ok)])
+    runs::finish_many(&pool, &[(next.running.remove(0).run.id, &ok)], &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .announce();
     let open = IncidentFilter {
         status: Some("open".into()),
         job_key: None,
@@ -202,12 +218,20 @@ async fn pausing_or_retiring_a_failing_job_resolves_its_incident(pool: PgPool) {
     let r1 = ended(&pool, &retired, 1, "failed", Some("error")).await;
     assert_eq!(record(&pool, &[p1, r1], &policy(1)).await.len(), 2);
 
-    definitions::pause(&pool, paused.id, "investigating the failures", "alice")
+    definitions::pause(
+        &pool,
+        paused.id,
+        "investigating the failures",
+        "alice",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .announce();
+    definitions::retire(&pool, retired.id, "alice", ManagedBy::Api, &Policy::default())
         .await
-        .unwrap();
-    definitions::retire(&pool, retired.id, "alice", ManagedBy::Api)
-        .await
-        .unwrap();
+        .unwrap()
+        .announce();
     let resolved = IncidentFilter {
         status: Some("resolved".into()),
         job_key: None,
@@ -234,9 +258,10 @@ async fn a_retired_keys_late_failures_open_no_incident(pool: PgPool) {
     // A run in flight when its job was retired fails afterwards: nothing would ever resolve an
     // incident it opened (no success can follow), so it opens none.
     let gone = job(&pool, "gone").await;
-    definitions::retire(&pool, gone.id, "alice", ManagedBy::Api)
+    definitions::retire(&pool, gone.id, "alice", ManagedBy::Api, &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .announce();
     let late = ended(&pool, &gone, 1, "failed", Some("error")).await;
     assert!(record(&pool, &[late], &policy(1)).await.is_empty());
     let open = IncidentFilter {
@@ -284,7 +309,7 @@ async fn no_scheduler_opens_after_its_delay_and_resolves_when_one_is_alive(pool:
     let opened = check(policy.clone()).await.expect("opened");
     assert_eq!(
         (opened.event, opened.incident.kind.as_str()),
-        (Event::Opened, "no_scheduler")
+        (IncidentEvent::Opened, "no_scheduler")
     );
     assert!(check(policy.clone()).await.is_none(), "opened once");
 
@@ -296,7 +321,7 @@ async fn no_scheduler_opens_after_its_delay_and_resolves_when_one_is_alive(pool:
     .await
     .unwrap();
     let resolved = check(policy.clone()).await.expect("resolved");
-    assert_eq!(resolved.event, Event::Resolved);
+    assert_eq!(resolved.event, IncidentEvent::Resolved);
     assert_eq!(resolved.incident.resolved_by.as_deref(), Some("scheduler_up"));
     assert_eq!(outbox(&pool).await.len(), 4);
 }

@@ -1,6 +1,7 @@
 //! SPEC §13 at the store level: retire, look up by key, cancel, run-now payloads, and who may
 //! version a job (the API or a jobs file).
 
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, ManagedBy, RunReason, RunStatus};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs::{self, DueSlot, RunNowOutcome, RunOutcome, SlotBatch};
@@ -35,7 +36,10 @@ async fn job(pool: &PgPool, key: &str, managed_by: ManagedBy) -> JobDefinition {
 async fn retiring_frees_the_key_and_records_who(pool: PgPool) {
     let v1 = job(&pool, "k", ManagedBy::Api).await;
     assert_eq!(definitions::get_live(&pool, "k").await.unwrap().id, v1.id);
-    let retired = definitions::retire(&pool, v1.id, "bob", ManagedBy::Api).await.unwrap();
+    let retired = definitions::retire(&pool, v1.id, "bob", ManagedBy::Api, &Policy::default())
+        .await
+        .unwrap()
+        .value;
     assert_eq!(
         (retired.status, retired.retired_by.as_deref()),
         (JobStatus::Retired, Some("bob"))
@@ -45,7 +49,7 @@ async fn retiring_frees_the_key_and_records_who(pool: PgPool) {
         Err(StoreError::NoLiveJob(_))
     ));
     assert!(matches!(
-        definitions::retire(&pool, v1.id, "bob", ManagedBy::Api).await,
+        definitions::retire(&pool, v1.id, "bob", ManagedBy::Api, &Policy::default()).await,
         Err(StoreError::WrongStatus { .. })
     ));
     let v2 = job(&pool, "k", ManagedBy::Api).await;
@@ -57,7 +61,9 @@ async fn only_its_manager_versions_or_retires_a_job(pool: PgPool) {
     let filed = job(&pool, "filed", ManagedBy::File).await;
     let by_api = job(&pool, "by-api", ManagedBy::Api).await;
     for result in [
-        definitions::retire(&pool, filed.id, "bob", ManagedBy::Api).await,
+        definitions::retire(&pool, filed.id, "bob", ManagedBy::Api, &Policy::default())
+            .await
+            .map(|retired| retired.value),
         definitions::new_version(
             &pool,
             filed.id,
@@ -65,12 +71,17 @@ async fn only_its_manager_versions_or_retires_a_job(pool: PgPool) {
             ManagedBy::Api,
         )
         .await,
-        definitions::retire(&pool, by_api.id, "file:jobs.toml", ManagedBy::File).await,
+        definitions::retire(&pool, by_api.id, "file:jobs.toml", ManagedBy::File, &Policy::default())
+            .await
+            .map(|retired| retired.value),
     ] {
         assert!(matches!(result, Err(StoreError::ManagedElsewhere { .. })), "{result:?}");
     }
     // A jobs file's new version of a paused job stays paused.
-    definitions::pause(&pool, filed.id, "hold it", "bob").await.unwrap();
+    definitions::pause(&pool, filed.id, "hold it", "bob", &Policy::default())
+        .await
+        .unwrap()
+        .announce();
     let v2 = definitions::new_version(
         &pool,
         filed.id,
@@ -122,12 +133,18 @@ async fn a_pending_run_is_cancelled_at_once_and_frees_its_key(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_cancelled_running_run_ends_cancelled_whatever_its_handler_returns(pool: PgPool) {
     let def = job(&pool, "k", ManagedBy::Api).await;
-    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
-        .await
-        .unwrap()
-        .running
-        .remove(0)
-        .run;
+    let run = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .running
+    .remove(0)
+    .run;
     let asked = runs::cancel(&pool, run.id, "stuck on a lock", "bob").await.unwrap();
     assert_eq!(asked.status, RunStatus::Running, "the handler has not returned yet");
     assert!(asked.cancel_requested_at.is_some());
@@ -136,10 +153,16 @@ async fn a_cancelled_running_run_ends_cancelled_whatever_its_handler_returns(poo
         beats[0].cancel_requested,
         "a heartbeat tells the owner it missed the notification"
     );
-    let done = runs::finish(&pool, run.id, &RunOutcome::Succeeded { output: json!(null) })
-        .await
-        .unwrap()
-        .unwrap();
+    let done = runs::finish(
+        &pool,
+        run.id,
+        &RunOutcome::Succeeded { output: json!(null) },
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .unwrap();
     assert_eq!(
         (done.status, done.reason, done.error.as_deref()),
         (
@@ -167,20 +190,27 @@ async fn a_run_now_payload_is_the_runs_own(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_cancelled_run_whose_scheduler_died_ends_cancelled_with_the_admins_reason(pool: PgPool) {
     let def = job(&pool, "k", ManagedBy::Api).await;
-    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "gone")
-        .await
-        .unwrap()
-        .running
-        .remove(0)
-        .run;
+    let run = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
+        "gone",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .running
+    .remove(0)
+    .run;
     runs::cancel(&pool, run.id, "stuck on a lock", "bob").await.unwrap();
     sqlx::query("UPDATE cron_job_runs SET heartbeat_at = now() - interval '1 hour'")
         .execute(&pool)
         .await
         .unwrap();
-    let swept = runs::fail_stale(&pool, std::time::Duration::from_secs(60), None)
+    let swept = runs::fail_stale(&pool, std::time::Duration::from_secs(60), None, &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(
         (swept[0].status, swept[0].reason, swept[0].error.as_deref()),
         (

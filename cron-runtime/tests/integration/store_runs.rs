@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, ManagedBy, RunReason, RunStatus, TriggerType};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs::{self, DueSlot, RunFilter, RunNowOutcome, RunOutcome, SlotBatch};
@@ -17,18 +18,30 @@ async fn job(pool: &PgPool, key: &str) -> JobDefinition {
 }
 
 async fn finish_ok(pool: &PgPool, run_id: uuid::Uuid) {
-    runs::finish(pool, run_id, &RunOutcome::Succeeded { output: json!(null) })
-        .await
-        .unwrap()
-        .unwrap();
+    runs::finish(
+        pool,
+        run_id,
+        &RunOutcome::Succeeded { output: json!(null) },
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .unwrap();
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let mut inserted = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-a")
-        .await
-        .unwrap();
+    let mut inserted = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
+        "sched-a",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value;
     assert_eq!((inserted.running.len(), inserted.skipped.len()), (1, 0));
     let claimed = inserted.running.remove(0);
     let run = &claimed.run;
@@ -39,9 +52,15 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
     assert_eq!(claimed.target_payload, json!({}));
     assert_eq!(run.scheduler_instance.as_deref(), Some("sched-a"));
     assert!(run.started_at.is_some() && run.heartbeat_at.is_some());
-    let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "sched-b")
-        .await
-        .unwrap();
+    let again = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
+        "sched-b",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value;
     assert!(
         again.running.is_empty() && again.skipped.is_empty(),
         "the slot is one run, executed by the replica that inserted it"
@@ -60,9 +79,11 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
         &RunOutcome::Succeeded {
             output: json!({"n": 1}),
         },
+        &Policy::default(),
     )
     .await
     .unwrap()
+    .value
     .unwrap();
     assert_eq!(done.status, RunStatus::Succeeded);
     assert_eq!(done.output, Some(json!({"n": 1})));
@@ -73,10 +94,12 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
         &RunOutcome::Failed {
             reason: RunReason::Error,
             error: "late".into()
-        }
+        },
+        &Policy::default()
     )
     .await
     .unwrap()
+    .value
     .is_none());
     assert_eq!(runs::get(&pool, run.id).await.unwrap().status, RunStatus::Succeeded);
 }
@@ -84,12 +107,18 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn failure_records_the_error(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
-        .await
-        .unwrap()
-        .running
-        .remove(0)
-        .run;
+    let run = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .running
+    .remove(0)
+    .run;
     let failed = runs::finish(
         &pool,
         run.id,
@@ -97,9 +126,11 @@ async fn failure_records_the_error(pool: PgPool) {
             reason: RunReason::Error,
             error: "boom".into(),
         },
+        &Policy::default(),
     )
     .await
     .unwrap()
+    .value
     .unwrap();
     assert_eq!(
         (failed.status, failed.reason, failed.error.as_deref(), failed.output),
@@ -110,24 +141,42 @@ async fn failure_records_the_error(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let first = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
-        .await
-        .unwrap()
-        .running
-        .remove(0)
-        .run;
-    let second = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(1))]), "s")
-        .await
-        .unwrap();
+    let first = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .running
+    .remove(0)
+    .run;
+    let second = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(1))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value;
     assert!(second.running.is_empty());
     assert_eq!(second.skipped.len(), 1);
     let skipped = &second.skipped[0];
     assert_eq!((skipped.status, skipped.scheduled_at), (RunStatus::Skipped, at(1)));
     assert!(skipped.error.as_deref().unwrap().contains(&first.id.to_string()));
     // The same slot again (another replica) adds nothing.
-    let again = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(1))]), "s")
-        .await
-        .unwrap();
+    let again = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(1))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value;
     assert!(again.running.is_empty() && again.skipped.is_empty());
 }
 
@@ -139,9 +188,10 @@ async fn fifty_tasks_inserting_the_same_slot_make_one_row(pool: PgPool) {
         .map(|i| {
             let (pool, slot) = (pool.clone(), DueSlot::of(&def, at(7)));
             tokio::spawn(async move {
-                runs::insert_scheduled(&pool, SlotBatch::start(&[slot]), &format!("s{i}"))
+                runs::insert_scheduled(&pool, SlotBatch::start(&[slot]), &format!("s{i}"), &Policy::default())
                     .await
                     .unwrap()
+                    .value
             })
         })
         .collect();
@@ -193,9 +243,10 @@ async fn batch_insert_handles_a_herd(pool: PgPool) {
     for i in 0..200 {
         slots.push(DueSlot::of(&job(&pool, &format!("herd-{i}")).await, at(0)));
     }
-    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s")
+    let first = runs::insert_scheduled(&pool, SlotBatch::start(&slots), "s", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(first.running.len(), 200);
     // The next second: every job is still running, so every slot is skipped, in one call.
     let next: Vec<DueSlot> = slots
@@ -206,9 +257,10 @@ async fn batch_insert_handles_a_herd(pool: PgPool) {
             ..s.clone()
         })
         .collect();
-    let second = runs::insert_scheduled(&pool, SlotBatch::start(&next), "s")
+    let second = runs::insert_scheduled(&pool, SlotBatch::start(&next), "s", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!((second.running.len(), second.skipped.len()), (0, 200));
 }
 
@@ -219,16 +271,19 @@ async fn stale_runs_fail_and_fresh_ones_do_not(pool: PgPool) {
         &pool,
         SlotBatch::start(&[DueSlot::of(&a, at(0)), DueSlot::of(&b, at(0))]),
         "dead-scheduler",
+        &Policy::default(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .announce();
     sqlx::query("UPDATE cron_job_runs SET heartbeat_at = now() - interval '20 minutes' WHERE job_key = 'a'")
         .execute(&pool)
         .await
         .unwrap();
-    let failed = runs::fail_stale(&pool, Duration::from_secs(15 * 60), None)
+    let failed = runs::fail_stale(&pool, Duration::from_secs(15 * 60), None, &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(failed.len(), 1);
     assert_eq!((failed[0].job_key.as_str(), failed[0].status), ("a", RunStatus::Failed));
     assert_eq!(failed[0].reason, Some(RunReason::Stale));
@@ -274,7 +329,10 @@ async fn run_now_records_pending_then_skips_while_active(pool: PgPool) {
         .unwrap();
     assert_eq!(claimed.iter().map(|c| c.run.id).collect::<Vec<_>>(), [first.id]);
     finish_ok(&pool, first.id).await;
-    definitions::pause(&pool, def.id, "on hold", "x").await.unwrap();
+    definitions::pause(&pool, def.id, "on hold", "x", &Policy::default())
+        .await
+        .unwrap()
+        .announce();
     assert!(matches!(
         runs::request_run(&pool, def.id, "x", None).await.unwrap(),
         RunNowOutcome::Pending(_)
@@ -347,12 +405,18 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
     )
     .await
     .unwrap();
-    let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(5))]), "s")
-        .await
-        .unwrap()
-        .running
-        .remove(0)
-        .run;
+    let run = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(5))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .running
+    .remove(0)
+    .run;
     assert_eq!(definitions::get(&pool, def.id).await.unwrap().status, JobStatus::Active);
     finish_ok(&pool, run.id).await;
     let def = definitions::get(&pool, def.id).await.unwrap();
@@ -368,9 +432,11 @@ async fn run_list_filters_and_paginates(pool: PgPool) {
             &pool,
             SlotBatch::start(&[DueSlot::of(&a, at(second)), DueSlot::of(&b, at(second))]),
             "s",
+            &Policy::default(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .value;
         for id in inserted.running.iter().map(|c| c.run.id) {
             finish_ok(&pool, id).await;
         }
@@ -415,10 +481,19 @@ async fn run_list_filters_and_paginates(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn paused_definitions_do_not_fire_and_unknown_targets_are_not_claimed(pool: PgPool) {
     let def = job(&pool, "k").await;
-    definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
-    let inserted = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(0))]), "s")
+    definitions::pause(&pool, def.id, "hold on", "x", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .announce();
+    let inserted = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value;
     assert!(
         inserted.running.is_empty() && inserted.skipped.is_empty(),
         "a paused job's slot is dropped"
@@ -442,7 +517,10 @@ async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
     let def = job(&pool, "k").await;
     let one = definitions::active_fingerprint(&pool).await.unwrap();
     assert_ne!(empty, one);
-    definitions::pause(&pool, def.id, "hold on", "x").await.unwrap();
+    definitions::pause(&pool, def.id, "hold on", "x", &Policy::default())
+        .await
+        .unwrap()
+        .announce();
     let paused = definitions::active_fingerprint(&pool).await.unwrap();
     assert_ne!(one, paused);
     definitions::resume(&pool, def.id, "test").await.unwrap();
@@ -453,30 +531,48 @@ async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
 async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgPool) {
     let def = job(&pool, "k").await;
     for second in 0..25 {
-        let run = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(second))]), "s")
-            .await
-            .unwrap()
-            .running
-            .remove(0)
-            .run;
-        finish_ok(&pool, run.id).await;
-    }
-    let active = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(30))]), "s")
+        let run = runs::insert_scheduled(
+            &pool,
+            SlotBatch::start(&[DueSlot::of(&def, at(second))]),
+            "s",
+            &Policy::default(),
+        )
         .await
         .unwrap()
+        .value
         .running
         .remove(0)
         .run;
+        finish_ok(&pool, run.id).await;
+    }
+    let active = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(30))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .running
+    .remove(0)
+    .run;
     // Everything so far is "old"; one more recent terminal run must stay.
     sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '200 days'")
         .execute(&pool)
         .await
         .unwrap();
-    let recent = runs::insert_scheduled(&pool, SlotBatch::start(&[DueSlot::of(&def, at(31))]), "s")
-        .await
-        .unwrap()
-        .skipped
-        .remove(0);
+    let recent = runs::insert_scheduled(
+        &pool,
+        SlotBatch::start(&[DueSlot::of(&def, at(31))]),
+        "s",
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value
+    .skipped
+    .remove(0);
     let cutoff = chrono::Utc::now() - chrono::Duration::days(180);
 
     let would = runs::count_prunable(&pool, cutoff).await.unwrap();

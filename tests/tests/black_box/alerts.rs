@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobDefinition, JobKey, ManagedBy, RunStatus};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs;
@@ -335,7 +336,11 @@ async fn incidents_are_listed_with_filters_and_bad_filters_are_named() {
         reason: cron_runtime::domain::RunReason::Error,
         error: "disk full".into(),
     };
-    runs::finish(&api.db.pool, pending.id, &outcome).await.unwrap().unwrap();
+    runs::finish(&api.db.pool, pending.id, &outcome, &Policy::default())
+        .await
+        .unwrap()
+        .value
+        .unwrap();
 
     let open = api.get("/api/v2/admin/cron/incidents?status=open&job_key=listed").await;
     assert_eq!(open.status, 200, "{}", open.text);

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::RunReason;
 use cron_runtime::store::instances::{self, Registration};
 use cron_runtime::store::runs::{self, DueSlot, SlotBatch};
@@ -115,7 +116,10 @@ async fn missed_runs_are_listed_by_status_and_reason() {
             missed: slots,
             missed_reason: reason,
         };
-        runs::insert_scheduled(&api.db.pool, batch, "s").await.unwrap();
+        runs::insert_scheduled(&api.db.pool, batch, "s", &Policy::default())
+            .await
+            .unwrap()
+            .announce();
     }
     let reply = api.get("/runs?status=missed&reason=overloaded").await;
     assert_eq!(reply.status, 200, "{}", reply.text);

@@ -21,6 +21,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::store::definitions;
 use serde_json::{json, Value};
 use tests::chaos::{self, Rng};
@@ -580,9 +581,10 @@ impl Chaos<'_> {
                 resumed.active_since.to_rfc3339()
             )
         } else {
-            let paused = definitions::pause(&self.db.pool, job.id, "chaos", "chaos-test")
+            let paused = definitions::pause(&self.db.pool, job.id, "chaos", "chaos-test", &Policy::default())
                 .await
-                .expect("pause");
+                .expect("pause")
+                .value;
             let at = paused.paused_at.expect("a paused job has paused_at");
             if let Some(window) = job.windows.last_mut() {
                 window.1 = Some(at);

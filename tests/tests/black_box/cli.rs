@@ -2,6 +2,7 @@
 
 use std::process::{Command, Output};
 
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::registry;
 use cron_runtime::store::runs::{self, DueSlot, RunOutcome, SlotBatch};
 use serde_json::json;
@@ -108,15 +109,27 @@ async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
     let job = recurring(&db.pool, "old", "system.heartbeat", "* * * * *", json!({})).await;
     for minute in 0..3 {
         let at = chrono::Utc::now() + chrono::Duration::minutes(minute + 1);
-        let run = runs::insert_scheduled(&db.pool, SlotBatch::start(&[DueSlot::of(&job, at)]), "test")
-            .await
-            .unwrap()
-            .running
-            .remove(0)
-            .run;
-        runs::finish(&db.pool, run.id, &RunOutcome::Succeeded { output: json!(null) })
-            .await
-            .unwrap();
+        let run = runs::insert_scheduled(
+            &db.pool,
+            SlotBatch::start(&[DueSlot::of(&job, at)]),
+            "test",
+            &Policy::default(),
+        )
+        .await
+        .unwrap()
+        .value
+        .running
+        .remove(0)
+        .run;
+        runs::finish(
+            &db.pool,
+            run.id,
+            &RunOutcome::Succeeded { output: json!(null) },
+            &Policy::default(),
+        )
+        .await
+        .unwrap()
+        .announce();
     }
     sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '181 days'")
         .execute(&db.pool)

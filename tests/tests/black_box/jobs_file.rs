@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobDefinition, JobStatus, ManagedBy};
 use cron_runtime::store::definitions;
 use reqwest::Method;
@@ -189,9 +190,10 @@ async fn changing_one_field_makes_one_new_version_and_a_paused_job_stays_paused(
     let dir = workdir();
     apply(&dir, &db.url, TWO_JOBS).await.assert_ok();
     let v1 = definitions::get_live(&db.pool, "reports.daily-digest").await.unwrap();
-    definitions::pause(&db.pool, v1.id, "holidays until Monday", "alice")
+    definitions::pause(&db.pool, v1.id, "holidays until Monday", "alice", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .announce();
 
     let changed = TWO_JOBS.replace("0 8 * * MON-FRI", "30 7 * * MON-FRI");
     let out = apply(&dir, &db.url, &changed).await;
@@ -477,9 +479,10 @@ async fn an_exported_file_applies_without_a_change() {
     // Jobs of a file...
     apply(&dir, &api.db.url, TWO_JOBS).await.assert_ok();
     let yearly = definitions::get_live(&api.db.pool, "reports.year-end").await.unwrap();
-    definitions::pause(&api.db.pool, yearly.id, "not this year", "alice")
+    definitions::pause(&api.db.pool, yearly.id, "not this year", "alice", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .announce();
     // ...and jobs of the API, with the fields an export has to get exactly right.
     for body in [
         json!({

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::store::runs::{self, DueSlot, RunOutcome, SlotBatch};
 use serde_json::json;
 use tests::db::TestDb;
@@ -15,15 +16,27 @@ async fn a_system_prune_job_deletes_runs_older_than_its_retention() {
     // Slots after the job's creation (its active window); the ages come from created_at below.
     for minutes_ahead in 1..=4 {
         let slot = chrono::Utc::now() + chrono::Duration::minutes(minutes_ahead);
-        let run = runs::insert_scheduled(&db.pool, SlotBatch::start(&[DueSlot::of(&history, slot)]), "test")
-            .await
-            .unwrap()
-            .running
-            .remove(0)
-            .run;
-        runs::finish(&db.pool, run.id, &RunOutcome::Succeeded { output: json!(null) })
-            .await
-            .unwrap();
+        let run = runs::insert_scheduled(
+            &db.pool,
+            SlotBatch::start(&[DueSlot::of(&history, slot)]),
+            "test",
+            &Policy::default(),
+        )
+        .await
+        .unwrap()
+        .value
+        .running
+        .remove(0)
+        .run;
+        runs::finish(
+            &db.pool,
+            run.id,
+            &RunOutcome::Succeeded { output: json!(null) },
+            &Policy::default(),
+        )
+        .await
+        .unwrap()
+        .announce();
     }
     // Three of the four are older than the retention.
     sqlx::query(

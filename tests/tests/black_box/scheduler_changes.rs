@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobKey, ManagedBy, RunStatus, TriggerType};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
 use cron_runtime::store::runs::{self, RunNowOutcome};
@@ -20,9 +21,10 @@ async fn pause_stops_new_runs_within_a_second_and_resume_restarts_them() {
     })
     .await;
 
-    let paused = definitions::pause(&db.pool, job.id, "testing pause", "test")
+    let paused = definitions::pause(&db.pool, job.id, "testing pause", "test", &Policy::default())
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let paused_at = paused.paused_at.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let late: Vec<_> = runs_of(&db.pool, "beat")
