@@ -128,7 +128,7 @@ async fn api() -> anyhow::Result<()> {
     let (common, config) = both(CommonConfig::from_env(&ProcessEnv), ApiConfig::from_env(&ProcessEnv))?;
     let telemetry = telemetry::init(&common, "api");
     open_registry(&common)?;
-    let result = cron_runtime::api::run(config).await;
+    let result = cron_runtime::web::run(config).await;
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "api stopped with an error");
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cron_runtime::config::{ApiConfig, CommonConfig, Env, ProcessEnv, SchedulerConfig, Secret};
 use cron_runtime::domain::incident::Policy;
-use cron_runtime::{api, scheduler, store, telemetry};
+use cron_runtime::{scheduler, store, telemetry, web};
 
 use crate::dev_postgres::PrivatePostgres;
 use crate::process::{both, open_registry, shutdown_on_signal};
@@ -79,7 +79,7 @@ pub async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", api_config.host, api_config.port))?;
     let address = listener.local_addr()?;
     let first_admin = api_config.admin_tokens.first().map(|a| a.token.expose().to_owned());
-    let state = api::AppState::new(pool.clone(), api_config.admin_tokens)
+    let state = web::AppState::new(pool.clone(), api_config.admin_tokens)
         .with_viewers(api_config.viewer_tokens)
         .with_console(api_config.console_secret.as_ref(), api_config.secure_cookies)
         .with_policy(Arc::new(Policy::from(&api_config.alerts)));
@@ -97,7 +97,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let shutdown = shutdown_on_signal();
-    let server = tokio::spawn(api::serve(listener, state, {
+    let server = tokio::spawn(web::serve(listener, state, {
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     }));

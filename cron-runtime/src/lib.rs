@@ -12,13 +12,12 @@
 //! - [`alerts`]: incidents' webhooks and Sentry reports;
 //! - [`maintenance`]: the background services both processes run (the watchdog);
 //! - [`scheduler`]: timers, execution, fencing, recovery and shutdown;
-//! - [`api`] and [`console`]: the admin REST API and the admin console;
+//! - [`web`]: the HTTP side of `cronjobs api`: the admin REST API and the console over one
+//!   shared state, auth and error type;
 //! - [`jobfile`]: jobs as code (`cronjobs apply`, `validate`, `export`).
 
 pub mod alerts;
-pub mod api;
 pub mod config;
-pub mod console;
 pub mod context;
 pub mod domain;
 pub mod health;
@@ -30,6 +29,7 @@ pub mod scheduler;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 pub use context::JobContext;
 

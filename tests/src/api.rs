@@ -2,8 +2,8 @@
 //! helpers that authenticate as a known admin.
 
 use chrono::{Duration, SecondsFormat, Utc};
-use cron_runtime::api::{self, AppState};
 use cron_runtime::config::{AdminToken, Secret};
+use cron_runtime::web::{self, AppState};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -55,7 +55,7 @@ impl TestApi {
         }];
         let state = AppState::new(db.pool.clone(), admins);
         let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(api::serve(listener, state, async {
+        tokio::spawn(web::serve(listener, state, async {
             let _ = stopped.await;
         }));
         TestApi {

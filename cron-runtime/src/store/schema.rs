@@ -180,10 +180,6 @@ mod tests {
         ),
     ];
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     #[test]
     fn landed_migrations_never_change() {
         for (version, pinned) in LANDED {
@@ -192,7 +188,7 @@ mod tests {
                 .find(|m| m.version == *version)
                 .unwrap_or_else(|| panic!("landed migration {version} is gone: never delete a landed migration"));
             assert_eq!(
-                hex(&migration.checksum),
+                hex::encode(&*migration.checksum),
                 *pinned,
                 "migration {version} ({}) changed: databases that applied it will refuse `cronjobs migrate`. \
                  Never edit a landed migration: add a new file",
@@ -209,7 +205,7 @@ mod tests {
                 "migration {} is not pinned: append ({}, \"{}\") to LANDED once its text is final",
                 migration.version,
                 migration.version,
-                hex(&migration.checksum)
+                hex::encode(&*migration.checksum)
             );
         }
     }

@@ -1,7 +1,7 @@
 //! Every admin route requires an admin's bearer token; the OpenAPI document and the health
 //! checks do not.
 
-use cron_runtime::api::{self, Verb};
+use cron_runtime::web::api::{self, Verb};
 use reqwest::Method;
 use tests::api::{send, Reply, TestApi};
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use cron_runtime::api;
+use cron_runtime::web::api;
 use serde_json::Value;
 use tests::api::{send, TestApi};
 

@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
-use cron_runtime::api;
 use cron_runtime::config::{AdminToken, ApiConfig, Secret};
+use cron_runtime::web;
 use tests::api::{send, TestApi};
 use tests::db::TestDb;
 
@@ -49,7 +49,7 @@ async fn the_api_refuses_to_start_on_an_unmigrated_database() {
         pool_size: cron_runtime::config::DEFAULT_API_POOL_SIZE,
         alerts: Default::default(),
     };
-    let error = api::run(config).await.expect_err("refuses to start");
+    let error = web::run(config).await.expect_err("refuses to start");
     let message = format!("{error:#}");
     assert!(message.contains("cronjobs migrate"), "{message}");
     assert!(

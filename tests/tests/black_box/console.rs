@@ -523,7 +523,10 @@ async fn viewer_tokens_read_every_rest_route_and_write_none() {
     let viewers = format!("victor:{VIEWER_TOKEN}");
     let (_api, base) = api_process(&db, ADMIN_TOKEN, &[("CRON_VIEWER_TOKENS", viewers.as_str())]).await;
     let http = reqwest::Client::new();
-    let routes: Vec<_> = cron_runtime::api::routes().into_iter().filter(|r| r.admin).collect();
+    let routes: Vec<_> = cron_runtime::web::api::routes()
+        .into_iter()
+        .filter(|r| r.admin)
+        .collect();
     for route in routes {
         let path = route
             .path
@@ -541,7 +544,7 @@ async fn viewer_tokens_read_every_rest_route_and_write_none() {
             .status()
             .as_u16();
         let what = format!("{} {}", route.verb.as_str(), route.path);
-        if route.verb == cron_runtime::api::Verb::Get {
+        if route.verb == cron_runtime::web::api::Verb::Get {
             assert!(![401, 403].contains(&status), "a viewer may read {what}: got {status}");
         } else {
             assert_eq!(status, 403, "a viewer may not {what}");

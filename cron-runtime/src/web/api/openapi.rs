@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, health, incidents, jobs, metrics, runs, schedule, schedulers, targets};
+use super::{health, incidents, jobs, metrics, runs, schedule, schedulers, targets};
 use crate::domain::{JobStatus, ManagedBy, RunReason, RunStatus, ScheduleType, TriggerType};
 use crate::store::CHANGES_CHANNEL;
+use crate::web::error;
 
 /// The admin API's OpenAPI document.
 #[derive(OpenApi)]

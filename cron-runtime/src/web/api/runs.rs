@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::auth::Actor;
-use super::error::{ApiError, Problem};
 use super::extract::{parse_uuid, ApiJson, QueryParams, RunId};
-use super::{parse_cursor, parse_enum, parse_limit, AppState};
+use super::{parse_cursor, parse_enum, parse_limit};
 use crate::domain::draft::{parse_time, validate_reason};
 use crate::domain::{JobRun, RunReason, RunStatus, TriggerType};
 use crate::store::runs::{self, RunFilter};
+use crate::web::auth::Actor;
+use crate::web::error::{ApiError, Problem};
+use crate::web::AppState;
 
 /// A page of runs, newest first (by `scheduled_at`).
 #[derive(Debug, Serialize, ToSchema)]

@@ -17,10 +17,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::session::{self, cookie_value, csrf_matches, Session, LOGIN_COOKIE, SESSION_COOKIE};
-use crate::api::auth::identify;
-use crate::api::error::ApiError;
-use crate::api::jobs::Job;
-use crate::api::AppState;
 use crate::domain::describe::{describe, preview};
 use crate::domain::draft::{validate_payload, validate_reason};
 use crate::domain::incident::{Incident, Recorded};
@@ -32,6 +28,10 @@ use crate::store::incidents::{self, IncidentFilter};
 use crate::store::instances;
 use crate::store::runs::{self, RunFilter, RunNowOutcome};
 use crate::store::{Cursor, StoreError};
+use crate::web::api::jobs::Job;
+use crate::web::auth::identify;
+use crate::web::error::ApiError;
+use crate::web::AppState;
 
 type PageResult = Result<Response, Response>;
 
@@ -1321,7 +1321,7 @@ pub(super) async fn cancel(
 // ---------------------------------------------------------------- targets, schedulers, attention
 
 pub(super) async fn targets(State(state): State<AppState>, session: Session) -> PageResult {
-    let axum::Json(list) = crate::api::targets::list_targets().await;
+    let axum::Json(list) = crate::web::api::targets::list_targets().await;
     let live_jobs = definitions::list_live(&state.pool)
         .await
         .map_err(|e| store_error(&session, e))?;

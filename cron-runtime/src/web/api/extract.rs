@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::error::{ApiError, FieldError};
 use crate::domain::JobKey;
+use crate::web::error::{ApiError, FieldError};
 
 /// A JSON body: wrong content type, malformed JSON, unknown fields and wrong types are 400s
 /// naming the field; a body over the limit is a 413.

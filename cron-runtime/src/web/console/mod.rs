@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use sha2::{Digest, Sha256};
 
-use crate::api::AppState;
+use crate::web::AppState;
 pub use session::ConsoleState;
 use session::{cookie_value, csrf_matches, Session, SESSION_COOKIE};
 
@@ -33,10 +33,7 @@ static CSS_HASH: LazyLock<String> = LazyLock::new(|| short_hash(CSS));
 static JS_HASH: LazyLock<String> = LazyLock::new(|| short_hash(JS));
 
 fn short_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(text.as_bytes())[..6])
 }
 
 /// No inline script or style anywhere: everything the page runs or styles with is ours, by URL.
@@ -115,7 +112,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
 }
 
 /// The largest form accepted (the same limit as a REST body).
-const FORM_LIMIT: usize = crate::api::BODY_LIMIT;
+const FORM_LIMIT: usize = crate::web::BODY_LIMIT;
 
 /// Middleware of every signed-in page: a valid session, or a redirect to sign in. On a POST, the
 /// form's CSRF token must match the session's, and the session must be an admin's (except to

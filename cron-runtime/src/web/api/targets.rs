@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::error::Problem;
 use crate::registry;
+use crate::web::error::Problem;
 
 /// A registered target.
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,10 +7,10 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, Problem};
-use super::AppState;
 use crate::health::Liveness;
 use crate::store::schema::{self, SchemaStatus};
+use crate::web::error::{ApiError, Problem};
+use crate::web::AppState;
 
 /// How long readiness waits for the database before calling it unreachable.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);

@@ -5,11 +5,12 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, Problem};
 use super::extract::QueryParams;
-use super::{parse_cursor, parse_limit, AppState};
+use super::{parse_cursor, parse_limit};
 use crate::domain::incident::Incident;
 use crate::store::incidents::{self, IncidentFilter};
+use crate::web::error::{ApiError, Problem};
+use crate::web::AppState;
 
 /// A page of incidents, newest first (by `opened_at`).
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,15 +8,16 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Actor;
-use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, JobId, JobKeyParam, OptionalJson, QueryParams};
-use super::{parse_cursor, parse_enum, parse_limit, AppState};
+use super::{parse_cursor, parse_enum, parse_limit};
 use crate::domain::draft::{validate_payload, validate_reason, Draft};
 use crate::domain::{JobDefinition, JobRun, JobStatus, ManagedBy, Schedule, ScheduleType};
 use crate::store::definitions::{self, JobFilter};
 use crate::store::instances::{self, LiveTargets};
 use crate::store::runs::{self, RunNowOutcome};
+use crate::web::auth::Actor;
+use crate::web::error::{ApiError, Problem};
+use crate::web::AppState;
 
 /// A job definition (one version of a job), with its next fire time.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::auth::Role;
-use crate::api::AppState;
 use crate::config::Secret;
+use crate::web::auth::Role;
+use crate::web::AppState;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "cronjobs_session";
@@ -101,12 +101,12 @@ impl ConsoleState {
     }
 
     fn fingerprint(&self, token: &str) -> String {
-        hex(&self.mac("token", token.as_bytes())[..16])
+        hex::encode(&self.mac("token", token.as_bytes())[..16])
     }
 
     /// The CSRF token of the sign-in form, bound to its cookie's nonce.
     pub fn login_csrf(&self, nonce: &str) -> String {
-        hex(&self.mac("login-csrf", nonce.as_bytes())[..16])
+        hex::encode(&self.mac("login-csrf", nonce.as_bytes())[..16])
     }
 
     /// A fresh nonce for the sign-in form's cookie.
@@ -147,7 +147,7 @@ impl ConsoleState {
         }
         let (name, role) = self.holder(state, &data.f)?;
         let refreshed = (now - data.l > REFRESH_EVERY).then(|| self.encode(&SessionData { l: now, ..data.clone() }));
-        let csrf = hex(&self.mac("csrf", data.s.as_bytes())[..16]);
+        let csrf = hex::encode(&self.mac("csrf", data.s.as_bytes())[..16]);
         Some((Session { name, role, csrf }, refreshed))
     }
 
@@ -219,10 +219,6 @@ impl ConsoleState {
 /// Whether `given` is the expected CSRF token, in constant time.
 pub fn csrf_matches(expected: &str, given: Option<&str>) -> bool {
     given.is_some_and(|g| bool::from(expected.as_bytes().ct_eq(g.as_bytes())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The value of cookie `name` in a `Cookie` header.

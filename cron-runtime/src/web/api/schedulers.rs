@@ -5,9 +5,9 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, Problem};
-use super::AppState;
 use crate::store::instances::{self, SchedulerInstance};
+use crate::web::error::{ApiError, Problem};
+use crate::web::AppState;
 
 /// Every known scheduler instance, alive ones first.
 #[derive(Debug, Serialize, ToSchema)]

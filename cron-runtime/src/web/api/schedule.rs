@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, Problem};
 use super::extract::QueryParams;
 use crate::domain::Schedule;
+use crate::web::error::{ApiError, Problem};
 
 /// Bounds of `count`.
 pub const COUNT: std::ops::RangeInclusive<usize> = 1..=100;
