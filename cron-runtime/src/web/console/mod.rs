@@ -6,7 +6,12 @@
 //! page works without JavaScript; `console.js` only refreshes lists and confirms destructive
 //! actions. Sessions are signed cookies ([`session`]); every POST carries a CSRF token.
 
-mod pages;
+mod cluster;
+mod job_actions;
+mod jobs;
+mod layout;
+mod login;
+mod runs;
 pub mod session;
 
 use std::sync::LazyLock;
@@ -44,24 +49,24 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 pub fn router(state: AppState) -> Router<AppState> {
     let signed_in = Router::new()
         .route("/", get(|| async { Redirect::to("/admin/jobs") }))
-        .route("/jobs", get(pages::jobs))
-        .route("/jobs/{id}", get(pages::job))
-        .route("/jobs/{id}/pause", post(pages::pause))
-        .route("/jobs/{id}/resume", post(pages::resume))
-        .route("/jobs/{id}/run-now", post(pages::run_now))
-        .route("/jobs/{id}/new-version", post(pages::new_version))
-        .route("/jobs/{id}/retire", post(pages::retire))
-        .route("/runs", get(pages::runs))
-        .route("/runs/{id}", get(pages::run))
-        .route("/runs/{id}/cancel", post(pages::cancel))
-        .route("/targets", get(pages::targets))
-        .route("/schedulers", get(pages::schedulers))
-        .route("/attention", get(pages::attention))
-        .route("/logout", post(pages::logout))
+        .route("/jobs", get(jobs::jobs))
+        .route("/jobs/{id}", get(jobs::job))
+        .route("/jobs/{id}/pause", post(job_actions::pause))
+        .route("/jobs/{id}/resume", post(job_actions::resume))
+        .route("/jobs/{id}/run-now", post(job_actions::run_now))
+        .route("/jobs/{id}/new-version", post(job_actions::new_version))
+        .route("/jobs/{id}/retire", post(job_actions::retire))
+        .route("/runs", get(runs::runs))
+        .route("/runs/{id}", get(runs::run))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/targets", get(cluster::targets))
+        .route("/schedulers", get(cluster::schedulers))
+        .route("/attention", get(cluster::attention))
+        .route("/logout", post(login::logout))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_session));
     Router::new()
-        .route("/login", get(pages::login_form).post(pages::login))
-        .route("/login/code", get(pages::login_with_code))
+        .route("/login", get(login::login_form).post(login::login))
+        .route("/login/code", get(login::login_with_code))
         .route(
             "/static/console.css",
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),
@@ -72,7 +77,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/static/favicon.svg", get(|| async { asset(ICON, "image/svg+xml") }))
         .merge(signed_in)
-        .fallback(|| async { pages::not_found() })
+        .fallback(|| async { layout::not_found() })
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -131,7 +136,7 @@ async fn require_session(State(state): State<AppState>, request: Request, next: 
             .map(|p| p.as_str())
             .unwrap_or("/admin/jobs");
         let target = if request.method() == Method::GET {
-            format!("/admin/login?next={}", pages::encode_component(next_path))
+            format!("/admin/login?next={}", layout::encode_component(next_path))
         } else {
             "/admin/login".to_owned()
         };
@@ -141,7 +146,7 @@ async fn require_session(State(state): State<AppState>, request: Request, next: 
     if request.method() == Method::POST {
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
-            return pages::problem_page(Some(&session), StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+            return layout::problem_page(Some(&session), StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
         };
         let form = Form::<Vec<(String, String)>>::from_request(
             Request::from_parts(parts.clone(), Body::from(bytes.clone())),
@@ -152,14 +157,14 @@ async fn require_session(State(state): State<AppState>, request: Request, next: 
         .unwrap_or_default();
         let given = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str());
         if !csrf_matches(&session.csrf, given) {
-            return pages::problem_page(
+            return layout::problem_page(
                 Some(&session),
                 StatusCode::FORBIDDEN,
                 "This form has expired or did not come from this console (no valid CSRF token). Reload the page and try again.",
             );
         }
         if !session.is_admin() && parts.uri.path() != "/admin/logout" && !parts.uri.path().ends_with("/logout") {
-            return pages::problem_page(
+            return layout::problem_page(
                 Some(&session),
                 StatusCode::FORBIDDEN,
                 "You signed in with a viewer token: you can see everything but change nothing.",

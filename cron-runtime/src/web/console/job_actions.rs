@@ -1,0 +1,214 @@
+//! The Job page's forms: pause, resume, run now, new version, retire.
+
+// A page's error is itself a page (a `Response`), built at most once per request: boxing it
+// would buy nothing.
+#![allow(clippy::result_large_err)]
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Form;
+use chrono::Utc;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::jobs::job_page;
+use super::layout::*;
+use super::session::Session;
+use crate::domain::draft::{validate_payload, validate_reason};
+use crate::domain::incident::Recorded;
+use crate::domain::{Draft, FieldError, ManagedBy, ScheduleType};
+use crate::store::definitions;
+use crate::store::runs::{self, RunNowOutcome};
+use crate::store::StoreError;
+use crate::web::error::ApiError;
+use crate::web::AppState;
+
+/// A store conflict (wrong status, managed elsewhere, ...) shown on the job page.
+pub(super) async fn job_conflict(state: &AppState, session: &Session, id: Uuid, e: StoreError) -> PageResult {
+    if matches!(e, StoreError::Database(_) | StoreError::JobNotFound(_)) {
+        return Err(store_error(session, e));
+    }
+    let api = ApiError::Store(e);
+    let banner = Some(api.problem().detail);
+    job_page(
+        state,
+        session,
+        id,
+        Submitted {
+            banner,
+            ..Submitted::default()
+        },
+        api.status(),
+    )
+    .await
+}
+
+pub(super) async fn pause(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): FormFields,
+) -> PageResult {
+    let id = parse_id(&session, &id)?;
+    let reason = match validate_reason(form.get("reason").map(String::as_str), "the job is paused") {
+        Ok(reason) => reason.to_owned(),
+        Err(e) => {
+            return job_page(
+                &state,
+                &session,
+                id,
+                submitted("pause", form, vec![e]),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+    };
+    match definitions::pause(&state.pool, id, &reason, &session.name, &state.policy)
+        .await
+        .map(Recorded::announce)
+    {
+        Ok(_) => Ok(see_other(&format!("/admin/jobs/{id}"))),
+        Err(e) => job_conflict(&state, &session, id, e).await,
+    }
+}
+
+pub(super) async fn resume(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> PageResult {
+    let id = parse_id(&session, &id)?;
+    match definitions::resume(&state.pool, id, &session.name).await {
+        Ok(_) => Ok(see_other(&format!("/admin/jobs/{id}"))),
+        Err(e) => job_conflict(&state, &session, id, e).await,
+    }
+}
+
+pub(super) fn parse_json(field: &str, text: &str) -> Result<Option<Value>, FieldError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| FieldError::new(field, format!("is not valid JSON: {e}")))
+}
+
+pub(super) async fn run_now(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): FormFields,
+) -> PageResult {
+    let id = parse_id(&session, &id)?;
+    let text = form.get("payload").cloned().unwrap_or_default();
+    let payload = match parse_json("payload", &text) {
+        Ok(payload) => payload,
+        Err(e) => {
+            return job_page(
+                &state,
+                &session,
+                id,
+                submitted("run-now", form, vec![e]),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+    };
+    if let Some(payload) = &payload {
+        let job = definitions::get(&state.pool, id)
+            .await
+            .map_err(|e| store_error(&session, e))?;
+        if let Err(e) = validate_payload(&job.target, payload) {
+            return job_page(
+                &state,
+                &session,
+                id,
+                submitted("run-now", form, vec![e]),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
+    }
+    match runs::request_run(&state.pool, id, &session.name, payload.as_ref()).await {
+        Ok(RunNowOutcome::Pending(run)) => Ok(see_other(&format!("/admin/runs/{}", run.id))),
+        Ok(RunNowOutcome::Skipped { run, active_run_id }) => {
+            crate::metrics::run_finished(&run);
+            let banner = format!(
+                "Run {active_run_id} of this job is still active, so this request was recorded as skipped (overlap policy: skip)."
+            );
+            job_page(
+                &state,
+                &session,
+                id,
+                Submitted {
+                    banner: Some(banner),
+                    ..Submitted::default()
+                },
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(e) => job_conflict(&state, &session, id, e).await,
+    }
+}
+
+pub(super) async fn new_version(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): FormFields,
+) -> PageResult {
+    let id = parse_id(&session, &id)?;
+    let current = definitions::get(&state.pool, id)
+        .await
+        .map_err(|e| store_error(&session, e))?;
+    let get = |name: &str| form.get(name).map(|v| v.trim().to_owned());
+    let payload = match parse_json("payload", &get("payload").unwrap_or_default()) {
+        Ok(p) => p,
+        Err(e) => {
+            return job_page(
+                &state,
+                &session,
+                id,
+                submitted("new-version", form, vec![e]),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+    };
+    let recurring = current.schedule_type == ScheduleType::Recurring;
+    let draft = Draft {
+        job_key: Some(current.job_key.clone()),
+        target: get("target"),
+        schedule_type: Some(current.schedule_type.as_str().to_owned()),
+        cron_expression: if recurring { get("cron_expression") } else { None },
+        run_at: if recurring { None } else { get("run_at") },
+        timezone: get("timezone").filter(|t| !t.is_empty()),
+        payload,
+        description: get("description").filter(|d| !d.is_empty()),
+    };
+    let new = match draft.validate(session.name.clone(), Some(Utc::now())) {
+        Ok(new) => new,
+        Err(errors) => {
+            return job_page(
+                &state,
+                &session,
+                id,
+                submitted("new-version", form, errors),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+    };
+    match definitions::new_version(&state.pool, id, &new, ManagedBy::Api).await {
+        Ok(created) => Ok(see_other(&format!("/admin/jobs/{}", created.id))),
+        Err(e) => job_conflict(&state, &session, id, e).await,
+    }
+}
+
+pub(super) async fn retire(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> PageResult {
+    let id = parse_id(&session, &id)?;
+    match definitions::retire(&state.pool, id, &session.name, ManagedBy::Api, &state.policy)
+        .await
+        .map(Recorded::announce)
+    {
+        Ok(_) => Ok(see_other(&format!("/admin/jobs/{id}"))),
+        Err(e) => job_conflict(&state, &session, id, e).await,
+    }
+}
