@@ -8,7 +8,7 @@
 //! `cronjobs@<version>` and tag `service` (`api`, `scheduler`). Error-level log lines become
 //! events and warn-level ones breadcrumbs; panics are reported by the panic integration;
 //! a failed run is not an event of its own: the incident it opens is, once
-//! ([`crate::alerts::sentry`]).
+//! (the alerts' Sentry reports).
 //!
 //! Secrets: configuration values that are secrets are [`crate::config::Secret`]s and never
 //! logged; `send_default_pii` stays off, so Sentry attaches no request headers or user data.
@@ -136,7 +136,7 @@ pub fn log_started(run: &JobRun) {
 
 /// One structured line per transition to a terminal status: running → succeeded / failed,
 /// (new) → skipped / missed, pending → missed. Also counts the run. A failure is not reported
-/// to Sentry run by run: the incident it opens is, once ([`crate::alerts::sentry`]), and a
+/// to Sentry run by run: the incident it opens is, once (the alerts' Sentry reports), and a
 /// panic by the panic integration.
 pub fn log_finished(run: &JobRun) {
     use crate::domain::RunStatus;

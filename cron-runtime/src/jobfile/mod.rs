@@ -26,12 +26,9 @@ use sqlx::PgPool;
 use crate::alerts;
 use crate::domain::incident::Policy;
 use crate::domain::{JobDefinition, ManagedBy, ScheduleType};
-use crate::store::{definitions, StoreError};
+use crate::store::{definitions, locks, StoreError};
 pub use parse::{FileError, FileJob};
 pub use plan::{Plan, Step};
-
-/// The advisory lock an apply holds for its transaction: "cronappl".
-pub const APPLY_LOCK: i64 = 0x6372_6f6e_6170_706c;
 
 /// Why an apply changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -90,10 +87,7 @@ pub async fn apply(
     let actor = actor(file);
     let jobs = parse::parse(file, text, &actor).map_err(ApplyError::Invalid)?;
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPLY_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    locks::hold(&mut tx, locks::APPLY).await?;
     let latest = definitions::latest_versions_in(&mut tx).await?;
     let plan = plan::plan(file, &jobs, &latest, Utc::now()).map_err(ApplyError::Invalid)?;
     let retiring = plan.steps.iter().filter(|s| matches!(s, Step::Retire(_))).count();

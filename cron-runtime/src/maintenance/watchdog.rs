@@ -28,11 +28,9 @@ use crate::domain::incident::Policy;
 use crate::domain::{JobStatus, RunReason, Schedule};
 use crate::store::runs::{self, DueSlot};
 use crate::store::watermarks::{self, Advance, Watched};
-use crate::store::{incidents, instances, StoreError};
+use crate::store::{incidents, instances, locks, StoreError};
 use crate::telemetry::log_finished;
 
-/// The advisory lock a pass holds (for its transaction): "cronwdog".
-pub const PASS_LOCK: i64 = 0x6372_6f6e_7764_6f67;
 /// Definitions one pass accounts for.
 const DEFINITIONS_PER_PASS: i64 = 500;
 /// Missed rows one pass may write (a per-second job down for a day has 86,400 slots).
@@ -142,7 +140,7 @@ pub async fn pass<'c>(
     let mut tx = db.begin().await?;
     let (locked, now): (bool, DateTime<Utc>) =
         sqlx::query_as("SELECT pg_try_advisory_xact_lock($1), clock_timestamp()")
-            .bind(PASS_LOCK)
+            .bind(locks::WATCHDOG_PASS)
             .fetch_one(&mut *tx)
             .await?;
     if !locked {

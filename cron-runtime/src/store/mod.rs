@@ -6,6 +6,7 @@
 pub mod definitions;
 pub mod incidents;
 pub mod instances;
+pub mod locks;
 pub mod page;
 pub mod runs;
 pub mod schema;

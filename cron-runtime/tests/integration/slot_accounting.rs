@@ -7,8 +7,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobDefinition, RunReason, RunStatus};
 use cron_runtime::maintenance::watchdog;
-use cron_runtime::store::definitions::{self};
+use cron_runtime::store::definitions;
 use cron_runtime::store::instances::{self, Registration};
+use cron_runtime::store::locks;
 use cron_runtime::store::runs::{self, DueSlot, RunNowOutcome, SlotBatch};
 use serde_json::json;
 use sqlx::PgPool;
@@ -359,11 +360,7 @@ async fn the_watchdog_stops_at_a_pause_and_resumes_from_the_resume(pool: PgPool)
 #[sqlx::test(migrations = "../migrations")]
 async fn one_watchdog_pass_at_a_time(pool: PgPool) {
     let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(watchdog::PASS_LOCK)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    locks::hold(&mut holder, locks::WATCHDOG_PASS).await.unwrap();
     let report = watchdog::pass(&pool, Duration::from_secs(1), &[], &Policy::default())
         .await
         .unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cron_runtime::config::Secret;
 use cron_runtime::domain::incident::{Endpoint, IncidentEvent, Policy, Transition};
 use cron_runtime::domain::{JobDefinition, JobRun, ManagedBy};
-use cron_runtime::store::definitions::{self};
+use cron_runtime::store::definitions;
 use cron_runtime::store::incidents::{self, IncidentFilter};
 use cron_runtime::store::runs;
 use serde_json::{json, Value};
