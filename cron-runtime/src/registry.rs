@@ -20,6 +20,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::context::JobContext;
+pub use crate::domain::target::PayloadError;
+use crate::domain::target::TargetCatalog;
 use crate::domain::JobKey;
 
 /// The future a target's type-erased entry point returns: its output as JSON, or its error message.
@@ -75,24 +77,6 @@ impl fmt::Debug for Target {
             .field("location", &self.location())
             .finish()
     }
-}
-
-/// Why a payload does not fit its target.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PayloadError {
-    #[error("no target is registered under {0:?}")]
-    UnknownTarget(String),
-    #[error("must be a JSON object")]
-    NotAnObject,
-    #[error("target {0:?} takes no payload: send {{}} or omit the field")]
-    Unexpected(String),
-    #[error("{}{message}", if path.is_empty() || path == "." { String::new() } else { format!("at {path}: ") })]
-    Invalid {
-        /// Where in the payload the problem is (serde's path, e.g. `items[2].name`; `.` for the root).
-        path: String,
-        /// serde's message, e.g. `missing field `seconds``.
-        message: String,
-    },
 }
 
 /// Why the registry is unusable.
@@ -186,5 +170,23 @@ pub fn validate_payload(key: &str, payload: &Value) -> Result<(), PayloadError> 
         Some(spec) => (spec.validate)(payload),
         None if object.is_empty() => Ok(()),
         None => Err(PayloadError::Unexpected(key.to_owned())),
+    }
+}
+
+/// This build's targets, as validation sees them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Registered;
+
+impl TargetCatalog for Registered {
+    fn has(&self, key: &str) -> bool {
+        get(key).is_some()
+    }
+
+    fn keys(&self) -> Vec<&'static str> {
+        all().iter().map(|t| t.key).collect()
+    }
+
+    fn check_payload(&self, key: &str, payload: &Value) -> Result<(), PayloadError> {
+        validate_payload(key, payload)
     }
 }

@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::schedule::parse_timezone;
+use super::target::{PayloadError, TargetCatalog};
 use super::{JobKey, ManagedBy, Schedule, ScheduleType};
-use crate::registry::{self, PayloadError};
 
 /// The longest description accepted, in characters.
 pub const MAX_DESCRIPTION: usize = 500;
@@ -73,7 +73,12 @@ impl Draft {
     /// Checks every field, reporting every problem at once. A one-time `run_at` must be after
     /// `now` when it is given (a jobs file checked without a database may list a one-time job
     /// that already ran; `apply` checks the ones it creates).
-    pub fn validate(self, actor: String, now: Option<DateTime<Utc>>) -> Result<NewDefinition, Vec<FieldError>> {
+    pub fn validate(
+        self,
+        targets: &impl TargetCatalog,
+        actor: String,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<NewDefinition, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
 
@@ -84,7 +89,7 @@ impl Draft {
         };
         let target = match self.target {
             None => fail_none(&mut fail, "target", "is required".into()),
-            Some(t) if registry::get(&t).is_none() => fail_none(&mut fail, "target", unknown_target(&t)),
+            Some(t) if !targets.has(&t) => fail_none(&mut fail, "target", unknown_target(targets, &t)),
             Some(t) => Some(t),
         };
         let schedule_type = match self.schedule_type.as_deref() {
@@ -144,7 +149,7 @@ impl Draft {
         let payload = self.payload.unwrap_or_else(|| Value::Object(Default::default()));
         match &target {
             Some(target) => {
-                if let Err(e) = validate_payload(target, &payload) {
+                if let Err(e) = validate_payload(targets, target, &payload) {
                     fail(&e.field, e.message);
                 }
             }
@@ -192,11 +197,11 @@ pub fn in_the_past(run_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
 
 /// Checks `payload` against what `target` accepts: a JSON object its payload type
 /// deserializes from. The error names the field (`payload.team`).
-pub fn validate_payload(target: &str, payload: &Value) -> Result<(), FieldError> {
+pub fn validate_payload(targets: &impl TargetCatalog, target: &str, payload: &Value) -> Result<(), FieldError> {
     if !payload.is_object() {
         return Err(FieldError::new("payload", "must be a JSON object"));
     }
-    match registry::validate_payload(target, payload) {
+    match targets.check_payload(target, payload) {
         Ok(()) => Ok(()),
         Err(PayloadError::Invalid { path, message }) => {
             let field = if path.is_empty() || path == "." {
@@ -232,8 +237,8 @@ pub fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{raw:?} is not an RFC 3339 timestamp ({e}); write e.g. 2030-01-01T09:00:00Z"))
 }
 
-fn unknown_target(key: &str) -> String {
-    let known: Vec<&str> = registry::all().iter().map(|t| t.key).collect();
+fn unknown_target(targets: &impl TargetCatalog, key: &str) -> String {
+    let known = targets.keys();
     match known.len() {
         0 => format!("no target is registered under {key:?} (this build has no targets)"),
         1..=20 => format!(
@@ -269,7 +274,9 @@ mod tests {
             description: Some("x".repeat(501)),
             ..Draft::default()
         };
-        let errors = draft.validate("alice".into(), Some(Utc::now())).expect_err("invalid");
+        let errors = draft
+            .validate(&crate::registry::Registered, "alice".into(), Some(Utc::now()))
+            .expect_err("invalid");
         let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         fields.sort_unstable();
         assert_eq!(

@@ -8,6 +8,7 @@ pub mod incident;
 pub mod job;
 pub mod run;
 pub mod schedule;
+pub mod target;
 
 pub use draft::{Draft, FieldError, NewDefinition, ScheduleSpec};
 pub use job::{JobDefinition, JobKey, JobKeyError, JobStatus, ManagedBy, ScheduleType};

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::domain::{Draft, FieldError, ManagedBy, NewDefinition};
+use crate::registry::Registered;
 
 /// One job of a jobs file, valid against this build's targets.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +183,7 @@ fn validate(
         payload,
         description,
     };
-    match draft.validate(actor.to_owned(), None) {
+    match draft.validate(&Registered, actor.to_owned(), None) {
         Ok(definition) if problems.is_empty() => Ok((
             NewDefinition {
                 managed_by: ManagedBy::File,

@@ -12,6 +12,7 @@ use super::extract::{ApiJson, JobId, JobKeyParam, OptionalJson, QueryParams};
 use super::{parse_cursor, parse_enum, parse_limit};
 use crate::domain::draft::{validate_payload, validate_reason, Draft};
 use crate::domain::{JobDefinition, JobRun, JobStatus, ManagedBy, Schedule, ScheduleType};
+use crate::registry::Registered;
 use crate::store::definitions::{self, JobFilter};
 use crate::store::instances::{self, LiveTargets};
 use crate::store::runs::{self, RunNowOutcome};
@@ -178,7 +179,9 @@ pub async fn create_job(
         payload: body.payload,
         description: body.description,
     };
-    let new = draft.validate(actor, Some(now)).map_err(ApiError::Validation)?;
+    let new = draft
+        .validate(&Registered, actor, Some(now))
+        .map_err(ApiError::Validation)?;
     let created = definitions::create(&state.pool, &new).await?;
     let live = instances::live_targets(&state.pool).await?;
     Ok((StatusCode::CREATED, Json(Job::new(created, now, &live))))
@@ -298,7 +301,7 @@ pub async fn new_version(
     let now = Utc::now();
     let current = definitions::get(&state.pool, id).await?;
     let new = merge(&current, body)
-        .validate(actor, Some(now))
+        .validate(&Registered, actor, Some(now))
         .map_err(ApiError::Validation)?;
     // The store re-checks under a row lock: of concurrent calls, one wins and the rest get 409.
     let created = definitions::new_version(&state.pool, id, &new, ManagedBy::Api).await?;
@@ -338,7 +341,7 @@ pub async fn run_now(
     let payload = body.and_then(|b| b.payload);
     if let Some(payload) = &payload {
         let job = definitions::get(&state.pool, id).await?;
-        validate_payload(&job.target, payload).map_err(|e| ApiError::Validation(vec![e]))?;
+        validate_payload(&Registered, &job.target, payload).map_err(|e| ApiError::Validation(vec![e]))?;
     }
     match runs::request_run(&state.pool, id, &actor, payload.as_ref()).await? {
         RunNowOutcome::Pending(run) => Ok((StatusCode::ACCEPTED, Json(run))),

@@ -17,6 +17,7 @@ use super::session::Session;
 use crate::domain::draft::{validate_payload, validate_reason};
 use crate::domain::incident::Recorded;
 use crate::domain::{Draft, FieldError, ManagedBy, ScheduleType};
+use crate::registry::Registered;
 use crate::store::definitions;
 use crate::store::runs::{self, RunNowOutcome};
 use crate::store::StoreError;
@@ -114,7 +115,7 @@ pub(super) async fn run_now(
         let job = definitions::get(&state.pool, id)
             .await
             .map_err(|e| store_error(&session, e))?;
-        if let Err(e) = validate_payload(&job.target, payload) {
+        if let Err(e) = validate_payload(&Registered, &job.target, payload) {
             return job_page(
                 &state,
                 &session,
@@ -183,7 +184,7 @@ pub(super) async fn new_version(
         payload,
         description: get("description").filter(|d| !d.is_empty()),
     };
-    let new = match draft.validate(session.name.clone(), Some(Utc::now())) {
+    let new = match draft.validate(&Registered, session.name.clone(), Some(Utc::now())) {
         Ok(new) => new,
         Err(errors) => {
             return job_page(
