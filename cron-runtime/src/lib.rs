@@ -2,14 +2,14 @@
 //!
 //! Layers, lowest first (docs/architecture.md): a module imports only from the layers below it.
 //!
-//! - [`domain`]: jobs, runs and schedules (parsed, valid by construction); no I/O;
+//! - [`config`]: settings from the environment, every problem reported at once;
+//! - [`domain`]: jobs, runs, schedules and incidents (parsed, valid by construction); no I/O;
 //! - [`registry`] and [`context`]: the targets registered with `#[cron_target]`, and what a
 //!   target gets when it runs;
-//! - [`config`]: settings from the environment, every problem reported at once;
 //! - [`health`], [`metrics`], [`telemetry`], [`shutdown`]: what every process reports about
 //!   itself (liveness, Prometheus metrics, logs and Sentry, the signal that stops it);
-//! - [`store`]: SQL, one module per table;
-//! - [`alerts`]: incidents' webhooks and Sentry reports;
+//! - [`store`]: SQL, one module per table; writers return what they changed, never announce;
+//! - [`alerts`]: announcing incidents (logs, metrics, Sentry) and delivering their webhooks;
 //! - [`maintenance`]: the background services both processes run (the watchdog);
 //! - [`scheduler`]: timers, execution, fencing, recovery and shutdown;
 //! - [`web`]: the HTTP side of `cronjobs api`: the admin REST API and the console over one
