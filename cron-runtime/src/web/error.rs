@@ -15,6 +15,42 @@ use crate::store::StoreError;
 /// The media type of every error response.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The error responses several routes share, for their OpenAPI annotations
+/// (`response = inline(documented::NoAdminToken)`): each is a [`Problem`] body described once.
+pub mod documented {
+    // The types only describe responses; nothing builds them.
+    #![allow(dead_code)]
+
+    use super::Problem;
+
+    #[derive(utoipa::ToResponse)]
+    #[response(description = "No admin token.", content_type = "application/problem+json")]
+    pub struct NoAdminToken(Problem);
+
+    #[derive(utoipa::ToResponse)]
+    #[response(description = "No job with this id.", content_type = "application/problem+json")]
+    pub struct NoSuchJob(Problem);
+
+    #[derive(utoipa::ToResponse)]
+    #[response(description = "No run with this id.", content_type = "application/problem+json")]
+    pub struct NoSuchRun(Problem);
+
+    #[derive(utoipa::ToResponse)]
+    #[response(description = "The id is not a UUID.", content_type = "application/problem+json")]
+    pub struct InvalidId(Problem);
+
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "A query parameter is invalid.",
+        content_type = "application/problem+json"
+    )]
+    pub struct InvalidQuery(Problem);
+
+    #[derive(utoipa::ToResponse)]
+    #[response(description = "The body is over 64 KiB.", content_type = "application/problem+json")]
+    pub struct BodyTooLarge(Problem);
+}
+
 /// A problem detail (RFC 9457).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {

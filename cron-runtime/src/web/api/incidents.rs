@@ -9,7 +9,7 @@ use super::extract::QueryParams;
 use super::{parse_cursor, parse_limit};
 use crate::domain::incident::Incident;
 use crate::store::incidents::{self, IncidentFilter};
-use crate::web::error::{ApiError, Problem};
+use crate::web::error::{documented, ApiError};
 use crate::web::AppState;
 
 /// A page of incidents, newest first (by `opened_at`).
@@ -46,8 +46,8 @@ fn parse_status(raw: &str) -> Result<String, String> {
 #[utoipa::path(get, path = "/api/v2/admin/cron/incidents", tag = "incidents", params(IncidentListParams),
     responses(
         (status = 200, description = "A page of incidents.", body = IncidentList),
-        (status = 400, description = "A query parameter is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = inline(documented::InvalidQuery)),
+        (status = 401, response = inline(documented::NoAdminToken)),
     ))]
 pub async fn list_incidents(
     State(state): State<AppState>,

@@ -17,7 +17,7 @@ use crate::store::definitions::{self, JobFilter};
 use crate::store::instances::{self, LiveTargets};
 use crate::store::runs::{self, RunNowOutcome};
 use crate::web::auth::Actor;
-use crate::web::error::{ApiError, Problem};
+use crate::web::error::{documented, ApiError, Problem};
 use crate::web::AppState;
 
 /// A job definition (one version of a job), with its next fire time.
@@ -159,9 +159,9 @@ pub struct JobListParams {
                 ("RunNow" = (operation_id = "run_now", parameters(("jobId" = "$response.body#/id")))),
             )),
         (status = 400, description = "The body is invalid; `errors` names every bad field.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
         (status = 409, description = "A job with this key that is not retired exists.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = inline(documented::BodyTooLarge)),
     ))]
 pub async fn create_job(
     State(state): State<AppState>,
@@ -191,8 +191,8 @@ pub async fn create_job(
 #[utoipa::path(get, path = "/api/v2/admin/cron/jobs", tag = "jobs", params(JobListParams),
     responses(
         (status = 200, description = "A page of jobs.", body = JobList),
-        (status = 400, description = "A query parameter is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = inline(documented::InvalidQuery)),
+        (status = 401, response = inline(documented::NoAdminToken)),
     ))]
 pub async fn list_jobs(State(state): State<AppState>, mut query: QueryParams) -> Result<Json<JobList>, ApiError> {
     let filter = JobFilter {
@@ -218,9 +218,9 @@ pub async fn list_jobs(State(state): State<AppState>, mut query: QueryParams) ->
     params(("jobId" = Uuid, Path, description = "The job version's id.")),
     responses(
         (status = 200, description = "The job.", body = Job),
-        (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = inline(documented::InvalidId)),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchJob)),
     ))]
 pub async fn get_job(State(state): State<AppState>, JobId(id): JobId) -> Result<Json<Job>, ApiError> {
     let definition = definitions::get(&state.pool, id).await?;
@@ -234,10 +234,10 @@ pub async fn get_job(State(state): State<AppState>, JobId(id): JobId) -> Result<
     responses(
         (status = 200, description = "The paused job.", body = Job),
         (status = 400, description = "The id or the reason is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchJob)),
         (status = 409, description = "The job is not active.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = inline(documented::BodyTooLarge)),
     ))]
 pub async fn pause_job(
     State(state): State<AppState>,
@@ -259,9 +259,9 @@ pub async fn pause_job(
     params(("jobId" = Uuid, Path, description = "The job version's id.")),
     responses(
         (status = 200, description = "The resumed job.", body = Job),
-        (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = inline(documented::InvalidId)),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchJob)),
         (status = 409, description = "The job is not paused.", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn resume_job(
@@ -287,10 +287,10 @@ pub async fn resume_job(
                 ("RunNow" = (operation_id = "run_now", parameters(("jobId" = "$response.body#/id")))),
             )),
         (status = 400, description = "The id or the merged definition is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchJob)),
         (status = 409, description = "The job is retired (a newer version replaced it).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = inline(documented::BodyTooLarge)),
     ))]
 pub async fn new_version(
     State(state): State<AppState>,
@@ -328,8 +328,8 @@ pub struct RunNow {
         (status = 202, description = "The run, `pending` until a scheduler claims it.", body = JobRun,
             links(("GetRun" = (operation_id = "get_run", parameters(("runId" = "$response.body#/id")))))),
         (status = 400, description = "The id is not a UUID, or the payload does not fit the target (`errors` names the field).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchJob)),
         (status = 409, description = "A run of the job is active (`active_run_id`; a `skipped` run was recorded), or the job is retired.", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn run_now(
@@ -361,9 +361,9 @@ pub async fn run_now(
     params(("jobId" = Uuid, Path, description = "The job version's id.")),
     responses(
         (status = 200, description = "The job, now `retired` (`retired_by` is the admin).", body = Job),
-        (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No job with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = inline(documented::InvalidId)),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchJob)),
         (status = 409, description = "The job is already retired, or a jobs file manages it.", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn retire_job(
@@ -385,7 +385,7 @@ pub async fn retire_job(
     responses(
         (status = 200, description = "The live version.", body = Job),
         (status = 400, description = "Not a valid job key.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
         (status = 404, description = "No live job has this key.", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_job_by_key(

@@ -7,13 +7,14 @@ use axum::response::{IntoResponse, Response};
 
 use crate::metrics::PROMETHEUS_CONTENT_TYPE;
 use crate::store::instances;
+use crate::web::error::documented;
 use crate::web::AppState;
 
 /// Prometheus metrics in the text exposition format (names in `docs/runbook.md`).
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
         (status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain"),
-        (status = 401, description = "No admin token.", body = crate::web::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
     ))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     // Read at scrape time: the cluster's figure, whichever API replica is scraped.

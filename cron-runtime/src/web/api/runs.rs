@@ -14,7 +14,7 @@ use crate::domain::draft::{parse_time, validate_reason};
 use crate::domain::{JobRun, RunReason, RunStatus, TriggerType};
 use crate::store::runs::{self, RunFilter};
 use crate::web::auth::Actor;
-use crate::web::error::{ApiError, Problem};
+use crate::web::error::{documented, ApiError, Problem};
 use crate::web::AppState;
 
 /// A page of runs, newest first (by `scheduled_at`).
@@ -53,8 +53,8 @@ pub struct RunListParams {
 #[utoipa::path(get, path = "/api/v2/admin/cron/runs", tag = "runs", params(RunListParams),
     responses(
         (status = 200, description = "A page of runs.", body = RunList),
-        (status = 400, description = "A query parameter is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = inline(documented::InvalidQuery)),
+        (status = 401, response = inline(documented::NoAdminToken)),
     ))]
 pub async fn list_runs(State(state): State<AppState>, mut query: QueryParams) -> Result<Json<RunList>, ApiError> {
     let filter = RunFilter {
@@ -87,9 +87,9 @@ pub async fn list_runs(State(state): State<AppState>, mut query: QueryParams) ->
     params(("runId" = Uuid, Path, description = "The run's id.")),
     responses(
         (status = 200, description = "The run.", body = JobRun),
-        (status = 400, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No run with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = inline(documented::InvalidId)),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchRun)),
     ))]
 pub async fn get_run(State(state): State<AppState>, RunId(id): RunId) -> Result<Json<JobRun>, ApiError> {
     Ok(Json(runs::get(&state.pool, id).await?))
@@ -112,8 +112,8 @@ pub struct CancelRun {
     responses(
         (status = 202, description = "The run: `cancelled`, or still `running` with `cancel_requested_at` set until its handler returns.", body = JobRun),
         (status = 400, description = "The id is not a UUID, or the reason is missing or not 5 to 300 characters.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No run with this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchRun)),
         (status = 409, description = "The run already ended.", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel_run(

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::QueryParams;
 use crate::domain::Schedule;
-use crate::web::error::{ApiError, Problem};
+use crate::web::error::{documented, ApiError, Problem};
 
 /// Bounds of `count`.
 pub const COUNT: std::ops::RangeInclusive<usize> = 1..=100;
@@ -38,7 +38,7 @@ pub struct PreviewParams {
     responses(
         (status = 200, description = "The next fire times.", body = Preview),
         (status = 400, description = "The expression, timezone or count is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
     ))]
 pub async fn preview_schedule(mut query: QueryParams) -> Result<Json<Preview>, ApiError> {
     let expression = query.take("cron_expression", |v| Ok(v.to_owned()));

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::store::instances::{self, SchedulerInstance};
-use crate::web::error::{ApiError, Problem};
+use crate::web::error::{documented, ApiError};
 use crate::web::AppState;
 
 /// Every known scheduler instance, alive ones first.
@@ -20,7 +20,7 @@ pub struct SchedulerList {
 #[utoipa::path(get, path = "/api/v2/admin/cron/schedulers", tag = "schedulers",
     responses(
         (status = 200, description = "The scheduler instances.", body = SchedulerList),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
     ))]
 pub async fn list_schedulers(State(state): State<AppState>) -> Result<Json<SchedulerList>, ApiError> {
     Ok(Json(SchedulerList {

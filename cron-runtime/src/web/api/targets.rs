@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::registry;
-use crate::web::error::Problem;
+use crate::web::error::documented;
 
 /// A registered target.
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,7 +41,7 @@ pub struct TargetList {
 #[utoipa::path(get, path = "/api/v2/admin/cron/targets", tag = "targets",
     responses(
         (status = 200, description = "The registered targets.", body = TargetList),
-        (status = 401, description = "No admin token.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
     ))]
 pub async fn list_targets() -> Json<TargetList> {
     let items = registry::all()
