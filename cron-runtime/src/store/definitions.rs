@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::page::push_keyset_tail;
 use super::{incidents, notify, violated_constraint, Change, Cursor, Page, StoreError};
 use crate::domain::incident::{Policy, Recorded};
 use crate::domain::{JobDefinition, JobStatus, ManagedBy, ScheduleType};
@@ -291,17 +292,7 @@ pub async fn list(
     if let Some(job_key) = &filter.job_key {
         query.push(" AND job_key = ").push_bind(job_key);
     }
-    if let Some(cursor) = after {
-        query
-            .push(" AND (created_at, id) < (")
-            .push_bind(cursor.at)
-            .push(", ")
-            .push_bind(cursor.id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(limit as i64 + 1);
+    push_keyset_tail(&mut query, "created_at", after, limit);
     let rows: Vec<JobDefinition> = query.build_query_as().fetch_all(pool).await?;
     Ok(Page::from_rows(rows, limit, |d| Cursor {
         at: d.created_at,

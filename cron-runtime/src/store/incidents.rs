@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::page::push_keyset_tail;
 use super::{instances, Cursor, Page, StoreError};
 use crate::domain::incident::{self, Incident, IncidentEvent, Policy, Transition};
 use crate::domain::{JobRun, RunReason, RunStatus};
@@ -373,17 +374,7 @@ pub async fn list(
     if let Some(job_key) = &filter.job_key {
         query.push(" AND job_key = ").push_bind(job_key);
     }
-    if let Some(cursor) = after {
-        query
-            .push(" AND (opened_at, id) < (")
-            .push_bind(cursor.at)
-            .push(", ")
-            .push_bind(cursor.id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY opened_at DESC, id DESC LIMIT ")
-        .push_bind(limit as i64 + 1);
+    push_keyset_tail(&mut query, "opened_at", after, limit);
     let rows: Vec<Incident> = query.build_query_as().fetch_all(pool).await?;
     Ok(Page::from_rows(rows, limit, |i| Cursor {
         at: i.opened_at,

@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 /// A position in a newest-first list: the sort time and id of the last row seen.
@@ -61,6 +62,28 @@ impl Serialize for Cursor {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.encode())
     }
+}
+
+/// Ends a list query that pages newest first by `(time_column, id)`: only rows after `after`
+/// (keyset pagination), ordered, one row more than `limit` (so [`Page::from_rows`] knows whether
+/// another page follows).
+pub(crate) fn push_keyset_tail(
+    query: &mut QueryBuilder<'_, Postgres>,
+    time_column: &'static str,
+    after: Option<Cursor>,
+    limit: usize,
+) {
+    if let Some(cursor) = after {
+        query
+            .push(format_args!(" AND ({time_column}, id) < ("))
+            .push_bind(cursor.at)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
+    }
+    query
+        .push(format_args!(" ORDER BY {time_column} DESC, id DESC LIMIT "))
+        .push_bind(limit as i64 + 1);
 }
 
 impl<T> Page<T> {

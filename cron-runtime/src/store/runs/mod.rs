@@ -18,6 +18,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::page::push_keyset_tail;
 use super::{notify, Change, Cursor, Page, StoreError};
 use crate::domain::{JobDefinition, JobRun, RunReason, RunStatus, ScheduleType, TriggerType};
 
@@ -191,17 +192,7 @@ pub async fn list(
     if let Some(to) = filter.to {
         query.push(" AND scheduled_at < ").push_bind(to);
     }
-    if let Some(cursor) = after {
-        query
-            .push(" AND (scheduled_at, id) < (")
-            .push_bind(cursor.at)
-            .push(", ")
-            .push_bind(cursor.id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY scheduled_at DESC, id DESC LIMIT ")
-        .push_bind(limit as i64 + 1);
+    push_keyset_tail(&mut query, "scheduled_at", after, limit);
     let rows: Vec<JobRun> = query.build_query_as().fetch_all(pool).await?;
     Ok(Page::from_rows(rows, limit, |r| Cursor {
         at: r.scheduled_at,
