@@ -36,7 +36,7 @@ pub async fn request_run(
     }
     // The active run can finish between the failed insert and the lookup: then try again.
     for _ in 0..3 {
-        let manual = Manual {
+        let manual = ManualRun {
             definition: &definition,
             actor,
             payload,
@@ -65,7 +65,7 @@ pub async fn request_run(
 }
 
 /// What a run-now request asks for.
-struct Manual<'a> {
+struct ManualRun<'a> {
     definition: &'a JobDefinition,
     actor: &'a str,
     payload: Option<&'a Value>,
@@ -73,7 +73,7 @@ struct Manual<'a> {
 
 async fn insert_manual(
     conn: &mut PgConnection,
-    manual: &Manual<'_>,
+    manual: &ManualRun<'_>,
     status: RunStatus,
     error: Option<&str>,
 ) -> Result<Option<JobRun>, StoreError> {
@@ -187,7 +187,7 @@ pub async fn claim_pending(
     .await?)
 }
 
-/// Manual runs `running` under `instance` other than `executing`: what a claim whose reply was
+/// ManualRun runs `running` under `instance` other than `executing`: what a claim whose reply was
 /// lost took. Only sound while no other claim of `instance` is in flight (the scheduler claims
 /// one batch at a time) and `executing` lists every run it started.
 pub async fn claimed_not_executing(

@@ -37,7 +37,7 @@ pub(super) async fn targets(State(state): State<AppState>, session: Session) -> 
                         @match &t.payload {
                             Some(p) => {
                                 code { (p.type_name) }
-                                @if let Some(schema) = &p.schema { details { summary { "JSON schema" } pre { code { (pretty(schema)) } } } }
+                                @if let Some(schema) = &p.schema { details { summary { "JSON schema" } pre { code { (pretty_json(schema)) } } } }
                             }
                             None => { "none" }
                         }
@@ -78,7 +78,7 @@ pub(super) async fn schedulers(State(state): State<AppState>, session: Session) 
                                 @if !s.alive { (status_badge("dead")) } @else if s.stopping_since.is_some() { (status_badge("stopping")) } @else { (status_badge("alive")) }
                             }
                             td data-label="Version" { (s.version) @if let Some(c) = &s.commit { " " span.muted { (c.chars().take(12).collect::<String>()) } } }
-                            td data-label="Last seen" { (relative(s.last_seen_at, now)) br; span.muted { "since " (ts(s.started_at)) } }
+                            td data-label="Last seen" { (relative(s.last_seen_at, now)) br; span.muted { "since " (utc_text(s.started_at)) } }
                             td data-label="Targets" { (s.targets.join(", ")) }
                         }
                     }

@@ -35,9 +35,9 @@ pub(super) async fn job_conflict(state: &AppState, session: &Session, id: Uuid, 
         state,
         session,
         id,
-        Submitted {
+        SubmittedForm {
             banner,
-            ..Submitted::default()
+            ..SubmittedForm::default()
         },
         api.status(),
     )
@@ -58,7 +58,7 @@ pub(super) async fn pause(
                 &state,
                 &session,
                 id,
-                submitted("pause", form, vec![e]),
+                submitted_form("pause", form, vec![e]),
                 StatusCode::BAD_REQUEST,
             )
             .await
@@ -105,7 +105,7 @@ pub(super) async fn run_now(
                 &state,
                 &session,
                 id,
-                submitted("run-now", form, vec![e]),
+                submitted_form("run-now", form, vec![e]),
                 StatusCode::BAD_REQUEST,
             )
             .await
@@ -120,7 +120,7 @@ pub(super) async fn run_now(
                 &state,
                 &session,
                 id,
-                submitted("run-now", form, vec![e]),
+                submitted_form("run-now", form, vec![e]),
                 StatusCode::BAD_REQUEST,
             )
             .await;
@@ -137,9 +137,9 @@ pub(super) async fn run_now(
                 &state,
                 &session,
                 id,
-                Submitted {
+                SubmittedForm {
                     banner: Some(banner),
-                    ..Submitted::default()
+                    ..SubmittedForm::default()
                 },
                 StatusCode::CONFLICT,
             )
@@ -167,7 +167,7 @@ pub(super) async fn new_version(
                 &state,
                 &session,
                 id,
-                submitted("new-version", form, vec![e]),
+                submitted_form("new-version", form, vec![e]),
                 StatusCode::BAD_REQUEST,
             )
             .await
@@ -191,7 +191,7 @@ pub(super) async fn new_version(
                 &state,
                 &session,
                 id,
-                submitted("new-version", form, errors),
+                submitted_form("new-version", form, errors),
                 StatusCode::BAD_REQUEST,
             )
             .await

@@ -35,8 +35,8 @@ pub(super) fn run_strip(runs: &[JobRun]) -> Markup {
             @for run in runs.iter().rev() {
                 li {
                     a class={"cell s-" (run.status.as_str())} href={"/admin/runs/" (run.id)}
-                        title={(run.status.as_str()) " · " (ts(run.scheduled_at))} {
-                        span.visually-hidden { (run.status.as_str()) " at " (ts(run.scheduled_at)) }
+                        title={(run.status.as_str()) " · " (utc_text(run.scheduled_at))} {
+                        span.visually-hidden { (run.status.as_str()) " at " (utc_text(run.scheduled_at)) }
                     }
                 }
             }
@@ -52,7 +52,7 @@ pub(super) fn schedule_words(definition: &JobDefinition) -> Markup {
             code { (expression) }
         },
         _ => html! {
-            span.words { "Once, at " (ts_opt(definition.run_at)) }
+            span.words { "Once, at " (utc_text_or_dash(definition.run_at)) }
         },
     }
 }
@@ -62,9 +62,9 @@ pub(super) async fn jobs(
     session: Session,
     Query(query): Query<JobsQuery>,
 ) -> PageResult {
-    let status = blank(query.status).unwrap_or_else(|| "live".to_owned());
-    let target = blank(query.target);
-    let key = blank(query.key);
+    let status = non_blank(query.status).unwrap_or_else(|| "live".to_owned());
+    let target = non_blank(query.target);
+    let key = non_blank(query.key);
     let statuses: Vec<Option<JobStatus>> = match status.as_str() {
         "live" => vec![Some(JobStatus::Active), Some(JobStatus::Paused)],
         "active" => vec![Some(JobStatus::Active)],
@@ -170,7 +170,7 @@ pub(super) async fn jobs(
 
 pub(super) async fn job(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> PageResult {
     let id = parse_id(&session, &id)?;
-    job_page(&state, &session, id, Submitted::default(), StatusCode::OK).await
+    job_page(&state, &session, id, SubmittedForm::default(), StatusCode::OK).await
 }
 
 /// What changed from `before` to `after`, field by field.
@@ -192,7 +192,11 @@ pub(super) fn changes(before: &JobDefinition, after: &JobDefinition) -> Vec<Stri
         before.cron_expression.clone().unwrap_or_else(|| "—".into()),
         after.cron_expression.clone().unwrap_or_else(|| "—".into()),
     );
-    diff("run at", ts_opt(before.run_at), ts_opt(after.run_at));
+    diff(
+        "run at",
+        utc_text_or_dash(before.run_at),
+        utc_text_or_dash(after.run_at),
+    );
     diff("timezone", before.timezone.clone(), after.timezone.clone());
     diff("payload", before.payload.to_string(), after.payload.to_string());
     diff(
@@ -207,7 +211,7 @@ pub(super) async fn job_page(
     state: &AppState,
     session: &Session,
     id: Uuid,
-    submitted: Submitted,
+    submitted: SubmittedForm,
     status: StatusCode,
 ) -> PageResult {
     let definition = definitions::get(&state.pool, id)
@@ -266,7 +270,7 @@ pub(super) async fn job_page(
     let admin = session.is_admin();
     let live_job = d.status != JobStatus::Retired;
     let api_managed = d.managed_by == ManagedBy::Api;
-    let payload_text = pretty(&d.payload);
+    let payload_text = pretty_json(&d.payload);
     let body = html! {
         p.crumbs { a href="/admin/jobs" { "Jobs" } " / " }
         h1 { (d.job_key) " " span.muted { "v" (d.version) } }
@@ -284,8 +288,8 @@ pub(super) async fn job_page(
                 dt { "Managed by" } dd { @if api_managed { "the API" } @else { "a jobs file (cronjobs apply)" } }
                 dt { "Description" } dd { (d.description.as_deref().unwrap_or("—")) }
                 dt { "Payload" } dd { pre { code { (payload_text) } } }
-                dt { "Created" } dd { (ts(d.created_at)) " by " (d.created_by) }
-                @if let Some(at) = d.retired_at { dt { "Retired" } dd { (ts(at)) " by " (d.retired_by.as_deref().unwrap_or("?")) } }
+                dt { "Created" } dd { (utc_text(d.created_at)) " by " (d.created_by) }
+                @if let Some(at) = d.retired_at { dt { "Retired" } dd { (utc_text(at)) " by " (d.retired_by.as_deref().unwrap_or("?")) } }
                 dt { "Id" } dd { code { (d.id) } }
             }
         }
@@ -358,7 +362,7 @@ pub(super) async fn job_page(
                     thead { tr { th scope="col" { "In " (d.timezone) } th scope="col" { "UTC" } th scope="col" { "Note" } } }
                     tbody {
                         @for t in &fire_times {
-                            tr { td data-label="Local" { (t.local) } td data-label="UTC" { (ts(t.at)) } td data-label="Note" { (t.note.as_deref().unwrap_or("")) } }
+                            tr { td data-label="Local" { (t.local) } td data-label="UTC" { (utc_text(t.at)) } td data-label="Note" { (t.note.as_deref().unwrap_or("")) } }
                         }
                     }
                 }
@@ -373,7 +377,7 @@ pub(super) async fn job_page(
                 @for (i, v) in versions.iter().enumerate() {
                     li {
                         a href={"/admin/jobs/" (v.id)} { "v" (v.version) } " " (status_badge(v.status.as_str()))
-                        " · " (ts(v.created_at)) " by " (v.created_by)
+                        " · " (utc_text(v.created_at)) " by " (v.created_by)
                         @if let Some(previous) = versions.get(i + 1) {
                             ul.changes {
                                 @for change in changes(previous, v) { li { (change) } }

@@ -133,16 +133,16 @@ pub(super) fn encode_component(text: &str) -> String {
     out
 }
 
-pub(super) fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn utc_text(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-pub(super) fn ts_opt(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(|| "—".to_owned(), ts)
+pub(super) fn utc_text_or_dash(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "—".to_owned(), utc_text)
 }
 
 pub(super) fn time_el(t: DateTime<Utc>) -> Markup {
-    html! { time datetime=(t.to_rfc3339()) { (ts(t)) } }
+    html! { time datetime=(t.to_rfc3339()) { (utc_text(t)) } }
 }
 
 pub(super) fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -160,11 +160,11 @@ pub(super) fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-pub(super) fn blank(value: Option<String>) -> Option<String> {
+pub(super) fn non_blank(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-pub(super) fn pretty(value: &Value) -> String {
+pub(super) fn pretty_json(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
@@ -181,14 +181,14 @@ pub(super) fn run_status(run: &JobRun) -> Markup {
 
 /// Field errors of one form, shown beside its fields.
 #[derive(Debug, Default)]
-pub(super) struct Submitted {
+pub(super) struct SubmittedForm {
     pub(super) form: &'static str,
     pub(super) values: HashMap<String, String>,
     pub(super) errors: Vec<FieldError>,
     pub(super) banner: Option<String>,
 }
 
-impl Submitted {
+impl SubmittedForm {
     pub(super) fn error(&self, form: &str, field: &str) -> Option<String> {
         if self.form != form {
             return None;
@@ -294,7 +294,7 @@ pub(super) fn incidents_table(items: &[Incident]) -> Markup {
                                     _ => "no scheduler alive",
                                 }
                             }
-                            td data-label="Opened" { (ts(i.opened_at)) }
+                            td data-label="Opened" { (utc_text(i.opened_at)) }
                             td data-label="Failures" { (i.failures) }
                             td data-label="Last error" {
                                 @if let Some(run) = i.last_run_id {
@@ -324,7 +324,7 @@ pub(super) fn runs_table(items: &[JobRun]) -> Markup {
                 tbody {
                     @for run in items {
                         tr data-run=(run.id) {
-                            td data-label="Scheduled" { a href={"/admin/runs/" (run.id)} { (ts(run.scheduled_at)) } }
+                            td data-label="Scheduled" { a href={"/admin/runs/" (run.id)} { (utc_text(run.scheduled_at)) } }
                             td data-label="Job" { (run.job_key) " " span.muted { "v" (run.job_version) } }
                             td data-label="Status" { (run_status(run)) }
                             td data-label="Trigger" { (run.trigger_type.as_str()) @if let Some(by) = &run.triggered_by { " by " (by) } }
@@ -339,8 +339,12 @@ pub(super) fn runs_table(items: &[JobRun]) -> Markup {
 
 pub(super) type FormFields = Form<HashMap<String, String>>;
 
-pub(super) fn submitted(form: &'static str, values: HashMap<String, String>, errors: Vec<FieldError>) -> Submitted {
-    Submitted {
+pub(super) fn submitted_form(
+    form: &'static str,
+    values: HashMap<String, String>,
+    errors: Vec<FieldError>,
+) -> SubmittedForm {
+    SubmittedForm {
         form,
         values,
         errors,

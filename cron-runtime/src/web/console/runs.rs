@@ -70,13 +70,13 @@ pub(super) async fn runs(
     session: Session,
     Query(query): Query<RunsQuery>,
 ) -> PageResult {
-    let job_key = blank(query.job_key);
-    let status = blank(query.status);
-    let reason = blank(query.reason);
-    let target = blank(query.target);
-    let trigger = blank(query.trigger_type);
-    let from = blank(query.from);
-    let to = blank(query.to);
+    let job_key = non_blank(query.job_key);
+    let status = non_blank(query.status);
+    let reason = non_blank(query.reason);
+    let target = non_blank(query.target);
+    let trigger = non_blank(query.trigger_type);
+    let from = non_blank(query.from);
+    let to = non_blank(query.to);
     let filter = RunFilter {
         job_id: None,
         job_key: job_key.clone(),
@@ -146,14 +146,14 @@ pub(super) async fn runs(
 
 pub(super) async fn run(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> PageResult {
     let id = parse_id(&session, &id)?;
-    run_page(&state, &session, id, Submitted::default(), StatusCode::OK).await
+    run_page(&state, &session, id, SubmittedForm::default(), StatusCode::OK).await
 }
 
 pub(super) async fn run_page(
     state: &AppState,
     session: &Session,
     id: Uuid,
-    submitted: Submitted,
+    submitted: SubmittedForm,
     status: StatusCode,
 ) -> PageResult {
     let run = runs::get(&state.pool, id).await.map_err(|e| store_error(session, e))?;
@@ -198,8 +198,8 @@ pub(super) async fn run_page(
                 @for (at, what) in &timeline { li { (time_el(*at)) " — " (what) } }
             }
             @if let Some(error) = &run.error { h2 { "Error" } pre.error-text { (error) } }
-            @if let Some(output) = &run.output { h2 { "Output" } pre { code { (pretty(output)) } } }
-            @if let Some(payload) = &run.payload { h2 { "Payload (this run only)" } pre { code { (pretty(payload)) } } }
+            @if let Some(output) = &run.output { h2 { "Output" } pre { code { (pretty_json(output)) } } }
+            @if let Some(payload) = &run.payload { h2 { "Payload (this run only)" } pre { code { (pretty_json(payload)) } } }
         }
         @if session.is_admin() && !run.status.is_terminal() {
             section.actions aria-labelledby="cancel-h" {
@@ -230,7 +230,7 @@ pub(super) async fn cancel(
                 &state,
                 &session,
                 id,
-                submitted("cancel", form, vec![e]),
+                submitted_form("cancel", form, vec![e]),
                 StatusCode::BAD_REQUEST,
             )
             .await
@@ -250,9 +250,9 @@ pub(super) async fn cancel(
                 &state,
                 &session,
                 id,
-                Submitted {
+                SubmittedForm {
                     banner,
-                    ..Submitted::default()
+                    ..SubmittedForm::default()
                 },
                 StatusCode::CONFLICT,
             )
