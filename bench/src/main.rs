@@ -285,7 +285,8 @@ async fn sustained(args: &Args, server: &Server) -> anyhow::Result<Table> {
     let mut best = 0;
     for &k in &args.rates {
         eprintln!("sustained: {k} fires/s for {} s", args.step_seconds);
-        sqlx::query("TRUNCATE cron_test_executions, cron_job_runs, cron_job_definitions")
+        // CASCADE: incidents, their outbox and the watermarks reference runs and definitions.
+        sqlx::query("TRUNCATE cron_test_executions, cron_job_runs, cron_job_definitions CASCADE")
             .execute(&pool)
             .await?;
         db::seed(&pool, k, "'* * * * * *'").await?;
