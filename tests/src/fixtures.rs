@@ -4,8 +4,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobDefinition, JobKey, JobRun, ManagedBy};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
+use cron_runtime::store::runs::{self, DueSlot, SlotBatch};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -140,4 +142,24 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
     let response = reqwest::get(url).await.ok()?;
     let status = response.status().as_u16();
     Some((status, response.text().await.ok()?))
+}
+
+/// Inserts the slot of `def` at `at` as scheduler `instance` does, and returns its run, now
+/// `running`.
+pub async fn start_slot(pool: &PgPool, def: &JobDefinition, at: DateTime<Utc>, instance: &str) -> JobRun {
+    let inserted = runs::insert_scheduled(
+        pool,
+        SlotBatch::start(&[DueSlot::of(def, at)]),
+        instance,
+        &Policy::default(),
+    )
+    .await
+    .unwrap()
+    .value;
+    inserted
+        .running
+        .into_iter()
+        .next()
+        .expect("the slot was inserted running")
+        .run
 }

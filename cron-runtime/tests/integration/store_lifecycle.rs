@@ -4,12 +4,12 @@
 use cron_runtime::domain::incident::Policy;
 use cron_runtime::domain::{JobDefinition, JobKey, JobStatus, ManagedBy, RunReason, RunStatus};
 use cron_runtime::store::definitions::{self, NewDefinition, ScheduleSpec};
-use cron_runtime::store::runs::{self, DueSlot, RunNowOutcome, RunOutcome, SlotBatch};
+use cron_runtime::store::runs::{self, RunNowOutcome, RunOutcome};
 use cron_runtime::store::StoreError;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::at;
+use crate::support::{self, at};
 
 fn new(key: &str, cron: &str, managed_by: ManagedBy) -> NewDefinition {
     NewDefinition {
@@ -133,18 +133,7 @@ async fn a_pending_run_is_cancelled_at_once_and_frees_its_key(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_cancelled_running_run_ends_cancelled_whatever_its_handler_returns(pool: PgPool) {
     let def = job(&pool, "k", ManagedBy::Api).await;
-    let run = runs::insert_scheduled(
-        &pool,
-        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
-        "s",
-        &Policy::default(),
-    )
-    .await
-    .unwrap()
-    .value
-    .running
-    .remove(0)
-    .run;
+    let run = support::start_slot(&pool, &def, at(0), "s").await;
     let asked = runs::cancel(&pool, run.id, "stuck on a lock", "bob").await.unwrap();
     assert_eq!(asked.status, RunStatus::Running, "the handler has not returned yet");
     assert!(asked.cancel_requested_at.is_some());
@@ -190,18 +179,7 @@ async fn a_run_now_payload_is_the_runs_own(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_cancelled_run_whose_scheduler_died_ends_cancelled_with_the_admins_reason(pool: PgPool) {
     let def = job(&pool, "k", ManagedBy::Api).await;
-    let run = runs::insert_scheduled(
-        &pool,
-        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
-        "gone",
-        &Policy::default(),
-    )
-    .await
-    .unwrap()
-    .value
-    .running
-    .remove(0)
-    .run;
+    let run = support::start_slot(&pool, &def, at(0), "gone").await;
     runs::cancel(&pool, run.id, "stuck on a lock", "bob").await.unwrap();
     sqlx::query("UPDATE cron_job_runs SET heartbeat_at = now() - interval '1 hour'")
         .execute(&pool)

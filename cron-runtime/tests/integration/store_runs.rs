@@ -107,18 +107,7 @@ async fn a_slot_runs_through_insert_heartbeat_and_finish(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn failure_records_the_error(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let run = runs::insert_scheduled(
-        &pool,
-        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
-        "s",
-        &Policy::default(),
-    )
-    .await
-    .unwrap()
-    .value
-    .running
-    .remove(0)
-    .run;
+    let run = support::start_slot(&pool, &def, at(0), "s").await;
     let failed = runs::finish(
         &pool,
         run.id,
@@ -141,18 +130,7 @@ async fn failure_records_the_error(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn overlapping_slot_is_recorded_skipped(pool: PgPool) {
     let def = job(&pool, "k").await;
-    let first = runs::insert_scheduled(
-        &pool,
-        SlotBatch::start(&[DueSlot::of(&def, at(0))]),
-        "s",
-        &Policy::default(),
-    )
-    .await
-    .unwrap()
-    .value
-    .running
-    .remove(0)
-    .run;
+    let first = support::start_slot(&pool, &def, at(0), "s").await;
     let second = runs::insert_scheduled(
         &pool,
         SlotBatch::start(&[DueSlot::of(&def, at(1))]),
@@ -405,18 +383,7 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
     )
     .await
     .unwrap();
-    let run = runs::insert_scheduled(
-        &pool,
-        SlotBatch::start(&[DueSlot::of(&def, at(5))]),
-        "s",
-        &Policy::default(),
-    )
-    .await
-    .unwrap()
-    .value
-    .running
-    .remove(0)
-    .run;
+    let run = support::start_slot(&pool, &def, at(5), "s").await;
     assert_eq!(definitions::get(&pool, def.id).await.unwrap().status, JobStatus::Active);
     finish_ok(&pool, run.id).await;
     let def = definitions::get(&pool, def.id).await.unwrap();
@@ -531,32 +498,10 @@ async fn active_fingerprint_changes_with_the_active_set(pool: PgPool) {
 async fn prune_deletes_old_terminal_runs_in_batches_and_keeps_the_rest(pool: PgPool) {
     let def = job(&pool, "k").await;
     for second in 0..25 {
-        let run = runs::insert_scheduled(
-            &pool,
-            SlotBatch::start(&[DueSlot::of(&def, at(second))]),
-            "s",
-            &Policy::default(),
-        )
-        .await
-        .unwrap()
-        .value
-        .running
-        .remove(0)
-        .run;
+        let run = support::start_slot(&pool, &def, at(second), "s").await;
         finish_ok(&pool, run.id).await;
     }
-    let active = runs::insert_scheduled(
-        &pool,
-        SlotBatch::start(&[DueSlot::of(&def, at(30))]),
-        "s",
-        &Policy::default(),
-    )
-    .await
-    .unwrap()
-    .value
-    .running
-    .remove(0)
-    .run;
+    let active = support::start_slot(&pool, &def, at(30), "s").await;
     // Everything so far is "old"; one more recent terminal run must stay.
     sqlx::query("UPDATE cron_job_runs SET created_at = now() - interval '200 days'")
         .execute(&pool)

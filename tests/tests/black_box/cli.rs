@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use cron_runtime::domain::incident::Policy;
 use cron_runtime::registry;
-use cron_runtime::store::runs::{self, DueSlot, RunOutcome, SlotBatch};
+use cron_runtime::store::runs::{self, RunOutcome};
 use serde_json::json;
 use tests::db::TestDb;
 use tests::fixtures::recurring;
@@ -109,18 +109,7 @@ async fn prune_deletes_old_terminal_runs_and_dry_run_only_counts() {
     let job = recurring(&db.pool, "old", "system.heartbeat", "* * * * *", json!({})).await;
     for minute in 0..3 {
         let at = chrono::Utc::now() + chrono::Duration::minutes(minute + 1);
-        let run = runs::insert_scheduled(
-            &db.pool,
-            SlotBatch::start(&[DueSlot::of(&job, at)]),
-            "test",
-            &Policy::default(),
-        )
-        .await
-        .unwrap()
-        .value
-        .running
-        .remove(0)
-        .run;
+        let run = tests::fixtures::start_slot(&db.pool, &job, at, "test").await;
         runs::finish(
             &db.pool,
             run.id,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cron_runtime::domain::incident::Policy;
-use cron_runtime::store::runs::{self, DueSlot, RunOutcome, SlotBatch};
+use cron_runtime::store::runs::{self, RunOutcome};
 use serde_json::json;
 use tests::db::TestDb;
 use tests::fixtures::{recurring, runs_of, scheduler, wait_for};
@@ -16,18 +16,7 @@ async fn a_system_prune_job_deletes_runs_older_than_its_retention() {
     // Slots after the job's creation (its active window); the ages come from created_at below.
     for minutes_ahead in 1..=4 {
         let slot = chrono::Utc::now() + chrono::Duration::minutes(minutes_ahead);
-        let run = runs::insert_scheduled(
-            &db.pool,
-            SlotBatch::start(&[DueSlot::of(&history, slot)]),
-            "test",
-            &Policy::default(),
-        )
-        .await
-        .unwrap()
-        .value
-        .running
-        .remove(0)
-        .run;
+        let run = tests::fixtures::start_slot(&db.pool, &history, slot, "test").await;
         runs::finish(
             &db.pool,
             run.id,
