@@ -8,6 +8,7 @@
 //! This module composes the two routers and applies the layers once (body limit, timeout,
 //! panic catching, tracing, Sentry), then serves them.
 
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod console;

@@ -10,12 +10,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, JobId, JobKeyParam, OptionalJson, QueryParams};
 use super::{parse_cursor, parse_enum, parse_limit};
-use crate::domain::draft::{validate_payload, validate_reason, Draft};
+use crate::domain::draft::{validate_reason, Draft};
 use crate::domain::{JobDefinition, JobRun, JobStatus, ManagedBy, Schedule, ScheduleType};
 use crate::registry::Registered;
 use crate::store::definitions::{self, JobFilter};
 use crate::store::instances::{self, LiveTargets};
-use crate::store::runs::{self, RunNowOutcome};
+use crate::store::runs::RunNowOutcome;
+use crate::web::actions::{self, RunNowRefused};
 use crate::web::auth::Actor;
 use crate::web::error::{documented, ApiError, Problem};
 use crate::web::AppState;
@@ -339,19 +340,18 @@ pub async fn run_now(
     OptionalJson(body): OptionalJson<RunNow>,
 ) -> Result<(StatusCode, Json<JobRun>), ApiError> {
     let payload = body.and_then(|b| b.payload);
-    if let Some(payload) = &payload {
-        let job = definitions::get(&state.pool, id).await?;
-        validate_payload(&Registered, &job.target, payload).map_err(|e| ApiError::Validation(vec![e]))?;
-    }
-    match runs::request_run(&state.pool, id, &actor, payload.as_ref()).await? {
+    let outcome = actions::run_now(&state, id, &actor, payload.as_ref())
+        .await
+        .map_err(|refused| match refused {
+            RunNowRefused::Invalid(e) => ApiError::Validation(vec![e]),
+            RunNowRefused::Store(e) => e.into(),
+        })?;
+    match outcome {
         RunNowOutcome::Pending(run) => Ok((StatusCode::ACCEPTED, Json(run))),
-        RunNowOutcome::Skipped { run, active_run_id } => {
-            crate::metrics::run_finished(&run);
-            Err(ApiError::Overlap {
-                active_run_id,
-                skipped_run_id: run.id,
-            })
-        }
+        RunNowOutcome::Skipped { run, active_run_id } => Err(ApiError::Overlap {
+            active_run_id,
+            skipped_run_id: run.id,
+        }),
     }
 }
 

@@ -20,9 +20,7 @@ use crate::web::AppState;
 
 pub(super) async fn targets(State(state): State<AppState>, session: Session) -> PageResult {
     let axum::Json(list) = crate::web::api::targets::list_targets().await;
-    let live_jobs = definitions::list_live(&state.pool)
-        .await
-        .map_err(|e| store_error(&session, e))?;
+    let live_jobs = definitions::list_live(&state.pool).await.or_error_page(&session)?;
     let body = html! {
         h1 { "Targets" }
         p.muted { "What this build can run. A job names one target." }
@@ -60,9 +58,7 @@ pub(super) async fn targets(State(state): State<AppState>, session: Session) -> 
 }
 
 pub(super) async fn schedulers(State(state): State<AppState>, session: Session) -> PageResult {
-    let list = instances::list(&state.pool)
-        .await
-        .map_err(|e| store_error(&session, e))?;
+    let list = instances::list(&state.pool).await.or_error_page(&session)?;
     let now = Utc::now();
     let body = html! {
         h1 { "Schedulers" }
@@ -133,14 +129,10 @@ pub(super) async fn attention(State(state): State<AppState>, session: Session) -
         50,
     )
     .await
-    .map_err(|e| store_error(&session, e))?
+    .or_error_page(&session)?
     .items;
-    let live_jobs = definitions::list_live(&state.pool)
-        .await
-        .map_err(|e| store_error(&session, e))?;
-    let live = instances::live_targets(&state.pool)
-        .await
-        .map_err(|e| store_error(&session, e))?;
+    let live_jobs = definitions::list_live(&state.pool).await.or_error_page(&session)?;
+    let live = instances::live_targets(&state.pool).await.or_error_page(&session)?;
     let orphaned: Vec<&JobDefinition> = live_jobs
         .iter()
         .filter(|j| j.status == JobStatus::Active && !live.has(&j.target))

@@ -14,13 +14,14 @@ use uuid::Uuid;
 use super::jobs::job_page;
 use super::layout::*;
 use super::session::Session;
-use crate::domain::draft::{validate_payload, validate_reason};
+use crate::domain::draft::validate_reason;
 use crate::domain::incident::Recorded;
 use crate::domain::{Draft, FieldError, ManagedBy, ScheduleType};
 use crate::registry::Registered;
 use crate::store::definitions;
-use crate::store::runs::{self, RunNowOutcome};
+use crate::store::runs::RunNowOutcome;
 use crate::store::StoreError;
+use crate::web::actions::{self, RunNowRefused};
 use crate::web::error::ApiError;
 use crate::web::AppState;
 
@@ -111,25 +112,9 @@ pub(super) async fn run_now(
             .await
         }
     };
-    if let Some(payload) = &payload {
-        let job = definitions::get(&state.pool, id)
-            .await
-            .map_err(|e| store_error(&session, e))?;
-        if let Err(e) = validate_payload(&Registered, &job.target, payload) {
-            return job_page(
-                &state,
-                &session,
-                id,
-                submitted_form("run-now", form, vec![e]),
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
-        }
-    }
-    match runs::request_run(&state.pool, id, &session.name, payload.as_ref()).await {
+    match actions::run_now(&state, id, &session.name, payload.as_ref()).await {
         Ok(RunNowOutcome::Pending(run)) => Ok(see_other(&format!("/admin/runs/{}", run.id))),
-        Ok(RunNowOutcome::Skipped { run, active_run_id }) => {
-            crate::metrics::run_finished(&run);
+        Ok(RunNowOutcome::Skipped { active_run_id, .. }) => {
             let banner = format!(
                 "Run {active_run_id} of this job is still active, so this request was recorded as skipped (overlap policy: skip)."
             );
@@ -145,7 +130,17 @@ pub(super) async fn run_now(
             )
             .await
         }
-        Err(e) => job_conflict(&state, &session, id, e).await,
+        Err(RunNowRefused::Invalid(e)) => {
+            job_page(
+                &state,
+                &session,
+                id,
+                submitted_form("run-now", form, vec![e]),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+        Err(RunNowRefused::Store(e)) => job_conflict(&state, &session, id, e).await,
     }
 }
 
@@ -156,9 +151,7 @@ pub(super) async fn new_version(
     Form(form): FormFields,
 ) -> PageResult {
     let id = parse_id(&session, &id)?;
-    let current = definitions::get(&state.pool, id)
-        .await
-        .map_err(|e| store_error(&session, e))?;
+    let current = definitions::get(&state.pool, id).await.or_error_page(&session)?;
     let get = |name: &str| form.get(name).map(|v| v.trim().to_owned());
     let payload = match parse_json("payload", &get("payload").unwrap_or_default()) {
         Ok(p) => p,

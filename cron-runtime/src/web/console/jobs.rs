@@ -82,14 +82,12 @@ pub(super) async fn jobs(
         };
         let page = definitions::list(&state.pool, &filter, None, 200)
             .await
-            .map_err(|e| store_error(&session, e))?;
+            .or_error_page(&session)?;
         definitions_found.extend(page.items);
     }
     definitions_found.sort_by(|a, b| a.job_key.cmp(&b.job_key).then(b.version.cmp(&a.version)));
     let now = Utc::now();
-    let live = instances::live_targets(&state.pool)
-        .await
-        .map_err(|e| store_error(&session, e))?;
+    let live = instances::live_targets(&state.pool).await.or_error_page(&session)?;
     let mut rows = Vec::new();
     for definition in definitions_found {
         let filter = RunFilter {
@@ -98,7 +96,7 @@ pub(super) async fn jobs(
         };
         let recent = runs::list(&state.pool, &filter, None, 20)
             .await
-            .map_err(|e| store_error(&session, e))?;
+            .or_error_page(&session)?;
         rows.push((Job::new(definition, now, &live), recent.items));
     }
     let targets: Vec<&str> = crate::registry::all().iter().map(|t| t.key).collect();
@@ -214,12 +212,8 @@ pub(super) async fn job_page(
     submitted: SubmittedForm,
     status: StatusCode,
 ) -> PageResult {
-    let definition = definitions::get(&state.pool, id)
-        .await
-        .map_err(|e| store_error(session, e))?;
-    let live = instances::live_targets(&state.pool)
-        .await
-        .map_err(|e| store_error(session, e))?;
+    let definition = definitions::get(&state.pool, id).await.or_error_page(session)?;
+    let live = instances::live_targets(&state.pool).await.or_error_page(session)?;
     let now = Utc::now();
     let job = Job::new(definition, now, &live);
     let d = &job.definition;
@@ -233,7 +227,7 @@ pub(super) async fn job_page(
         50,
     )
     .await
-    .map_err(|e| store_error(session, e))?
+    .or_error_page(session)?
     .items;
     let recent = runs::list(
         &state.pool,
@@ -245,7 +239,7 @@ pub(super) async fn job_page(
         20,
     )
     .await
-    .map_err(|e| store_error(session, e))?
+    .or_error_page(session)?
     .items;
     let job_incidents = incidents::list(
         &state.pool,
@@ -257,7 +251,7 @@ pub(super) async fn job_page(
         10,
     )
     .await
-    .map_err(|e| store_error(session, e))?
+    .or_error_page(session)?
     .items;
     let schedule = d
         .cron_expression

@@ -109,6 +109,17 @@ pub(super) fn not_found() -> Response {
 }
 
 /// A store error as a page, with the status and message the REST API would give.
+/// A store error, shown as the console's error page: `.or_error_page(&session)?` in a handler.
+pub(super) trait OrErrorPage<T> {
+    fn or_error_page(self, session: &Session) -> Result<T, Response>;
+}
+
+impl<T> OrErrorPage<T> for Result<T, StoreError> {
+    fn or_error_page(self, session: &Session) -> Result<T, Response> {
+        self.map_err(|e| store_error(session, e))
+    }
+}
+
 pub(super) fn store_error(session: &Session, e: StoreError) -> Response {
     let api = ApiError::Store(e);
     if let ApiError::Store(StoreError::Database(e)) = &api {

@@ -90,7 +90,7 @@ pub(super) async fn runs(
     let cursor = query.cursor.as_deref().and_then(|c| Cursor::decode(c).ok());
     let page = runs::list(&state.pool, &filter, cursor, 50)
         .await
-        .map_err(|e| store_error(&session, e))?;
+        .or_error_page(&session)?;
     let next = page.next_cursor.map(|c| {
         let mut q = vec![format!("cursor={}", encode_component(&c.encode()))];
         for (k, v) in [
@@ -156,7 +156,7 @@ pub(super) async fn run_page(
     submitted: SubmittedForm,
     status: StatusCode,
 ) -> PageResult {
-    let run = runs::get(&state.pool, id).await.map_err(|e| store_error(session, e))?;
+    let run = runs::get(&state.pool, id).await.or_error_page(session)?;
     let mut timeline: Vec<(DateTime<Utc>, String)> = vec![
         (run.created_at, "recorded".to_owned()),
         (run.scheduled_at, format!("scheduled ({})", run.trigger_type.as_str())),
