@@ -211,6 +211,26 @@ impl Cluster {
         Some((status, response.json().await.unwrap_or(Value::Null)))
     }
 
+    /// `method` on `path`, and when the API answered 503 (the request waited past its timeout,
+    /// so its transaction rolled back), the job `id` as it is now: the change happened only if
+    /// the job now has status `wanted`. `None` when nothing changed.
+    async fn change(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        id: Uuid,
+        wanted: &str,
+    ) -> Option<(u16, Value)> {
+        let reply = self.call(method, path, body).await;
+        if !matches!(reply, Some((503, _))) {
+            return reply;
+        }
+        eprintln!("torture: {path} answered 503 (timed out): reading the job back");
+        let job = self.call(Method::GET, &format!("/jobs/{id}"), None).await;
+        job.filter(|(status, job)| *status == 200 && job["status"] == wanted)
+    }
+
     fn logs(&self) -> String {
         let mut out = String::new();
         for process in self.schedulers.iter().chain(&self.retired_processes) {
@@ -348,10 +368,12 @@ impl Torture<'_> {
             let id = self.definitions[i].id;
             let reply = self
                 .cluster
-                .call(
+                .change(
                     Method::PATCH,
                     &format!("/jobs/{id}/pause"),
                     Some(json!({"reason": "torture test"})),
+                    id,
+                    "paused",
                 )
                 .await;
             let (200, job) = reply.clone()? else {
@@ -369,7 +391,7 @@ impl Torture<'_> {
             let id = self.definitions[i].id;
             let reply = self
                 .cluster
-                .call(Method::PATCH, &format!("/jobs/{id}/resume"), None)
+                .change(Method::PATCH, &format!("/jobs/{id}/resume"), None, id, "active")
                 .await;
             let (200, job) = reply.clone()? else {
                 panic!("resume: {reply:?}")
