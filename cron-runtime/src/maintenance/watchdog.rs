@@ -31,6 +31,11 @@ use crate::store::watermarks::{self, Advance, Watched};
 use crate::store::{incidents, instances, locks, StoreError};
 use crate::telemetry::log_finished;
 
+/// How long a pass waits for a lock before giving way (the next tick tries again). A pass
+/// holds the watermarks of up to [`DEFINITIONS_PER_PASS`] definitions, and a pause, resume or
+/// version of one of them waits for it: a pass stuck behind a slow scheduler transaction (one
+/// inserting the same slots) must not hold those admin operations past their request timeout.
+const LOCK_TIMEOUT: &str = "2s";
 /// Definitions one pass accounts for.
 const DEFINITIONS_PER_PASS: i64 = 500;
 /// Missed rows one pass may write (a per-second job down for a day has 86,400 slots).
@@ -69,6 +74,8 @@ pub struct Outage {
     pub until: DateTime<Utc>,
 }
 
+/// An acquire this slow (or slower than an interval) means the database was away.
+const SLOW_ACQUIRE: Duration = Duration::from_secs(3);
 /// How many recent outages a watchdog remembers.
 const OUTAGES_KEPT: usize = 8;
 
@@ -86,12 +93,13 @@ pub async fn run(pool: PgPool, missed_after: Duration, policy: Arc<Policy>, stop
             _ = ticker.tick() => {}
         }
         for _ in 0..CATCH_UP_PASSES {
-            let asked = Utc::now();
+            let asked = std::time::Instant::now();
             let connection = pool.acquire().await;
             let connected = Utc::now();
             // The pool retries a refused connect until its acquire timeout, so an outage
-            // shorter than that shows as a slow acquire, not as an error.
-            let waited = (connected - asked).to_std().unwrap_or_default() > every;
+            // shorter than that shows as a slow acquire, not as an error. A busy pool or a
+            // starved task waits too, but not for this long.
+            let waited = asked.elapsed() > every.max(SLOW_ACQUIRE);
             let ending = (failing || waited).then_some(Outage {
                 from: last_ok,
                 until: connected,
@@ -104,16 +112,23 @@ pub async fn run(pool: PgPool, missed_after: Duration, policy: Arc<Policy>, stop
             match result {
                 Ok(report) => {
                     if let Some(outage) = ending {
-                        outages.push(outage);
-                        if outages.len() > OUTAGES_KEPT {
-                            outages.remove(0);
-                        }
+                        remember(&mut outages, outage);
                         failing = false;
                     }
                     last_ok = connected;
                     if report.more && !stop.is_cancelled() {
                         continue;
                     }
+                    break;
+                }
+                // The database answered: this is no outage, the slots wait for the next tick.
+                Err(e) if e.is_lock_timeout() => {
+                    if let Some(outage) = ending {
+                        remember(&mut outages, outage);
+                        failing = false;
+                    }
+                    last_ok = connected;
+                    tracing::info!(error = %e, "watchdog pass gave way to another transaction; retrying at the next tick");
                     break;
                 }
                 Err(e) => {
@@ -124,6 +139,14 @@ pub async fn run(pool: PgPool, missed_after: Duration, policy: Arc<Policy>, stop
                 }
             }
         }
+    }
+}
+
+/// Keeps `outage` among the last [`OUTAGES_KEPT`].
+fn remember(outages: &mut Vec<Outage>, outage: Outage) {
+    outages.push(outage);
+    if outages.len() > OUTAGES_KEPT {
+        outages.remove(0);
     }
 }
 
@@ -138,9 +161,10 @@ pub async fn pass<'c>(
     policy: &Policy,
 ) -> Result<PassReport, StoreError> {
     let mut tx = db.begin().await?;
-    let (locked, now): (bool, DateTime<Utc>) =
-        sqlx::query_as("SELECT pg_try_advisory_xact_lock($1), clock_timestamp()")
+    let (locked, now, _): (bool, DateTime<Utc>, String) =
+        sqlx::query_as("SELECT pg_try_advisory_xact_lock($1), clock_timestamp(), set_config('lock_timeout', $2, true)")
             .bind(locks::WATCHDOG_PASS)
+            .bind(LOCK_TIMEOUT)
             .fetch_one(&mut *tx)
             .await?;
     if !locked {

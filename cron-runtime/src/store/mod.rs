@@ -116,6 +116,15 @@ pub(crate) async fn notify(conn: &mut sqlx::PgConnection, change: Change) -> Res
     Ok(())
 }
 
+impl StoreError {
+    /// The statement gave up waiting for a lock (`lock_timeout`, SQLSTATE 55P03): the database
+    /// answered, another transaction held what it needed.
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, StoreError::Database(e)
+            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03"))
+    }
+}
+
 /// The name of the constraint a database error violated, if any.
 pub(crate) fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
     error.as_database_error().and_then(|e| e.constraint())

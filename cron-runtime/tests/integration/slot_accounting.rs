@@ -558,3 +558,45 @@ async fn a_quick_pause_and_resume_leaves_no_slot_of_the_earlier_window_unaccount
         .iter()
         .all(|(status, _)| *status == RunStatus::Missed));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_watchdog_pass_behind_a_slow_scheduler_transaction_gives_way_and_frees_a_resume(pool: PgPool) {
+    // Found by the 30-minute torture soak: a scheduler transaction inserting a slot, slowed by
+    // its link, held the pass's insert of the same slot; the pass held the watermarks, and a
+    // resume (whose trigger moves its watermark) waited past the API's 30 s request timeout.
+    let def = job(&pool, "k", "system.heartbeat", "* * * * * *").await;
+    let since = Utc.timestamp_opt(Utc::now().timestamp() - 20, 0).unwrap();
+    active_since(&pool, &def, since).await;
+    let slot = since + chrono::Duration::seconds(2);
+    let mut slow = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO cron_job_runs (id, job_definition_id, job_key, job_version, target, trigger_type,
+                                    scheduled_at, status, finished_at, reason, error)
+         VALUES ($1, $2, 'k', 1, 'system.heartbeat', 'scheduled', $3, 'missed', now(), 'not_started', 'x')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(def.id)
+    .bind(slot)
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+
+    let began = std::time::Instant::now();
+    let error = watchdog::pass(&pool, Duration::from_secs(5), &[], &Policy::default())
+        .await
+        .expect_err("the pass waits on the slot's row, then gives way");
+    assert!(error.is_lock_timeout(), "{error}");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "gave way after {:?}",
+        began.elapsed()
+    );
+    // Nothing of the pass stayed: its watermark is where it was, so the next pass records the
+    // slots (the slow transaction's row among them, once it commits).
+    slow.commit().await.unwrap();
+    watchdog::pass(&pool, Duration::from_secs(5), &[], &Policy::default())
+        .await
+        .unwrap();
+    let recorded = statuses(&pool, "k").await;
+    assert!(recorded.len() >= 10, "the slots of the 20 s are recorded: {recorded:?}");
+}
