@@ -109,25 +109,19 @@ pub async fn run(pool: PgPool, missed_after: Duration, policy: Arc<Policy>, stop
                 Ok(mut conn) => pass(&mut *conn, missed_after, &known, &policy).await,
                 Err(e) => Err(e.into()),
             };
-            match result {
-                Ok(report) => {
-                    if let Some(outage) = ending {
-                        remember(&mut outages, outage);
-                        failing = false;
-                    }
-                    last_ok = connected;
-                    if report.more && !stop.is_cancelled() {
-                        continue;
-                    }
-                    break;
+            // A lock timeout is an answer too: the database is there, the slots wait a tick.
+            let answered = result.as_ref().map_or_else(StoreError::is_lock_timeout, |_| true);
+            if answered {
+                if let Some(outage) = ending {
+                    remember(&mut outages, outage);
+                    failing = false;
                 }
-                // The database answered: this is no outage, the slots wait for the next tick.
-                Err(e) if e.is_lock_timeout() => {
-                    if let Some(outage) = ending {
-                        remember(&mut outages, outage);
-                        failing = false;
-                    }
-                    last_ok = connected;
+                last_ok = connected;
+            }
+            match result {
+                Ok(report) if report.more && !stop.is_cancelled() => continue,
+                Ok(_) => break,
+                Err(e) if answered => {
                     tracing::info!(error = %e, "watchdog pass gave way to another transaction; retrying at the next tick");
                     break;
                 }
