@@ -112,7 +112,60 @@ pub struct CommonConfig {
     /// `CRON_DIAGNOSTIC_TARGETS`: put the diagnostic targets (`system.sleep`, `system.fail`,
     /// `system.panic`, `system.record`) in the registry. Off by default; tests and benchmarks.
     pub diagnostic_targets: bool,
+    /// `CRON_HTTP_ALLOWED_HOSTS`: the hosts the `http.request` target may call; `None` (unset)
+    /// allows every host.
+    pub http_allowed_hosts: Option<AllowedHosts>,
 }
+
+/// The hosts an `http.request` job may call (`CRON_HTTP_ALLOWED_HOSTS`): exact names, or
+/// `*.example.com` for every subdomain of `example.com`. Compared case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHosts(Vec<String>);
+
+impl AllowedHosts {
+    /// Parses a comma-separated list such as `api.example.com, *.internal.example.com`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut hosts = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let name = entry.strip_prefix("*.").unwrap_or(entry);
+            let valid = !name.is_empty()
+                && name
+                    .split('.')
+                    .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            if !valid {
+                return Err(format!(
+                    "{entry:?} is not a host name; list names such as api.example.com or *.example.com, separated by commas"
+                ));
+            }
+            hosts.push(entry.to_ascii_lowercase());
+        }
+        if hosts.is_empty() {
+            return Err("lists no host; unset it to allow every host".into());
+        }
+        Ok(AllowedHosts(hosts))
+    }
+
+    /// Whether `host` (a name or an IP address from a URL) is on the list.
+    pub fn permits(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.0.iter().any(|allowed| match allowed.strip_prefix("*.") {
+            Some(domain) => host
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => *allowed == host,
+        })
+    }
+}
+
+impl fmt::Display for AllowedHosts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+/// How long a stopping scheduler, or an admin's cancel, gives running handlers to return
+/// (`CRON_SHUTDOWN_GRACE` unset).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Settings of `cronjobs api`.
 #[derive(Debug, Clone)]
@@ -447,11 +500,15 @@ impl CommonConfig {
         }
         let sentry_dsn = sentry_dsn.map(Secret::new);
         let diagnostic_targets = r.parsed("CRON_DIAGNOSTIC_TARGETS", false, parse_switch);
+        let http_allowed_hosts = r.parsed("CRON_HTTP_ALLOWED_HOSTS", None, |raw| {
+            AllowedHosts::parse(raw).map(Some)
+        });
         r.finish(CommonConfig {
             app_env,
             log_format,
             sentry_dsn,
             diagnostic_targets,
+            http_allowed_hosts,
         })
     }
 }
@@ -525,7 +582,7 @@ impl SchedulerConfig {
         let stale_after = r.duration("CRON_STALE_AFTER", Duration::from_secs(15 * 60));
         let heartbeat_every = r.duration("CRON_HEARTBEAT_EVERY", Duration::from_secs(30));
         let reconcile_every = r.duration("CRON_RECONCILE_EVERY", Duration::from_secs(30));
-        let shutdown_grace = r.duration("CRON_SHUTDOWN_GRACE", Duration::from_secs(30));
+        let shutdown_grace = r.duration("CRON_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE);
         let missed_after = r.duration("CRON_MISSED_AFTER", DEFAULT_MISSED_AFTER);
         let max_in_flight = r.parsed("CRON_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, |raw| {
             match raw.parse::<usize>() {

@@ -9,14 +9,20 @@
 //! - [`health`], [`metrics`], [`telemetry`], [`shutdown`]: what every process reports about
 //!   itself (liveness, Prometheus metrics, logs and Sentry, the signal that stops it);
 //! - [`store`]: SQL, one module per table; writers return what they changed, never announce;
+//! - [`builtin`]: the targets every build has (`http.request`);
 //! - [`alerts`]: announcing incidents (logs, metrics, Sentry) and delivering their webhooks;
 //! - [`maintenance`]: the background services both processes run (the watchdog);
 //! - [`scheduler`]: timers, execution, fencing, recovery and shutdown;
 //! - [`web`]: the HTTP side of `cronjobs api`: the admin REST API and the console over one
 //!   shared state, auth and error type;
-//! - [`jobfile`]: jobs as code (`cronjobs apply`, `validate`, `export`).
+//! - [`jobfile`]: jobs as code (`cronjobs apply`, `validate`, `export`);
+//! - [`testing`]: the target test kit, running a target as the scheduler would;
+//! - [`cli`]: the command line, every subcommand as one entry point ([`cli::run`]), for
+//!   `cronjobs` and for a team's own binary (library mode).
 
 pub mod alerts;
+pub mod builtin;
+pub mod cli;
 pub mod config;
 pub mod context;
 pub mod domain;
@@ -29,6 +35,7 @@ pub mod scheduler;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod testing;
 pub mod web;
 
 pub use context::JobContext;
@@ -55,6 +62,9 @@ pub fn build_info() -> &'static BuildInfo {
     })
 }
 pub use cron_macros::cron_target;
+
+// `#[cron_target]` names `::cron_runtime`; this lets the built-in targets use it here too.
+extern crate self as cron_runtime;
 
 #[doc(hidden)]
 #[path = "private.rs"]

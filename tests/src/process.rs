@@ -21,6 +21,18 @@ pub fn binary() -> PathBuf {
     binary
 }
 
+/// `my-cron`, the library-mode example (`examples/embed`), built into the same target
+/// directory by `scripts/test`.
+pub fn embedded_binary() -> PathBuf {
+    let binary = binary().with_file_name("my-cron");
+    assert!(
+        binary.exists(),
+        "{} is missing: build examples/embed with CARGO_TARGET_DIR set to this target directory (scripts/test does)",
+        binary.display()
+    );
+    binary
+}
+
 /// A running `cronjobs` process; killed when dropped.
 pub struct Cronjobs {
     child: Child,
@@ -30,7 +42,12 @@ pub struct Cronjobs {
 impl Cronjobs {
     /// Starts `cronjobs <args>` with exactly `env` (plus PATH), capturing stdout and stderr.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Cronjobs {
-        let mut command = Command::new(binary());
+        Cronjobs::spawn_program(&binary(), args, env)
+    }
+
+    /// Starts another binary of the same kind (library mode's `my-cron`) the same way.
+    pub fn spawn_program(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Cronjobs {
+        let mut command = Command::new(program);
         command
             .args(args)
             .env_clear()
@@ -43,7 +60,7 @@ impl Cronjobs {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn cronjobs");
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let output = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");

@@ -36,6 +36,7 @@ use crate::store::runs::{self, ClaimedRun, RunOutcome};
 use crate::telemetry::{log_finished, log_started};
 use crate::{metrics, registry, telemetry};
 use sentry::SentryFutureExt;
+use tracing::Instrument;
 
 /// How the error of a run whose target panicked begins.
 const PANICKED: &str = "panicked: ";
@@ -401,42 +402,23 @@ impl Executor {
             self.inner.targets_pool.clone(),
             cancel.clone(),
         );
-        // Its own task, so a panic is caught as a JoinError instead of unwinding through us;
-        // bound to a hub of its own, so Sentry's panic report carries the run's tags.
-        let mut handle = tokio::spawn((target.run)(ctx, payload).bind_hub(telemetry::run_hub(run)));
-        let (reason, error) = tokio::select! {
-            joined = &mut handle => return match joined {
-                Ok(Ok(output)) => RunOutcome::Succeeded { output },
-                Ok(Err(error)) => RunOutcome::Failed { reason: RunReason::Error, error },
-                Err(e) => describe_join_error(e),
-            },
-            () = tokio::time::sleep(target.timeout) => {
-                (RunReason::Timeout, format!("timed out after {}", humantime::format_duration(target.timeout)))
+        let stopped = async {
+            let (reason, error, grace) = tokio::select! {
+                () = self.inner.interrupt.cancelled() => (RunReason::Shutdown, "interrupted by shutdown", CANCEL_GRACE),
+                () = stops.revoked.cancelled() => (RunReason::Error, REVOKED, CANCEL_GRACE),
+                () = stops.cancelled.cancelled() => (RunReason::Cancelled, "cancelled by an admin", self.inner.cancel_grace),
+                () = stops.fenced.cancelled() => (RunReason::Fenced, FENCED, self.inner.fence_grace),
+            };
+            Stop {
+                reason,
+                error: error.to_owned(),
+                grace,
             }
-            () = self.inner.interrupt.cancelled() => (RunReason::Shutdown, "interrupted by shutdown".to_owned()),
-            () = stops.revoked.cancelled() => (RunReason::Error, REVOKED.to_owned()),
-            () = stops.cancelled.cancelled() => (RunReason::Cancelled, "cancelled by an admin".to_owned()),
-            () = stops.fenced.cancelled() => (RunReason::Fenced, FENCED.to_owned()),
         };
-        cancel.cancel();
-        let grace = match reason {
-            RunReason::Cancelled => self.inner.cancel_grace,
-            RunReason::Fenced => self.inner.fence_grace,
-            _ => CANCEL_GRACE,
-        };
-        match tokio::time::timeout(grace, &mut handle).await {
-            // The handler returned after a cancel: the store records it `cancelled` regardless.
-            Ok(Ok(Ok(output))) if reason == RunReason::Cancelled => RunOutcome::Succeeded { output },
-            Ok(_) => RunOutcome::Failed { reason, error },
-            Err(_) => {
-                handle.abort();
-                tracing::warn!(
-                    job_key = %run.job_key, run_id = %run.id, grace_ms = grace.as_millis() as u64,
-                    "the handler ignored its cancellation; aborted"
-                );
-                RunOutcome::Failed { reason, error }
-            }
-        }
+        // Bound to a hub of its own, so Sentry's panic report carries the run's tags.
+        let handler = (target.run)(ctx, payload).bind_hub(telemetry::run_hub(run));
+        let span = tracing::info_span!("run", job_key = %run.job_key, run_id = %run.id);
+        supervise(handler, span, cancel, target.timeout, stopped).await
     }
 
     /// Cancels run `run_id` if this scheduler executes it (an admin's cancel).
@@ -589,6 +571,63 @@ async fn record_batches(
             };
             // The run's task is gone only if the runtime is shutting down.
             let _ = recorded.send(result);
+        }
+    }
+}
+
+/// Why a run was stopped before its handler returned, and how long the handler then gets to
+/// return by itself before its task is aborted.
+pub(crate) struct Stop {
+    pub reason: RunReason,
+    pub error: String,
+    pub grace: Duration,
+}
+
+/// Runs a target's handler to its outcome: what it returned, a panic, or, when `timeout`
+/// elapses or `stopped` completes first, the stop's reason after `cancel` fired and the
+/// handler returned or its grace ran out. The one place that decides how a run ends; the
+/// executor and the target test kit (`crate::testing`) both run handlers through it.
+pub(crate) async fn supervise<H>(
+    handler: H,
+    span: tracing::Span,
+    cancel: CancellationToken,
+    timeout: Duration,
+    stopped: impl std::future::Future<Output = Stop>,
+) -> RunOutcome
+where
+    H: std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'static,
+{
+    // Its own task, so a panic is caught as a JoinError instead of unwinding through us; in
+    // the run's span, so the target's own log lines carry the job key and run id.
+    let mut handle = tokio::spawn(handler.instrument(span.clone()));
+    let stop = tokio::select! {
+        joined = &mut handle => return match joined {
+            Ok(Ok(output)) => RunOutcome::Succeeded { output },
+            Ok(Err(error)) => RunOutcome::Failed { reason: RunReason::Error, error },
+            Err(e) => describe_join_error(e),
+        },
+        () = tokio::time::sleep(timeout) => Stop {
+            reason: RunReason::Timeout,
+            error: format!("timed out after {}", humantime::format_duration(timeout)),
+            grace: CANCEL_GRACE,
+        },
+        stop = stopped => stop,
+    };
+    cancel.cancel();
+    let Stop { reason, error, grace } = stop;
+    match tokio::time::timeout(grace, &mut handle).await {
+        // The handler returned after a cancel: the store records it `cancelled` regardless.
+        Ok(Ok(Ok(output))) if reason == RunReason::Cancelled => RunOutcome::Succeeded { output },
+        Ok(_) => RunOutcome::Failed { reason, error },
+        Err(_) => {
+            handle.abort();
+            span.in_scope(|| {
+                tracing::warn!(
+                    grace_ms = grace.as_millis() as u64,
+                    "the handler ignored its cancellation; aborted"
+                )
+            });
+            RunOutcome::Failed { reason, error }
         }
     }
 }

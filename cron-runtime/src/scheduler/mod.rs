@@ -34,6 +34,7 @@
 
 mod claims;
 mod executor;
+pub(crate) use executor::{supervise, Stop};
 pub mod fence;
 pub mod http;
 mod instances;

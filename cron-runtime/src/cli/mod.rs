@@ -1,4 +1,21 @@
-//! Command-line parsing and the subcommands.
+//! The command line: every subcommand of `cronjobs`, as one entry point.
+//!
+//! This is library mode (README, "Use it from your own service"): a team's own binary that
+//! links its own targets crate calls [`run`] from its `main` and behaves exactly like
+//! `cronjobs`, with the same subcommands, configuration and behaviour:
+//!
+//! ```ignore
+//! use my_targets as _; // links the crate, so its #[cron_target]s are registered
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     cron_runtime::cli::run().await
+//! }
+//! ```
+
+mod dev;
+mod dev_postgres;
+mod process;
 
 use std::process::ExitCode;
 
@@ -8,16 +25,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use cron_runtime::config::{self, ApiConfig, CommonConfig, ProcessEnv, SchedulerConfig, Secret};
-use cron_runtime::domain::incident::Policy;
-use cron_runtime::{jobfile, registry, scheduler, store, telemetry};
+use crate::config::{self, ApiConfig, CommonConfig, ProcessEnv, SchedulerConfig, Secret};
+use crate::domain::incident::Policy;
+use crate::{jobfile, registry, scheduler, store, telemetry};
 
-use crate::process::{both, open_registry, shutdown_on_signal};
+use process::{both, open_registry, shutdown_on_signal};
 use tokio_util::sync::CancellationToken;
 
 /// A durable cron service on PostgreSQL.
 #[derive(Debug, Parser)]
-#[command(name = "cronjobs", version, about)]
+#[command(
+    name = "cronjobs",
+    version,
+    about = "cronjobs: a durable cron service on PostgreSQL (api, scheduler, dev, migrate, apply, validate, export, prune, targets)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,6 +90,8 @@ enum Command {
 }
 
 /// Parses the command line and runs the subcommand; the exit code says whether it worked.
+/// Call it from `main` in a Tokio runtime; the targets registered are those of every crate
+/// the binary links.
 pub async fn run() -> ExitCode {
     if let Err(e) = load_dotenv() {
         eprintln!("error: {e:#}");
@@ -80,7 +103,7 @@ pub async fn run() -> ExitCode {
         Command::Migrate => migrate().await,
         Command::Targets => print_targets(),
         Command::Scheduler => scheduler().await,
-        Command::Dev => crate::dev::run().await,
+        Command::Dev => dev::run().await,
         Command::Apply {
             file,
             dry_run,
@@ -128,7 +151,7 @@ async fn api() -> anyhow::Result<()> {
     let (common, config) = both(CommonConfig::from_env(&ProcessEnv), ApiConfig::from_env(&ProcessEnv))?;
     let telemetry = telemetry::init(&common, "api");
     open_registry(&common)?;
-    let result = cron_runtime::web::run(config).await;
+    let result = crate::web::run(config).await;
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "api stopped with an error");
     }

@@ -2,20 +2,20 @@
 //!
 //! Needs no configuration on a machine with PostgreSQL installed: without `DATABASE_URL` it
 //! uses (and creates) the `cronjobs_dev` database on 127.0.0.1:5432 (or `$CRONJOBS_DEV_SERVER`),
-//! and when no server answers there it starts a private one ([`crate::dev_postgres`]), stopped
+//! and when no server answers there it starts a private one ([`super::dev_postgres`]), stopped
 //! on exit. Without `CRON_ADMIN_TOKENS` it makes up a token and prints a ready `curl` line.
 //! `PORT` is the API's; the embedded scheduler serves no port of its own.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::config::{ApiConfig, CommonConfig, Env, ProcessEnv, SchedulerConfig, Secret};
+use crate::domain::incident::Policy;
+use crate::{scheduler, store, telemetry, web};
 use anyhow::Context;
-use cron_runtime::config::{ApiConfig, CommonConfig, Env, ProcessEnv, SchedulerConfig, Secret};
-use cron_runtime::domain::incident::Policy;
-use cron_runtime::{scheduler, store, telemetry, web};
 
-use crate::dev_postgres::PrivatePostgres;
-use crate::process::{both, open_registry, shutdown_on_signal};
+use super::dev_postgres::PrivatePostgres;
+use super::process::{both, open_registry, shutdown_on_signal};
 
 /// The database `cronjobs dev` uses when `DATABASE_URL` is unset.
 const DEV_SERVER: &str = "postgres://postgres@127.0.0.1:5432";

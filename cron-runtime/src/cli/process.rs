@@ -1,8 +1,8 @@
 //! What every subcommand that runs a service shares: the registry check, the shutdown signal,
 //! and reading two configurations at once.
 
-use cron_runtime::config::{CommonConfig, ConfigError};
-use cron_runtime::{registry, shutdown};
+use crate::config::{CommonConfig, ConfigError};
+use crate::{builtin, registry, shutdown};
 use tokio_util::sync::CancellationToken;
 
 /// Both configurations, or every problem of both in one error.
@@ -31,6 +31,7 @@ pub fn shutdown_on_signal() -> CancellationToken {
 /// Checks the registry, then enables the diagnostic targets if `CRON_DIAGNOSTIC_TARGETS` asks.
 pub fn open_registry(common: &CommonConfig) -> anyhow::Result<()> {
     check_registry()?;
+    builtin::configure(common);
     if common.diagnostic_targets {
         registry::enable_diagnostic_targets();
         tracing::info!("diagnostic targets enabled (CRON_DIAGNOSTIC_TARGETS)");
