@@ -27,7 +27,10 @@ fn a_valid_file_gives_its_jobs_with_their_lines() {
     enable_diagnostic_targets();
     let text = "# jobs\n\n[jobs.\"dod.heartbeat\"]\ntarget = \"system.heartbeat\"\ncron = \"*/5 * * * *\"\n\n\
                 [jobs.nap]\ntarget = \"system.sleep\"\nrun_at = 2099-01-01T09:00:00Z\npayload = { seconds = 1 }\n";
-    let jobs = jobfile::validate("deploy/jobs.toml", text).expect("valid");
+    let read = jobfile::validate("./deploy/jobs.toml", text).expect("valid");
+    // A file that names no source is owned by its path, however it is spelled.
+    assert_eq!(read.source, "deploy/jobs.toml");
+    let jobs = read.jobs;
     assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[0].definition.job_key.as_str(), "dod.heartbeat");
     assert_eq!((jobs[0].line, jobs[1].line), (3, 7));
@@ -35,6 +38,19 @@ fn a_valid_file_gives_its_jobs_with_their_lines() {
     assert_eq!(jobs[1].definition.payload, serde_json::json!({"seconds": 1}));
     assert_eq!(jobs[1].definition.created_by, "file:jobs.toml");
     assert_eq!(jobs[1].definition.managed_by, ManagedBy::File);
+    assert_eq!(jobs[1].definition.source.as_deref(), Some("deploy/jobs.toml"));
+}
+
+#[test]
+fn a_named_source_owns_the_jobs_and_a_blank_one_is_refused() {
+    let text =
+        "source = \"billing\"\n[jobs.\"dod.heartbeat\"]\ntarget = \"system.heartbeat\"\ncron = \"*/5 * * * *\"\n";
+    let read = jobfile::validate("jobs.toml", text).expect("valid");
+    assert_eq!(read.source, "billing");
+    assert_eq!(read.jobs[0].definition.source.as_deref(), Some("billing"));
+    let errors = jobfile::validate("jobs.toml", "source = \"  \"\n").expect_err("a blank source");
+    assert_eq!(errors[0].field.as_deref(), Some("source"), "{errors:?}");
+    assert_eq!(errors[0].line, 1);
 }
 
 #[test]
@@ -72,6 +88,6 @@ fn toml_mistakes_name_their_line() {
 #[test]
 fn the_shipped_jobs_file_is_valid() {
     let text = include_str!("../../jobs.toml");
-    let jobs = jobfile::validate("jobs.toml", text).expect("jobs.toml is valid");
+    let jobs = jobfile::validate("jobs.toml", text).expect("jobs.toml is valid").jobs;
     assert!(jobs.iter().any(|j| j.definition.job_key.as_str() == "dod.heartbeat"));
 }

@@ -31,6 +31,7 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
             description: None,
             created_by: "test".into(),
             managed_by: cron_runtime::domain::ManagedBy::Api,
+            source: None,
         },
     )
     .await

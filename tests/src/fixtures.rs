@@ -54,6 +54,7 @@ async fn create(pool: &PgPool, key: &str, target: &str, schedule: ScheduleSpec, 
         description: None,
         created_by: "test".into(),
         managed_by: ManagedBy::Api,
+        source: None,
     };
     definitions::create(pool, &new).await.expect("create job")
 }

@@ -57,15 +57,17 @@ enum Command {
     /// Local development: migrations, then the API and the scheduler in one process.
     Dev,
     /// Make the jobs of a TOML jobs file live: create, new version, retire (`--dry-run`: plan only).
+    /// A file owns the jobs of its `source` (default: its path) and never touches others'.
     Apply {
         /// The jobs file, e.g. jobs.toml.
         file: PathBuf,
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Let a file without jobs retire every file-managed job.
+        /// Let the file retire all, or more than half, of its source's jobs (asked on a
+        /// terminal; refused otherwise).
         #[arg(long)]
-        allow_empty: bool,
+        allow_retire: bool,
     },
     /// Check a jobs file against this build's targets (needs no database; for CI).
     Validate {
@@ -107,8 +109,8 @@ pub async fn run() -> ExitCode {
         Command::Apply {
             file,
             dry_run,
-            allow_empty,
-        } => apply(&file, jobfile::ApplyOptions { dry_run, allow_empty }).await,
+            allow_retire,
+        } => apply(&file, jobfile::ApplyOptions { dry_run, allow_retire }).await,
         Command::Validate { file } => validate(&file),
         Command::Export => export().await,
         Command::Prune {
@@ -178,15 +180,19 @@ fn validate(file: &Path) -> anyhow::Result<()> {
     open_registry(&CommonConfig::from_env(&ProcessEnv)?)?;
     let (name, text) = read_jobs_file(file)?;
     match jobfile::validate(&name, &text) {
-        Ok(jobs) => {
-            println!("{name}: {} jobs, valid", jobs.len());
+        Ok(read) => {
+            let jobs = match read.jobs.len() {
+                1 => "1 job".to_owned(),
+                n => format!("{n} jobs"),
+            };
+            println!("{name}: {jobs} of source {:?}, valid", read.source);
             Ok(())
         }
         Err(errors) => Err(invalid_file(&name, &errors)),
     }
 }
 
-async fn apply(file: &Path, options: jobfile::ApplyOptions) -> anyhow::Result<()> {
+async fn apply(file: &Path, mut options: jobfile::ApplyOptions) -> anyhow::Result<()> {
     let dry_run = options.dry_run;
     open_registry(&CommonConfig::from_env(&ProcessEnv)?)?;
     let (name, text) = read_jobs_file(file)?;
@@ -195,8 +201,24 @@ async fn apply(file: &Path, options: jobfile::ApplyOptions) -> anyhow::Result<()
     let policy = Policy::from(&config::AlertConfig::from_env(&ProcessEnv)?);
     let pool = store::connect(&url).await?;
     store::schema::ensure_current(&pool).await?;
-    match jobfile::apply(&pool, &name, &text, options, &policy).await {
+    let mut applied = jobfile::apply(&pool, &name, &text, options, &policy).await;
+    if let Err(jobfile::ApplyError::WouldRetireMost { plan, .. }) = &applied {
+        println!("{plan}");
+        if confirm_on_terminal(plan.retiring(), plan.owned)? {
+            options.allow_retire = true;
+            applied = jobfile::apply(&pool, &name, &text, options, &policy).await;
+        }
+    }
+    match applied {
         Ok(plan) => {
+            if dry_run && plan.retires_most() {
+                println!(
+                    "Note: this retires {} of the {} jobs of source {:?}; applying it takes --allow-retire.",
+                    plan.retiring(),
+                    plan.owned,
+                    plan.source
+                );
+            }
             println!("{plan}");
             let done = if plan.is_empty() {
                 "Nothing to do: the live jobs match the file."
@@ -211,6 +233,20 @@ async fn apply(file: &Path, options: jobfile::ApplyOptions) -> anyhow::Result<()
         Err(jobfile::ApplyError::Invalid(errors)) => Err(invalid_file(&name, &errors)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Asks on a terminal whether to retire `retiring` of `owned` jobs; `false` when stdin is not
+/// a terminal (a deploy command), so only `--allow-retire` lets it happen there.
+fn confirm_on_terminal(retiring: usize, owned: usize) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    print!("Retire {retiring} of the {owned} jobs of this source? Type yes to apply: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
 }
 
 fn invalid_file(name: &str, errors: &[jobfile::FileError]) -> anyhow::Error {

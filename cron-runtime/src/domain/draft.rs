@@ -54,6 +54,8 @@ pub struct NewDefinition {
     pub created_by: String,
     /// Who will own its versions: the API, or a jobs file.
     pub managed_by: ManagedBy,
+    /// The jobs file's source, for `ManagedBy::File`.
+    pub source: Option<String>,
 }
 
 /// A definition as submitted, before validation. `run_at` is text (RFC 3339) as received.
@@ -175,6 +177,7 @@ impl Draft {
                 description: self.description,
                 created_by: actor,
                 managed_by: ManagedBy::Api,
+                source: None,
             }),
             _ => Err(errors),
         }

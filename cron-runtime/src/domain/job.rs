@@ -150,6 +150,8 @@ pub struct JobDefinition {
     /// Who retired it: an admin, `cronjobs apply`, or `scheduler` (a one-time job after its run).
     pub retired_by: Option<String>,
     pub managed_by: ManagedBy,
+    /// The jobs file that owns it (its `source`, or its path); `None` for jobs of the API.
+    pub source: Option<String>,
 }
 
 impl std::fmt::Display for JobStatus {

@@ -12,13 +12,16 @@
 //! - [`parse`]: the file, with every problem placed at its line; each entry validated by the
 //!   same rules as a REST body ([`crate::domain::Draft`]).
 //! - [`plan`]: what applying changes: create, new version (with the changed fields), retire
-//!   (file-managed jobs no longer in the file), unchanged. Jobs created through the API are never
-//!   touched, and a paused job stays paused.
+//!   (jobs of the file's source no longer in the file), unchanged. Each file owns its jobs under
+//!   its `source` (default: its path): jobs of the API and of other sources are never touched,
+//!   and a paused job stays paused.
 //! - [`apply`]: the plan, in one transaction under an advisory lock (two applies serialize;
 //!   an invalid entry changes nothing), through the same store functions as the API.
 
 pub mod parse;
 pub mod plan;
+
+use std::collections::BTreeSet;
 
 use chrono::Utc;
 use sqlx::PgPool;
@@ -27,7 +30,7 @@ use crate::alerts;
 use crate::domain::incident::Policy;
 use crate::domain::{JobDefinition, ManagedBy, ScheduleType};
 use crate::store::{definitions, locks, StoreError};
-pub use parse::{FileError, FileJob};
+pub use parse::{FileError, FileJob, JobsFile};
 pub use plan::{Plan, Step};
 
 /// Why an apply changed nothing.
@@ -36,10 +39,11 @@ pub enum ApplyError {
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FileError>),
     #[error(
-        "{file} has no jobs, and applying it would retire all {retiring} file-managed jobs; \
-         if that is what you want, apply it again with --allow-empty"
+        "applying {file} would retire {} of the {} jobs of source {:?}; if that is what you want, \
+         apply it again with --allow-retire",
+        plan.retiring(), plan.owned, plan.source
     )]
-    WouldRetireEverything { file: String, retiring: usize },
+    WouldRetireMost { file: String, plan: Box<Plan> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -49,9 +53,9 @@ pub enum ApplyError {
 pub struct ApplyOptions {
     /// Plan only; change nothing.
     pub dry_run: bool,
-    /// Let a file without jobs retire every file-managed job (a wrong path in a deploy
-    /// command must not do that by itself).
-    pub allow_empty: bool,
+    /// Let the file retire all, or more than half, of its source's jobs (a wrong path or a
+    /// truncated file in a deploy command must not do that by itself).
+    pub allow_retire: bool,
 }
 
 impl From<sqlx::Error> for ApplyError {
@@ -69,7 +73,7 @@ pub fn actor(file: &str) -> String {
 }
 
 /// Checks a file against this build's targets, without a database (`cronjobs validate`).
-pub fn validate(file: &str, text: &str) -> Result<Vec<FileJob>, Vec<FileError>> {
+pub fn validate(file: &str, text: &str) -> Result<JobsFile, Vec<FileError>> {
     parse::parse(file, text, &actor(file))
 }
 
@@ -83,24 +87,23 @@ pub async fn apply(
     options: ApplyOptions,
     policy: &Policy,
 ) -> Result<Plan, ApplyError> {
-    let ApplyOptions { dry_run, allow_empty } = options;
+    let ApplyOptions { dry_run, allow_retire } = options;
     let actor = actor(file);
-    let jobs = parse::parse(file, text, &actor).map_err(ApplyError::Invalid)?;
+    let read = parse::parse(file, text, &actor).map_err(ApplyError::Invalid)?;
     let mut tx = pool.begin().await?;
     locks::hold(&mut tx, locks::APPLY).await?;
     let latest = definitions::latest_versions_in(&mut tx).await?;
-    let plan = plan::plan(file, &jobs, &latest, Utc::now()).map_err(ApplyError::Invalid)?;
-    let retiring = plan.steps.iter().filter(|s| matches!(s, Step::Retire(_))).count();
-    if jobs.is_empty() && retiring > 0 && !allow_empty && !dry_run {
-        return Err(ApplyError::WouldRetireEverything {
+    let plan = plan::plan(file, &read.source, &read.jobs, &latest, Utc::now()).map_err(ApplyError::Invalid)?;
+    if plan.retires_most() && !allow_retire && !dry_run {
+        return Err(ApplyError::WouldRetireMost {
             file: file.to_owned(),
-            retiring,
+            plan: Box::new(plan),
         });
     }
     if dry_run || plan.is_empty() {
         return Ok(plan);
     }
-    let (mut resolved, mut activated, mut retired) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut resolved, mut activated, mut retired, mut adopted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for step in &plan.steps {
         match step {
             Step::Create(new) => {
@@ -119,29 +122,60 @@ pub async fn apply(
                 retired.push(gone.value.id);
                 resolved.extend(gone.transitions);
             }
+            Step::Adopt(current) => adopted.push(current.job_key.clone()),
             Step::Unchanged { .. } => {}
         }
     }
+    // Versions a file created before sources existed, retired or changed now, become ours too.
+    adopted.extend(plan.steps.iter().filter_map(|step| match step {
+        Step::Change { current, .. } | Step::Retire(current) if current.source.is_none() => {
+            Some(current.job_key.clone())
+        }
+        _ => None,
+    }));
+    definitions::adopt_in(&mut tx, &adopted, &plan.source).await?;
     definitions::stamp_changes_in(&mut tx, &activated, &retired).await?;
     tx.commit().await?;
     alerts::announce(&resolved);
     Ok(plan)
 }
 
-/// The live jobs as a jobs file (`cronjobs export`): applying it changes nothing.
+/// The live jobs as a jobs file (`cronjobs export`): applying it changes nothing. When the
+/// file-managed jobs belong to one source, the file names it, so it applies as that source
+/// from any path; with several, each job says its source.
 pub async fn export(pool: &PgPool) -> Result<String, StoreError> {
     let live = definitions::list_live(pool).await?;
     let mut out =
         String::from("# cronjobs jobs file, exported from the live jobs. Apply with `cronjobs apply FILE`.\n");
+    let sources: BTreeSet<&str> = live.iter().filter_map(|job| job.source.as_deref()).collect();
+    match sources.len() {
+        0 => {}
+        1 => out.push_str(&format!(
+            "source = {}\n",
+            toml_string(sources.iter().next().copied().unwrap_or_default())
+        )),
+        _ => out.push_str(&format!(
+            "# The jobs come from {} sources ({}): apply each source's jobs from a file of its own.\n",
+            sources.len(),
+            sources.iter().copied().collect::<Vec<_>>().join(", ")
+        )),
+    }
     for job in &live {
+        if let (true, Some(source)) = (sources.len() > 1, &job.source) {
+            out.push_str(&format!("\n# source: {source}"));
+        }
         out.push('\n');
         out.push_str(&export_one(job));
     }
     Ok(out)
 }
 
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
 fn export_one(job: &JobDefinition) -> String {
-    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let quote = toml_string;
     let mut out = String::new();
     if job.managed_by == ManagedBy::Api {
         out.push_str("# managed through the API: apply leaves it as it is while the API manages it\n");

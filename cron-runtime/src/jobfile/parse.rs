@@ -10,6 +10,28 @@ use toml::Spanned;
 use crate::domain::{Draft, FieldError, ManagedBy, NewDefinition};
 use crate::registry::Registered;
 
+/// A jobs file, read and valid: the source that owns its jobs, and the jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobsFile {
+    /// Who owns the file's jobs: the file's `source = "..."`, or its path. Applying one
+    /// source never touches another source's jobs.
+    pub source: String,
+    pub jobs: Vec<FileJob>,
+}
+
+/// The longest `source` name.
+pub const MAX_SOURCE: usize = 200;
+
+/// The source of a file that names none: its path as given, without a leading `./`, so
+/// `jobs.toml` and `./jobs.toml` are one source.
+pub fn default_source(file: &str) -> String {
+    let mut path = file;
+    while let Some(rest) = path.strip_prefix("./") {
+        path = rest;
+    }
+    path.to_owned()
+}
+
 /// One job of a jobs file, valid against this build's targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileJob {
@@ -55,6 +77,8 @@ impl std::fmt::Display for FileError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Document {
+    /// Who owns the file's jobs (default: the file's path).
+    source: Option<Spanned<String>>,
     #[serde(default)]
     jobs: BTreeMap<Spanned<String>, Spanned<Entry>>,
 }
@@ -74,7 +98,7 @@ struct Entry {
 
 /// Parses and validates every job of `text` (the contents of `file`), reporting every problem
 /// of every job at once. `actor` is recorded as the creator of what it creates.
-pub fn parse(file: &str, text: &str, actor: &str) -> Result<Vec<FileJob>, Vec<FileError>> {
+pub fn parse(file: &str, text: &str, actor: &str) -> Result<JobsFile, Vec<FileError>> {
     let lines = LineIndex::new(text);
     let document: Document = toml::from_str(text).map_err(|e| {
         vec![FileError {
@@ -86,10 +110,39 @@ pub fn parse(file: &str, text: &str, actor: &str) -> Result<Vec<FileJob>, Vec<Fi
         }]
     })?;
     let (mut jobs, mut errors) = (Vec::new(), Vec::new());
+    let source = match document.source {
+        None => default_source(file),
+        Some(named) => {
+            let line = lines.line(named.span().start);
+            let name = named.into_inner().trim().to_owned();
+            let problem = if name.is_empty() {
+                Some(
+                    "is blank: name the file's jobs (e.g. \"billing\") or leave it out to use the file's path"
+                        .to_owned(),
+                )
+            } else if name.chars().count() > MAX_SOURCE {
+                Some(format!("must be at most {MAX_SOURCE} characters"))
+            } else if name.chars().any(char::is_control) {
+                Some("must not contain control characters".to_owned())
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                errors.push(FileError {
+                    file: file.to_owned(),
+                    line,
+                    job_key: None,
+                    field: Some("source".to_owned()),
+                    message,
+                });
+            }
+            name
+        }
+    };
     for (key, entry) in document.jobs {
         let at = |span: Range<usize>| lines.line(span.start);
         let header = at(key.span());
-        match validate(key.get_ref(), entry.into_inner(), actor, &at) {
+        match validate(key.get_ref(), entry.into_inner(), actor, &source, &at) {
             Ok((definition, lines)) => jobs.push(FileJob {
                 definition,
                 line: header,
@@ -105,7 +158,7 @@ pub fn parse(file: &str, text: &str, actor: &str) -> Result<Vec<FileJob>, Vec<Fi
         }
     }
     if errors.is_empty() {
-        Ok(jobs)
+        Ok(JobsFile { source, jobs })
     } else {
         Err(errors)
     }
@@ -118,6 +171,7 @@ fn validate(
     key: &str,
     entry: Entry,
     actor: &str,
+    source: &str,
     at: &dyn Fn(Range<usize>) -> usize,
 ) -> Result<(NewDefinition, BTreeMap<&'static str, usize>), Vec<Placed>> {
     let mut lines = BTreeMap::new();
@@ -187,6 +241,7 @@ fn validate(
         Ok(definition) if problems.is_empty() => Ok((
             NewDefinition {
                 managed_by: ManagedBy::File,
+                source: Some(source.to_owned()),
                 ..definition
             },
             lines,

@@ -21,8 +21,11 @@ pub enum Step {
         new: NewDefinition,
         fields: Vec<FieldChange>,
     },
-    /// `-`: a file-managed job no longer in the file.
+    /// `-`: a job of this source no longer in the file.
     Retire(Box<JobDefinition>),
+    /// `&`: a file-managed job from before sources existed, unchanged, that this source owns
+    /// from now on.
+    Adopt(Box<JobDefinition>),
     /// `=`: nothing to do (`why` says so when it is not plain equality).
     Unchanged { job_key: String, why: Option<&'static str> },
 }
@@ -35,9 +38,14 @@ pub struct FieldChange {
     pub to: String,
 }
 
-/// Every step, in key order.
+/// Every step, in key order, for one source.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
+    /// The source the file's jobs belong to.
+    pub source: String,
+    /// The live jobs the source owned before this apply (those from before sources existed
+    /// included).
+    pub owned: usize,
     pub steps: Vec<Step>,
 }
 
@@ -47,16 +55,47 @@ impl Plan {
         self.steps.iter().all(|s| matches!(s, Step::Unchanged { .. }))
     }
 
+    /// How many jobs it retires.
+    pub fn retiring(&self) -> usize {
+        self.count(|s| matches!(s, Step::Retire(_)))
+    }
+
+    /// `true` when it retires all, or more than half, of the source's jobs: what a wrong path
+    /// or a truncated file looks like, so applying it takes `--allow-retire`.
+    pub fn retires_most(&self) -> bool {
+        let retiring = self.retiring();
+        retiring > 0 && (retiring == self.owned || retiring * 2 > self.owned)
+    }
+
     fn count(&self, which: fn(&Step) -> bool) -> usize {
         self.steps.iter().filter(|s| which(s)).count()
     }
 }
 
-/// The plan that makes the file's jobs live. `latest` is the newest version of every key in
-/// the database. A file may not take over a key the API manages, nor create or change a
-/// one-time job whose `run_at` has passed.
+/// Who owns a live job, seen from the source being applied.
+enum Owner<'a> {
+    Api,
+    ThisSource,
+    /// Applied by a file before sources existed: the first source applied adopts it.
+    NoSource,
+    OtherSource(&'a str),
+}
+
+fn owner<'a>(job: &'a JobDefinition, source: &str) -> Owner<'a> {
+    match (job.managed_by, job.source.as_deref()) {
+        (ManagedBy::Api, _) => Owner::Api,
+        (ManagedBy::File, None) => Owner::NoSource,
+        (ManagedBy::File, Some(owner)) if owner == source => Owner::ThisSource,
+        (ManagedBy::File, Some(other)) => Owner::OtherSource(other),
+    }
+}
+
+/// The plan that makes the file's jobs live for `source`. `latest` is the newest version of
+/// every key in the database. A file may not take over a key the API or another source
+/// manages, nor create or change a one-time job whose `run_at` has passed.
 pub fn plan(
     file: &str,
+    source: &str,
     jobs: &[FileJob],
     latest: &[JobDefinition],
     now: DateTime<Utc>,
@@ -78,6 +117,18 @@ pub fn plan(
         let key = new.job_key.to_string();
         let current = latest.get(key.as_str()).copied();
         let fields = current.map(|c| changed_fields(c, new)).unwrap_or_default();
+        let live = current.filter(|c| c.status != JobStatus::Retired);
+        if let Some(Owner::OtherSource(other)) = live.map(|c| owner(c, source)) {
+            problem(
+                job,
+                "key",
+                format!(
+                    "is managed by the jobs file with source {other:?}: keep each job in one file (remove it here or \
+                     there), or give both files the same `source`"
+                ),
+            );
+            continue;
+        }
         let step = match current {
             Some(c) if c.status != JobStatus::Retired && c.managed_by == ManagedBy::Api => {
                 if fields.is_empty() {
@@ -95,6 +146,9 @@ pub fn plan(
                     );
                     continue;
                 }
+            }
+            Some(c) if c.status != JobStatus::Retired && fields.is_empty() && c.source.is_none() => {
+                Step::Adopt(Box::new(c.clone()))
             }
             Some(c) if c.status != JobStatus::Retired && fields.is_empty() => Step::Unchanged {
                 job_key: key,
@@ -122,17 +176,24 @@ pub fn plan(
         steps.push(step);
     }
     let in_file: BTreeSet<&str> = jobs.iter().map(|j| j.definition.job_key.as_str()).collect();
+    let mut owned = 0;
     for current in latest.values() {
-        if current.managed_by == ManagedBy::File
-            && current.status != JobStatus::Retired
-            && !in_file.contains(current.job_key.as_str())
-        {
+        let ours = matches!(owner(current, source), Owner::ThisSource | Owner::NoSource);
+        if !ours || current.status == JobStatus::Retired {
+            continue;
+        }
+        owned += 1;
+        if !in_file.contains(current.job_key.as_str()) {
             steps.push(Step::Retire(Box::new((*current).clone())));
         }
     }
     steps.sort_by(|a, b| key_of(a).cmp(key_of(b)));
     if errors.is_empty() {
-        Ok(Plan { steps })
+        Ok(Plan {
+            source: source.to_owned(),
+            owned,
+            steps,
+        })
     } else {
         Err(errors)
     }
@@ -141,7 +202,7 @@ pub fn plan(
 fn key_of(step: &Step) -> &str {
     match step {
         Step::Create(new) | Step::Change { new, .. } => new.job_key.as_str(),
-        Step::Retire(current) => &current.job_key,
+        Step::Retire(current) | Step::Adopt(current) => &current.job_key,
         Step::Unchanged { job_key, .. } => job_key,
     }
 }
@@ -174,8 +235,10 @@ fn changed_fields(current: &JobDefinition, new: &NewDefinition) -> Vec<FieldChan
 }
 
 impl fmt::Display for Plan {
-    /// One line per job (`+` create, `~` new version, `-` retire, `=` unchanged), then a summary.
+    /// The source, one line per job (`+` create, `~` new version, `-` retire, `&` adopt,
+    /// `=` unchanged), then a summary.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Source {:?} ({} live jobs):", self.source, self.owned)?;
         for step in &self.steps {
             match step {
                 Step::Create(new) => writeln!(f, "  + {}  (create: {})", new.job_key, describe(new))?,
@@ -198,6 +261,11 @@ impl fmt::Display for Plan {
                     "  - {}  (retire version {}: no longer in the file)",
                     current.job_key, current.version
                 )?,
+                Step::Adopt(current) => writeln!(
+                    f,
+                    "  & {}  (adopt version {}: applied before jobs files had sources; owned by {:?} from now on)",
+                    current.job_key, current.version, self.source
+                )?,
                 Step::Unchanged { job_key, why } => match why {
                     Some(why) => writeln!(f, "  = {job_key}  ({why})")?,
                     None => writeln!(f, "  = {job_key}")?,
@@ -206,12 +274,16 @@ impl fmt::Display for Plan {
         }
         write!(
             f,
-            "Plan: {} to create, {} to change, {} to retire, {} unchanged.",
+            "Plan: {} to create, {} to change, {} to retire, {} unchanged",
             self.count(|s| matches!(s, Step::Create(_))),
             self.count(|s| matches!(s, Step::Change { .. })),
-            self.count(|s| matches!(s, Step::Retire(_))),
+            self.retiring(),
             self.count(|s| matches!(s, Step::Unchanged { .. })),
-        )
+        )?;
+        match self.count(|s| matches!(s, Step::Adopt(_))) {
+            0 => f.write_str("."),
+            adopting => write!(f, ", {adopting} to adopt."),
+        }
     }
 }
 

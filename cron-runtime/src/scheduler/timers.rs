@@ -266,6 +266,7 @@ mod tests {
             active_since: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             retired_by: None,
             managed_by: crate::domain::ManagedBy::Api,
+            source: None,
         }
     }
 

@@ -149,6 +149,21 @@ pub async fn stamp_changes_in(conn: &mut PgConnection, activated: &[Uuid], retir
     Ok(())
 }
 
+/// Makes jobs file `source` the owner of every version of `job_keys` that a file applied
+/// before sources existed (`cronjobs apply` adopting them). Ownership is not part of a
+/// version, so this versions nothing and the scheduler sees no change.
+pub async fn adopt_in(conn: &mut PgConnection, job_keys: &[String], source: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE cron_job_definitions SET source = $2
+         WHERE job_key = ANY($1) AND managed_by = 'file' AND source IS NULL",
+    )
+    .bind(job_keys)
+    .bind(source)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Locks definition `id` for a change by `writer`: it must exist, be live, and be `writer`'s.
 async fn lock_live(
     conn: &mut PgConnection,
@@ -208,10 +223,10 @@ async fn insert_next_version(
         "INSERT INTO cron_job_definitions
              (id, job_key, version, target, schedule_type, cron_expression, timezone, run_at,
               payload, description, status, created_by, managed_by, pause_reason, paused_at, paused_by,
-              active_since)
+              active_since, source)
          SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9,
                 CASE WHEN $12::text IS NULL THEN 'active' ELSE 'paused' END, $10, $11, $12, $13, $14,
-                clock_timestamp()
+                clock_timestamp(), $15
          FROM cron_job_definitions WHERE job_key = $2
          RETURNING *",
     )
@@ -229,6 +244,7 @@ async fn insert_next_version(
     .bind(pause.and_then(|p| p.0))
     .bind(pause.and_then(|p| p.1))
     .bind(pause.and_then(|p| p.2))
+    .bind(&new.source)
     .fetch_one(conn)
     .await?;
     Ok(created)

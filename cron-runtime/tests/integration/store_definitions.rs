@@ -22,6 +22,7 @@ fn recurring(key: &str) -> NewDefinition {
         description: Some("test job".into()),
         created_by: "alice".into(),
         managed_by: ManagedBy::Api,
+        source: None,
     }
 }
 

@@ -330,6 +330,7 @@ async fn run_now_records_pending_then_skips_while_active(pool: PgPool) {
                 description: None,
                 created_by: "x".into(),
                 managed_by: ManagedBy::Api,
+                source: None,
             };
             n.description = Some("v2".into());
             n
@@ -379,6 +380,7 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
             description: None,
             created_by: "x".into(),
             managed_by: ManagedBy::Api,
+            source: None,
         },
     )
     .await

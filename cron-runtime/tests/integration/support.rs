@@ -24,6 +24,7 @@ pub async fn recurring(pool: &PgPool, key: &str, target: &str, cron: &str) -> Jo
             description: None,
             created_by: "test".into(),
             managed_by: ManagedBy::Api,
+            source: None,
         },
     )
     .await

@@ -39,6 +39,7 @@ async fn make_it_succeed(pool: &PgPool, job: &JobDefinition) -> JobDefinition {
         description: None,
         created_by: "test".into(),
         managed_by: ManagedBy::Api,
+        source: None,
     };
     definitions::new_version(pool, job.id, &new, ManagedBy::Api)
         .await

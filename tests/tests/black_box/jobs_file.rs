@@ -267,30 +267,118 @@ async fn a_job_removed_from_the_file_is_retired() {
 }
 
 #[tokio::test]
-async fn an_empty_file_retires_every_file_job_only_when_allowed() {
-    // A wrong path or an emptied file in a deploy command must not retire everything silently.
+async fn a_file_that_would_retire_most_of_its_jobs_needs_allow_retire() {
+    // A wrong path, an emptied or a truncated file in a deploy command must not retire a
+    // source's jobs silently.
     let db = TestDb::create().await;
     let dir = workdir();
     apply(&dir, &db.url, TWO_JOBS).await.assert_ok();
+    // An emptied file, and one whose every key changed (retiring half is allowed: see above).
+    for text in ["# nothing here\n", &TWO_JOBS.replace("[jobs.\"reports.", "[jobs.\"renamed.")] {
+        let refused = apply(&dir, &db.url, text).await;
+        assert_eq!(refused.code, Some(1), "{refused:#?}");
+        assert!(refused.stderr.contains("--allow-retire"), "{refused:#?}");
+        assert!(refused.stdout.contains("to retire"), "the plan is shown: {refused:#?}");
+        assert_eq!(
+            definitions::list_live(&db.pool).await.unwrap().len(),
+            2,
+            "nothing retired"
+        );
+    }
     let refused = apply(&dir, &db.url, "# nothing here\n").await;
-    assert_eq!(refused.code, Some(1), "{refused:#?}");
-    assert!(refused.stderr.contains("--allow-empty"), "{refused:#?}");
     assert!(
-        refused.stderr.contains("retire all 2 file-managed jobs"),
+        refused
+            .stderr
+            .contains("would retire 2 of the 2 jobs of source \"jobs.toml\""),
         "{refused:#?}"
     );
-    assert_eq!(
-        definitions::list_live(&db.pool).await.unwrap().len(),
-        2,
-        "nothing retired"
-    );
-    // A dry run shows the plan, and the flag does it.
+    // A dry run shows the plan and says what applying it takes; the flag does it.
     let plan = cronjobs(&dir, &["apply", "jobs.toml", "--dry-run"], Some(&db.url)).await;
-    assert!(plan.assert_ok().contains("2 to retire"), "{plan:#?}");
-    cronjobs(&dir, &["apply", "jobs.toml", "--allow-empty"], Some(&db.url))
+    let plan = plan.assert_ok();
+    assert!(
+        plan.contains("2 to retire") && plan.contains("takes --allow-retire"),
+        "{plan}"
+    );
+    cronjobs(&dir, &["apply", "jobs.toml", "--allow-retire"], Some(&db.url))
         .await
         .assert_ok();
     assert!(definitions::list_live(&db.pool).await.unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A one-job file for source tests.
+fn one_job(source: Option<&str>, key: &str) -> String {
+    let source = source.map(|s| format!("source = \"{s}\"\n")).unwrap_or_default();
+    format!("{source}[jobs.\"{key}\"]\ntarget = \"system.heartbeat\"\ncron = \"0 * * * *\"\n")
+}
+
+#[tokio::test]
+async fn each_jobs_file_owns_its_own_jobs() {
+    let db = TestDb::create().await;
+    let dir = workdir();
+    std::fs::write(dir.join("billing.toml"), one_job(None, "billing.invoices")).unwrap();
+    std::fs::write(dir.join("reports.toml"), TWO_JOBS).unwrap();
+    cronjobs(&dir, &["apply", "billing.toml"], Some(&db.url))
+        .await
+        .assert_ok();
+    let out = cronjobs(&dir, &["apply", "./reports.toml"], Some(&db.url)).await;
+    let out = out.assert_ok();
+    // The plan names its source, and leaves the other file's job alone.
+    assert!(out.contains("Source \"reports.toml\""), "{out}");
+    assert!(!out.contains("billing.invoices"), "{out}");
+    assert_eq!(definitions::list_live(&db.pool).await.unwrap().len(), 3);
+    let billing = definitions::get_live(&db.pool, "billing.invoices").await.unwrap();
+    assert_eq!(billing.source.as_deref(), Some("billing.toml"));
+
+    // Naming another file's job is refused, naming its source.
+    std::fs::write(dir.join("grab.toml"), one_job(None, "billing.invoices")).unwrap();
+    let grab = cronjobs(&dir, &["apply", "grab.toml"], Some(&db.url)).await;
+    let stderr = grab.assert_invalid();
+    assert!(
+        stderr.contains("managed by the jobs file with source \"billing.toml\""),
+        "{stderr}"
+    );
+
+    // The source is the owner wherever the file is: another path naming it is the same owner.
+    std::fs::create_dir_all(dir.join("moved")).unwrap();
+    std::fs::write(
+        dir.join("moved/b.toml"),
+        one_job(Some("billing.toml"), "billing.invoices"),
+    )
+    .unwrap();
+    let moved = cronjobs(&dir, &["apply", "moved/b.toml"], Some(&db.url)).await;
+    assert!(moved.assert_ok().contains("Nothing to do"), "{moved:#?}");
+    // A new source name takes over nothing by itself.
+    std::fs::write(dir.join("billing.toml"), one_job(Some("billing"), "billing.invoices")).unwrap();
+    let renamed = cronjobs(&dir, &["apply", "billing.toml"], Some(&db.url)).await;
+    assert!(
+        renamed.assert_invalid().contains("source \"billing.toml\""),
+        "{renamed:#?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn jobs_applied_before_sources_existed_are_adopted_without_a_new_version() {
+    let db = TestDb::create().await;
+    let dir = workdir();
+    apply(&dir, &db.url, TWO_JOBS).await.assert_ok();
+    // What a database upgraded from before sources existed holds.
+    sqlx::query("UPDATE cron_job_definitions SET source = NULL")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let out = apply(&dir, &db.url, TWO_JOBS).await;
+    let out = out.assert_ok();
+    assert!(out.contains("  & reports.daily-digest  (adopt version 1"), "{out}");
+    assert!(out.contains(", 2 to adopt."), "{out}");
+    for job in definitions::list_live(&db.pool).await.unwrap() {
+        assert_eq!((job.version, job.source.as_deref()), (1, Some("jobs.toml")), "{job:?}");
+    }
+    assert!(apply(&dir, &db.url, TWO_JOBS)
+        .await
+        .assert_ok()
+        .contains("Nothing to do"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -468,7 +556,10 @@ fn validate_needs_no_database_and_reports_the_same_lines() {
     }
     std::fs::write(dir.join("jobs.toml"), TWO_JOBS).unwrap();
     let valid = cronjobs_in(&dir, &["validate", "jobs.toml"], None);
-    assert_eq!(valid.assert_ok().trim(), "jobs.toml: 2 jobs, valid");
+    assert_eq!(
+        valid.assert_ok().trim(),
+        "jobs.toml: 2 jobs of source \"jobs.toml\", valid"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

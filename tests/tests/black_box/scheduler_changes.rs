@@ -66,6 +66,7 @@ async fn new_version_switches_target_and_payload() {
         description: None,
         created_by: "test".into(),
         managed_by: ManagedBy::Api,
+        source: None,
     };
     let v2 = definitions::new_version(&db.pool, v1.id, &v2, ManagedBy::Api)
         .await

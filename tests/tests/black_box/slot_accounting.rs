@@ -81,6 +81,7 @@ async fn job(db: &TestDb, key: &str, target: &str, schedule: ScheduleSpec, paylo
         description: None,
         created_by: "test".into(),
         managed_by: ManagedBy::Api,
+        source: None,
     };
     definitions::create(&db.pool, &new).await.expect("create job")
 }

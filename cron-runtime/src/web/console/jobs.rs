@@ -279,7 +279,11 @@ pub(super) async fn job_page(
                     a href="/admin/targets" { (d.target) }
                     @if !job.target_available && live_job { " " span.warn { "No live scheduler has this target" } }
                 }
-                dt { "Managed by" } dd { @if api_managed { "the API" } @else { "a jobs file (cronjobs apply)" } }
+                dt { "Managed by" } dd {
+                    @if api_managed { "the API" }
+                    @else if let Some(source) = &d.source { "the jobs file " code { (source) } " (cronjobs apply)" }
+                    @else { "a jobs file (cronjobs apply)" }
+                }
                 dt { "Description" } dd { (d.description.as_deref().unwrap_or("—")) }
                 dt { "Payload" } dd { pre { code { (payload_text) } } }
                 dt { "Created" } dd { (utc_text(d.created_at)) " by " (d.created_by) }
