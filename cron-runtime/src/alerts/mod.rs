@@ -37,9 +37,14 @@ pub fn announce(transitions: &[Transition]) {
                 );
                 sentry::report_opened(incident);
             }
+            IncidentEvent::Acknowledged => tracing::info!(
+                incident_id = %incident.id, kind = %incident.kind, %job_key,
+                by = incident.acknowledged_by.as_deref().unwrap_or_default(), "incident acknowledged"
+            ),
             IncidentEvent::Resolved => tracing::info!(
                 incident_id = %incident.id, kind = %incident.kind, %job_key, failures = incident.failures,
-                resolved_by = incident.resolved_by.as_deref().unwrap_or_default(), "incident resolved"
+                resolved_by = incident.resolved_by.as_deref().unwrap_or_default(),
+                by = incident.resolver.as_deref().unwrap_or_default(), "incident resolved"
             ),
         }
         crate::metrics::incident(incident, t.event);

@@ -220,15 +220,21 @@ pub fn validate_payload(targets: &impl TargetCatalog, target: &str, payload: &Va
 
 /// A pause or cancel reason: trimmed, 5 to 300 characters; `doing` completes "say why …".
 pub fn validate_reason<'a>(reason: Option<&'a str>, doing: &str) -> Result<&'a str, FieldError> {
-    let reason = reason.map(str::trim).unwrap_or_default();
-    let length = reason.chars().count();
+    validate_note("reason", reason, &format!("say why {doing}"))
+}
+
+/// Checks a free-text note a person must give (`field`), 5 to 300 characters after trimming;
+/// `asking` says what to write ("say why the job is paused").
+pub fn validate_note<'a>(field: &str, note: Option<&'a str>, asking: &str) -> Result<&'a str, FieldError> {
+    let note = note.map(str::trim).unwrap_or_default();
+    let length = note.chars().count();
     if REASON_LENGTH.contains(&length) {
-        Ok(reason)
+        Ok(note)
     } else {
         let (min, max) = (REASON_LENGTH.start(), REASON_LENGTH.end());
         Err(FieldError::new(
-            "reason",
-            format!("is required: say why {doing} in {min} to {max} characters (got {length} after trimming)"),
+            field,
+            format!("is required: {asking} in {min} to {max} characters (got {length} after trimming)"),
         ))
     }
 }

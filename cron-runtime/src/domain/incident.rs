@@ -17,6 +17,8 @@ use crate::config::{AlertConfig, Secret};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncidentEvent {
     Opened,
+    /// Someone took it on (by hand: `POST /incidents/{id}/acknowledge`); it stays open.
+    Acknowledged,
     Resolved,
 }
 
@@ -25,6 +27,7 @@ impl IncidentEvent {
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentEvent::Opened => "incident.opened",
+            IncidentEvent::Acknowledged => "incident.acknowledged",
             IncidentEvent::Resolved => "incident.resolved",
         }
     }
@@ -46,7 +49,7 @@ pub struct Incident {
     pub status: String,
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
-    /// `success`, `paused`, `retired` or `scheduler_up`.
+    /// `success`, `paused`, `retired`, `scheduler_up` or `admin` (by hand).
     pub resolved_by: Option<String>,
     /// Failed or missed runs counted into it.
     pub failures: i32,
@@ -57,6 +60,13 @@ pub struct Incident {
     pub last_error: Option<String>,
     pub last_reason: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// When someone acknowledged it, who (the token's name), and their note.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_note: Option<String>,
+    /// Who resolved it by hand (`resolved_by` = `admin`), and why.
+    pub resolver: Option<String>,
+    pub resolved_note: Option<String>,
 }
 
 /// An incident that was opened or resolved, and the run that did it (if any).
@@ -169,11 +179,22 @@ pub fn payload(event_id: Uuid, transition: &Transition) -> Value {
     });
     let occurred_at = match transition.event {
         IncidentEvent::Opened => incident.opened_at,
+        IncidentEvent::Acknowledged => incident.acknowledged_at.unwrap_or(incident.updated_at),
         IncidentEvent::Resolved => incident.resolved_at.unwrap_or(incident.updated_at),
+    };
+    // Who acted by hand, and their note (null for what the service did by itself).
+    let (by, note) = match transition.event {
+        IncidentEvent::Opened => (None, None),
+        IncidentEvent::Acknowledged => (
+            incident.acknowledged_by.as_deref(),
+            incident.acknowledged_note.as_deref(),
+        ),
+        IncidentEvent::Resolved => (incident.resolver.as_deref(), incident.resolved_note.as_deref()),
     };
     let message = message(transition);
     let icon = match transition.event {
         IncidentEvent::Opened => ":rotating_light:",
+        IncidentEvent::Acknowledged => ":eyes:",
         IncidentEvent::Resolved => ":white_check_mark:",
     };
     json!({
@@ -184,6 +205,8 @@ pub fn payload(event_id: Uuid, transition: &Transition) -> Value {
         "job": job,
         "run": run,
         "failures": incident.failures,
+        "by": by,
+        "note": note,
         "message": message,
         "text": format!("{icon} cronjobs: {message}"),
         "occurred_at": occurred_at,
@@ -199,7 +222,28 @@ fn message(transition: &Transition) -> String {
         .as_deref()
         .map(|e| one_line(e, 300))
         .unwrap_or_default();
+    let hand = |verb: &str, who: &Option<String>, note: &Option<String>| {
+        let who = who.as_deref().unwrap_or("an admin");
+        match note.as_deref() {
+            Some(note) => format!("{who} {verb} it: {}", one_line(note, 300)),
+            None => format!("{who} {verb} it"),
+        }
+    };
+    let subject = match incident.job_key.as_deref() {
+        Some(key) => format!("job {key}"),
+        None => "no scheduler is running".to_owned(),
+    };
     match (incident.job_key.as_deref(), transition.event) {
+        (_, IncidentEvent::Acknowledged) => format!(
+            "{subject}: {}",
+            hand("acknowledged", &incident.acknowledged_by, &incident.acknowledged_note)
+        ),
+        (_, IncidentEvent::Resolved) if incident.resolved_by.as_deref() == Some("admin") => {
+            format!(
+                "{subject}: {}",
+                hand("resolved", &incident.resolver, &incident.resolved_note)
+            )
+        }
         (Some(key), IncidentEvent::Opened) => format!(
             "job {key} is failing: {n} failed or missed run{s} in a row; last: {error}",
             n = incident.failures,

@@ -11,6 +11,8 @@
 //! | open     | resolved | whoever records the key's next succeeded run (`success`); pause (`paused`); retire (`retired`) |
 //! | (new)    | open     | the watchdog: no scheduler alive for `CRON_NO_SCHEDULER_AFTER` while active jobs exist (`no_scheduler`) |
 //! | open     | resolved | the watchdog, when a scheduler is alive again (`scheduler_up`)        |
+//! | open     | open, acknowledged | an admin: `POST /incidents/{id}/acknowledge` ([`acknowledge`]) |
+//! | open     | resolved | an admin: `POST /incidents/{id}/resolve` (`admin`, [`resolve_by_hand`]) |
 //!
 //! Outbox rows: (new) → delivered / given up, by the delivery task of any process
 //! (the alerts' webhook delivery).
@@ -24,7 +26,7 @@ use uuid::Uuid;
 
 use super::page::push_keyset_tail;
 use super::{instances, Cursor, Page, StoreError};
-use crate::domain::incident::{self, Incident, IncidentEvent, Policy, Transition};
+use crate::domain::incident::{self, Incident, IncidentEvent, Policy, Recorded, Transition};
 use crate::domain::{JobRun, RunReason, RunStatus};
 
 /// Filters of the incident list; `None` matches everything.
@@ -35,9 +37,10 @@ pub struct IncidentFilter {
     pub job_key: Option<String>,
 }
 
-/// A bad run: counts toward (or opens) an incident.
+/// A bad run: counts toward (or opens) an incident. A run a graceful shutdown interrupted
+/// (a deploy) is not: it says nothing about the job.
 fn is_bad(run: &JobRun) -> bool {
-    matches!(run.status, RunStatus::Failed | RunStatus::Missed)
+    matches!(run.status, RunStatus::Failed | RunStatus::Missed) && run.reason != Some(RunReason::Shutdown)
 }
 
 /// Opens, updates and resolves the incidents of the keys of `runs` (just recorded, in the
@@ -201,7 +204,7 @@ async fn consecutive_failures(conn: &mut PgConnection, job_key: &str) -> Result<
     let (count, first): (i64, Option<Uuid>) = sqlx::query_as(
         "SELECT count(*), (array_agg(id ORDER BY scheduled_at, id))[1]
          FROM cron_job_runs
-         WHERE job_key = $1 AND status IN ('failed', 'missed')
+         WHERE job_key = $1 AND status IN ('failed', 'missed') AND reason IS DISTINCT FROM 'shutdown'
            AND scheduled_at > COALESCE(
                (SELECT max(scheduled_at) FROM cron_job_runs WHERE job_key = $1 AND status = 'succeeded'),
                '-infinity')
@@ -350,6 +353,98 @@ async fn write_outbox(conn: &mut PgConnection, transition: &Transition, policy: 
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// open → acknowledged by `actor` with `note` (it stays open: the next success still resolves
+/// it), with its outbox rows. An incident acknowledged already, or resolved, is a conflict.
+pub async fn acknowledge(
+    pool: &PgPool,
+    id: Uuid,
+    actor: &str,
+    note: &str,
+    policy: &Policy,
+) -> Result<Recorded<Incident>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let incident = lock_open(&mut tx, id).await?;
+    if let Some(by) = incident.acknowledged_by {
+        return Err(StoreError::IncidentAcknowledged { id, by });
+    }
+    let acknowledged: Incident = sqlx::query_as(
+        "UPDATE cron_incidents
+         SET acknowledged_at = clock_timestamp(), acknowledged_by = $2, acknowledged_note = $3,
+             updated_at = clock_timestamp()
+         WHERE id = $1
+         RETURNING *",
+    )
+    .bind(id)
+    .bind(actor)
+    .bind(note)
+    .fetch_one(&mut *tx)
+    .await?;
+    recorded(tx, acknowledged, IncidentEvent::Acknowledged, policy).await
+}
+
+/// open → resolved by `actor` with `note` (`resolved_by` = `admin`), with its outbox rows:
+/// for what no run will resolve (a failed one-time job, a deploy that interrupted a run).
+/// The key's next bad runs count from here, as after any resolve.
+pub async fn resolve_by_hand(
+    pool: &PgPool,
+    id: Uuid,
+    actor: &str,
+    note: &str,
+    policy: &Policy,
+) -> Result<Recorded<Incident>, StoreError> {
+    let mut tx = pool.begin().await?;
+    lock_open(&mut tx, id).await?;
+    let resolved: Incident = sqlx::query_as(
+        "UPDATE cron_incidents
+         SET status = 'resolved', resolved_at = clock_timestamp(), resolved_by = 'admin', resolver = $2,
+             resolved_note = $3, updated_at = clock_timestamp()
+         WHERE id = $1
+         RETURNING *",
+    )
+    .bind(id)
+    .bind(actor)
+    .bind(note)
+    .fetch_one(&mut *tx)
+    .await?;
+    recorded(tx, resolved, IncidentEvent::Resolved, policy).await
+}
+
+/// Locks incident `id`, which must exist and be open.
+async fn lock_open(conn: &mut PgConnection, id: Uuid) -> Result<Incident, StoreError> {
+    let incident: Option<Incident> = sqlx::query_as("SELECT * FROM cron_incidents WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match incident {
+        None => Err(StoreError::IncidentNotFound(id)),
+        Some(i) if i.status != "open" => Err(StoreError::IncidentResolved {
+            id,
+            how: i.resolved_by.unwrap_or_default(),
+        }),
+        Some(i) => Ok(i),
+    }
+}
+
+/// Writes the outbox rows of an incident's `event`, commits, and returns it to announce.
+async fn recorded(
+    mut tx: sqlx::Transaction<'_, Postgres>,
+    incident: Incident,
+    event: IncidentEvent,
+    policy: &Policy,
+) -> Result<Recorded<Incident>, StoreError> {
+    let transition = Transition {
+        event,
+        incident: incident.clone(),
+        run: None,
+    };
+    write_outbox(&mut tx, &transition, policy).await?;
+    tx.commit().await?;
+    Ok(Recorded {
+        value: incident,
+        transitions: vec![transition],
+    })
 }
 
 /// Reads one incident.

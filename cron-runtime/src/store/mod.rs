@@ -51,6 +51,12 @@ pub enum StoreError {
     NoLiveJob(String),
     #[error("run {id} is already {status}; only a pending or running run can be cancelled")]
     RunFinished { id: Uuid, status: RunStatus },
+    #[error("no incident with id {0}")]
+    IncidentNotFound(Uuid),
+    #[error("incident {id} is already resolved ({how}); only an open incident can be acknowledged or resolved")]
+    IncidentResolved { id: Uuid, how: String },
+    #[error("incident {id} was already acknowledged by {by}; resolve it when it is fixed")]
+    IncidentAcknowledged { id: Uuid, by: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -36,6 +36,10 @@ pub mod documented {
     pub struct NoSuchRun(Problem);
 
     #[derive(utoipa::ToResponse)]
+    #[response(description = "No incident with this id.", content_type = "application/problem+json")]
+    pub struct NoSuchIncident(Problem);
+
+    #[derive(utoipa::ToResponse)]
     #[response(description = "The id is not a UUID.", content_type = "application/problem+json")]
     pub struct InvalidId(Problem);
 
@@ -132,13 +136,16 @@ impl ApiError {
             ApiError::Timeout | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(e) => match e {
-                StoreError::JobNotFound(_) | StoreError::RunNotFound(_) | StoreError::NoLiveJob(_) => {
-                    StatusCode::NOT_FOUND
-                }
+                StoreError::JobNotFound(_)
+                | StoreError::RunNotFound(_)
+                | StoreError::NoLiveJob(_)
+                | StoreError::IncidentNotFound(_) => StatusCode::NOT_FOUND,
                 StoreError::KeyTaken { .. }
                 | StoreError::WrongStatus { .. }
                 | StoreError::ManagedElsewhere { .. }
-                | StoreError::RunFinished { .. } => StatusCode::CONFLICT,
+                | StoreError::RunFinished { .. }
+                | StoreError::IncidentResolved { .. }
+                | StoreError::IncidentAcknowledged { .. } => StatusCode::CONFLICT,
                 StoreError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -198,6 +205,11 @@ impl ApiError {
                 StoreError::NoLiveJob(_) => ("job-not-found", "Job not found", e.to_string()),
                 StoreError::ManagedElsewhere { .. } => ("managed-elsewhere", "Job managed elsewhere", e.to_string()),
                 StoreError::RunFinished { .. } => ("run-finished", "Run already finished", e.to_string()),
+                StoreError::IncidentNotFound(_) => ("incident-not-found", "Incident not found", e.to_string()),
+                StoreError::IncidentResolved { .. } => ("incident-resolved", "Incident already resolved", e.to_string()),
+                StoreError::IncidentAcknowledged { .. } => {
+                    ("incident-acknowledged", "Incident already acknowledged", e.to_string())
+                }
                 StoreError::Database(_) => ("internal", "Internal server error", GENERIC_500.into()),
             },
         };

@@ -393,3 +393,148 @@ async fn removing_a_failing_job_from_the_jobs_file_resolves_its_incident_with_a_
     assert!(resolved[0].signed_with(SECRET));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `POST` `body` to the admin API at `base` as `ops`.
+async fn post_as_ops(base: &str, path: &str, token: &str, body: Value) -> tests::api::Reply {
+    let client = reqwest::Client::new();
+    tests::api::send(
+        client
+            .post(format!("{base}/api/v2/admin/cron{path}"))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_incident_acknowledged_and_resolved_by_hand_tells_the_webhooks_who_and_why() {
+    const TOKEN: &str = "ops-token-0123456789abcdef";
+    let db = TestDb::create().await;
+    let receiver = WebhookReceiver::start().await;
+    let mut env = webhook_env(&receiver.url());
+    env.push(("CRON_ALERT_AFTER_FAILURES", "1".into()));
+    let (_api, base) = api_process(&db, TOKEN, &as_refs(&env)).await;
+    let _scheduler = scheduler(&db, &as_refs(&env));
+    let job = on_demand(&db.pool, "nightly", "system.fail").await;
+    run_now_and_wait(&db.pool, &job, RunStatus::Failed, 1).await;
+    let opened = delivered(&receiver, "incident.opened", 1).await;
+    let id = opened[0].json()["incident_id"].as_str().unwrap_or_default().to_owned();
+
+    // Bad input names the field; unknown ids are 404.
+    let no_note = post_as_ops(&base, &format!("/incidents/{id}/acknowledge"), TOKEN, json!({})).await;
+    assert_eq!(no_note.error_fields(), vec!["note".to_owned()], "{}", no_note.text);
+    let bad_id = post_as_ops(&base, "/incidents/nope/resolve", TOKEN, json!({"note": "fixed it"})).await;
+    assert_eq!(bad_id.error_fields(), vec!["incidentId".to_owned()], "{}", bad_id.text);
+    let unknown = format!("/incidents/{}/resolve", uuid::Uuid::now_v7());
+    assert_eq!(
+        post_as_ops(&base, &unknown, TOKEN, json!({"note": "fixed it"}))
+            .await
+            .status,
+        404
+    );
+
+    let acknowledged = post_as_ops(
+        &base,
+        &format!("/incidents/{id}/acknowledge"),
+        TOKEN,
+        json!({"note": "looking at the disk"}),
+    )
+    .await;
+    assert_eq!(acknowledged.status, 200, "{}", acknowledged.text);
+    let incident = &acknowledged.body;
+    assert_eq!(
+        (incident["status"].as_str(), incident["acknowledged_by"].as_str()),
+        (Some("open"), Some("ops"))
+    );
+    let again = post_as_ops(
+        &base,
+        &format!("/incidents/{id}/acknowledge"),
+        TOKEN,
+        json!({"note": "me too!"}),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+
+    let resolved = post_as_ops(
+        &base,
+        &format!("/incidents/{id}/resolve"),
+        TOKEN,
+        json!({"note": "one-time cleanup, done by hand"}),
+    )
+    .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.text);
+    let incident = &resolved.body;
+    assert_eq!(
+        (
+            incident["status"].as_str(),
+            incident["resolved_by"].as_str(),
+            incident["resolver"].as_str()
+        ),
+        (Some("resolved"), Some("admin"), Some("ops"))
+    );
+    let twice = post_as_ops(
+        &base,
+        &format!("/incidents/{id}/resolve"),
+        TOKEN,
+        json!({"note": "again, to be sure"}),
+    )
+    .await;
+    assert_eq!(twice.status, 409, "{}", twice.text);
+
+    let told = delivered(&receiver, "incident.acknowledged", 1).await[0].json();
+    assert_eq!(
+        (told["by"].as_str(), told["note"].as_str()),
+        (Some("ops"), Some("looking at the disk"))
+    );
+    assert!(
+        told["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ops acknowledged it"),
+        "{told}"
+    );
+    let told = delivered(&receiver, "incident.resolved", 1).await[0].json();
+    assert_eq!(told["by"], "ops", "{told}");
+
+    // The key's failures count anew: the next one opens a new incident.
+    run_now_and_wait(&db.pool, &job, RunStatus::Failed, 2).await;
+    let reopened = delivered(&receiver, "incident.opened", 2).await;
+    assert_ne!(reopened[1].json()["incident_id"], json!(id));
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_graceful_shutdown_opens_no_incident() {
+    let db = TestDb::create().await;
+    let mut env = vec![("CRON_ALERT_AFTER_FAILURES", "1".to_owned())];
+    env.push(("CRON_SHUTDOWN_GRACE", "1s".to_owned()));
+    let mut scheduler = scheduler(&db, &as_refs(&env));
+    let job = recurring(
+        &db.pool,
+        "deploy-me",
+        "system.sleep",
+        "0 0 1 1 *",
+        json!({"seconds": 60}),
+    )
+    .await;
+    runs::request_run(&db.pool, job.id, "test", None)
+        .await
+        .expect("run now");
+    wait_for(WAIT, "the run to start", || async {
+        (count(&db.pool, "deploy-me", RunStatus::Running).await == 1).then_some(())
+    })
+    .await;
+    scheduler.terminate();
+    scheduler
+        .wait_exit(Duration::from_secs(15))
+        .expect("the scheduler exits on SIGTERM");
+    let run = &runs_of(&db.pool, "deploy-me").await[0];
+    assert_eq!(
+        (run.status, run.reason.map(|r| r.to_string())),
+        (RunStatus::Failed, Some("shutdown".to_owned()))
+    );
+    let (incidents,): (i64,) = sqlx::query_as("SELECT count(*) FROM cron_incidents")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(incidents, 0, "a deploy is not an incident");
+}

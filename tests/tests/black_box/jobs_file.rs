@@ -274,7 +274,10 @@ async fn a_file_that_would_retire_most_of_its_jobs_needs_allow_retire() {
     let dir = workdir();
     apply(&dir, &db.url, TWO_JOBS).await.assert_ok();
     // An emptied file, and one whose every key changed (retiring half is allowed: see above).
-    for text in ["# nothing here\n", &TWO_JOBS.replace("[jobs.\"reports.", "[jobs.\"renamed.")] {
+    for text in [
+        "# nothing here\n",
+        &TWO_JOBS.replace("[jobs.\"reports.", "[jobs.\"renamed."),
+    ] {
         let refused = apply(&dir, &db.url, text).await;
         assert_eq!(refused.code, Some(1), "{refused:#?}");
         assert!(refused.stderr.contains("--allow-retire"), "{refused:#?}");

@@ -256,6 +256,18 @@ impl<S: Send + Sync> FromRequestParts<S> for JobKeyParam {
 #[derive(Debug, Clone, Copy)]
 pub struct RunId(pub Uuid);
 
+/// The `{incidentId}` path parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct IncidentId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IncidentId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_uuid(parts, state, "incidentId").await.map(IncidentId)
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for JobId {
     type Rejection = ApiError;
 

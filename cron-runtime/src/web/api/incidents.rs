@@ -2,14 +2,16 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::QueryParams;
+use super::extract::{ApiJson, IncidentId, QueryParams};
 use super::{parse_cursor, parse_limit};
+use crate::domain::draft::validate_note;
 use crate::domain::incident::Incident;
 use crate::store::incidents::{self, IncidentFilter};
-use crate::web::error::{documented, ApiError};
+use crate::web::auth::Actor;
+use crate::web::error::{documented, ApiError, Problem};
 use crate::web::AppState;
 
 /// A page of incidents, newest first (by `opened_at`).
@@ -65,4 +67,63 @@ pub async fn list_incidents(
         items: page.items,
         next_cursor: page.next_cursor.map(|c| c.encode()),
     }))
+}
+
+/// The body of acknowledge and resolve.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentNote {
+    /// What you are doing about it, or why it is resolved: 5 to 300 characters after trimming.
+    #[schema(value_type = String, required = true, min_length = 5, max_length = 300)]
+    pub note: Option<String>,
+}
+
+/// Acknowledges an open incident: someone is on it. Recorded with the token's name and the
+/// note, and sent to the webhooks as `incident.acknowledged`; the incident stays open until a
+/// success (or someone) resolves it.
+#[utoipa::path(post, path = "/api/v2/admin/cron/incidents/{incidentId}/acknowledge", tag = "incidents",
+    request_body = IncidentNote,
+    params(("incidentId" = Uuid, Path, description = "The incident's id.")),
+    responses(
+        (status = 200, description = "The incident, acknowledged.", body = Incident),
+        (status = 400, description = "The id is not a UUID, or the note is missing or not 5 to 300 characters.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchIncident)),
+        (status = 409, description = "The incident is resolved, or someone acknowledged it already.", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn acknowledge_incident(
+    State(state): State<AppState>,
+    IncidentId(id): IncidentId,
+    Actor(actor): Actor,
+    ApiJson(body): ApiJson<IncidentNote>,
+) -> Result<Json<Incident>, ApiError> {
+    let note = validate_note("note", body.note.as_deref(), "say what you are doing about it")
+        .map_err(|e| ApiError::Validation(vec![e]))?;
+    let acknowledged = incidents::acknowledge(&state.pool, id, &actor, note, &state.policy).await?;
+    Ok(Json(acknowledged.announce()))
+}
+
+/// Resolves an open incident by hand, for what no run will resolve: a failed one-time job, a
+/// run a deploy interrupted, a fix made elsewhere. Recorded with the token's name and the note
+/// (`resolved_by` = `admin`), sent as `incident.resolved`; the key's next failures count anew.
+#[utoipa::path(post, path = "/api/v2/admin/cron/incidents/{incidentId}/resolve", tag = "incidents",
+    request_body = IncidentNote,
+    params(("incidentId" = Uuid, Path, description = "The incident's id.")),
+    responses(
+        (status = 200, description = "The incident, resolved.", body = Incident),
+        (status = 400, description = "The id is not a UUID, or the note is missing or not 5 to 300 characters.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = inline(documented::NoAdminToken)),
+        (status = 404, response = inline(documented::NoSuchIncident)),
+        (status = 409, description = "The incident is resolved already.", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn resolve_incident(
+    State(state): State<AppState>,
+    IncidentId(id): IncidentId,
+    Actor(actor): Actor,
+    ApiJson(body): ApiJson<IncidentNote>,
+) -> Result<Json<Incident>, ApiError> {
+    let note = validate_note("note", body.note.as_deref(), "say why it is resolved")
+        .map_err(|e| ApiError::Validation(vec![e]))?;
+    let resolved = incidents::resolve_by_hand(&state.pool, id, &actor, note, &state.policy).await?;
+    Ok(Json(resolved.announce()))
 }

@@ -117,6 +117,18 @@ fn route_table() -> Vec<RouteDef> {
         route(Get, admin_path!("/schedule/preview"), true, schedule::preview_schedule),
         route(Get, admin_path!("/schedulers"), true, schedulers::list_schedulers),
         route(Get, admin_path!("/incidents"), true, incidents::list_incidents),
+        route(
+            Post,
+            admin_path!("/incidents/{incidentId}/acknowledge"),
+            true,
+            incidents::acknowledge_incident,
+        ),
+        route(
+            Post,
+            admin_path!("/incidents/{incidentId}/resolve"),
+            true,
+            incidents::resolve_incident,
+        ),
     ]
 }
 

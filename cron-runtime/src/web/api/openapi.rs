@@ -37,6 +37,8 @@ use crate::web::error;
         schedule::preview_schedule,
         schedulers::list_schedulers,
         incidents::list_incidents,
+        incidents::acknowledge_incident,
+        incidents::resolve_incident,
     ),
     components(schemas(
         error::Problem,
@@ -56,7 +58,7 @@ use crate::web::error;
         (name = "targets", description = "The targets compiled into this build."),
         (name = "schedule", description = "Cron expression previews."),
         (name = "schedulers", description = "Scheduler instances and whether they are alive."),
-        (name = "incidents", description = "Alerts: job keys whose runs went bad, and the cluster without a scheduler."),
+        (name = "incidents", description = "Alerts: job keys whose runs went bad, and the cluster without a scheduler; acknowledge and resolve them by hand."),
         (name = "health", description = "Liveness and readiness (no auth), metrics (admin token)."),
     )
 )]

@@ -146,7 +146,7 @@ pub(super) async fn attention(State(state): State<AppState>, session: Session) -
         div data-refresh="attention" {
             section aria-labelledby="a-incidents" {
                 h2 id="a-incidents" { "Open incidents" }
-                (incidents_table(&open))
+                (incidents_table(&open, &session, "/admin/attention"))
             }
             section aria-labelledby="a-missed" {
                 h2 id="a-missed" { "Missed runs (last 24 h)" }

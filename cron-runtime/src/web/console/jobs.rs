@@ -389,7 +389,7 @@ pub(super) async fn job_page(
         }
         section aria-labelledby="inc-h" {
             h2 id="inc-h" { "Incidents" }
-            (incidents_table(&job_incidents))
+            (incidents_table(&job_incidents, session, &format!("/admin/jobs/{}", d.id)))
         }
         section aria-labelledby="runs-h" {
             h2 id="runs-h" { "Recent runs" }

@@ -287,8 +287,9 @@ pub(super) fn parse_id(session: &Session, raw: &str) -> Result<Uuid, Response> {
         .map_err(|_| problem_page(Some(session), StatusCode::NOT_FOUND, "No job or run has this id."))
 }
 
-/// Incidents, newest first, each one click from the run that last failed.
-pub(super) fn incidents_table(items: &[Incident]) -> Markup {
+/// Incidents, newest first, each one click from the run that last failed; an admin can
+/// acknowledge or resolve an open one with a note (and comes back to `back`).
+pub(super) fn incidents_table(items: &[Incident], session: &Session, back: &str) -> Markup {
     html! {
         @if items.is_empty() {
             p.muted { "None." }
@@ -315,7 +316,24 @@ pub(super) fn incidents_table(items: &[Incident]) -> Markup {
                             }
                             td data-label="Status" {
                                 (status_badge(&i.status))
-                                @if let Some(by) = &i.resolved_by { " " span.muted { "by " (by) } }
+                                @if let Some(by) = &i.resolved_by {
+                                    " " span.muted { "by " (i.resolver.as_deref().unwrap_or(by)) }
+                                    @if let Some(note) = &i.resolved_note { " " span.muted { "(" (note) ")" } }
+                                }
+                                @if let Some(by) = &i.acknowledged_by {
+                                    br; span.muted { "acknowledged by " (by) ": " (i.acknowledged_note.as_deref().unwrap_or("")) }
+                                }
+                                @if session.is_admin() && i.status == "open" {
+                                    form.incident-action method="post" action={"/admin/incidents/" (i.id) "/acknowledge"} {
+                                        (csrf_field(session))
+                                        input type="hidden" name="back" value=(back);
+                                        label for={"note-" (i.id)} { "Note" }
+                                        input type="text" id={"note-" (i.id)} name="note" required minlength="5" maxlength="300"
+                                            placeholder="What you are doing about it, or why it is resolved";
+                                        @if i.acknowledged_by.is_none() { button type="submit" { "Acknowledge" } }
+                                        button type="submit" formaction={"/admin/incidents/" (i.id) "/resolve"} { "Resolve" }
+                                    }
+                                }
                             }
                         }
                     }

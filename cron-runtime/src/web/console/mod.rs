@@ -7,6 +7,7 @@
 //! actions. Sessions are signed cookies ([`session`]); every POST carries a CSRF token.
 
 mod cluster;
+mod incidents;
 mod job_actions;
 mod jobs;
 mod layout;
@@ -59,6 +60,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/runs", get(runs::runs))
         .route("/runs/{id}", get(runs::run))
         .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/incidents/{id}/acknowledge", post(incidents::acknowledge))
+        .route("/incidents/{id}/resolve", post(incidents::resolve))
         .route("/targets", get(cluster::targets))
         .route("/schedulers", get(cluster::schedulers))
         .route("/attention", get(cluster::attention))
