@@ -32,6 +32,7 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
             created_by: "test".into(),
             managed_by: cron_runtime::domain::ManagedBy::Api,
             source: None,
+            timeout: None,
         },
     )
     .await

@@ -55,6 +55,7 @@ async fn create(pool: &PgPool, key: &str, target: &str, schedule: ScheduleSpec, 
         created_by: "test".into(),
         managed_by: ManagedBy::Api,
         source: None,
+        timeout: None,
     };
     definitions::create(pool, &new).await.expect("create job")
 }

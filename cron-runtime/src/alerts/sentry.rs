@@ -47,7 +47,6 @@ pub mod crons {
     use ::sentry::protocol::{EnvelopeItem, MonitorCheckIn, MonitorCheckInStatus, MonitorConfig, MonitorSchedule};
 
     use crate::domain::{JobRun, RunStatus};
-    use crate::registry;
 
     static MARGIN: OnceLock<Duration> = OnceLock::new();
 
@@ -81,9 +80,13 @@ pub mod crons {
         MonitorSchedule::from_crontab(&expanded).ok().map(|_| expanded)
     }
 
-    /// The monitor config of `run`'s job: schedule, timezone, margin and max runtime (minutes,
-    /// rounded up).
-    pub fn monitor_config(cron_expression: Option<&str>, timezone: &str, target: &str) -> Option<MonitorConfig> {
+    /// The monitor config of `run`'s job: schedule, timezone, margin and max runtime (the
+    /// run's timeout: the job's own or its target's; minutes, rounded up).
+    pub fn monitor_config(
+        cron_expression: Option<&str>,
+        timezone: &str,
+        timeout: Option<Duration>,
+    ) -> Option<MonitorConfig> {
         let value = crontab(cron_expression?)?;
         let minutes = |d: Duration| d.as_secs().div_ceil(60).max(1);
         Some(MonitorConfig {
@@ -91,7 +94,7 @@ pub mod crons {
             checkin_margin: Some(minutes(
                 MARGIN.get().copied().unwrap_or(crate::config::DEFAULT_MISSED_AFTER),
             )),
-            max_runtime: registry::get(target).map(|t| minutes(t.timeout)),
+            max_runtime: timeout.map(minutes),
             timezone: Some(timezone.to_owned()),
             failure_issue_threshold: None,
             recovery_threshold: None,
@@ -119,7 +122,7 @@ pub mod crons {
 
     /// `in_progress` for a run that started (the run id is the check-in id). Runs of one-time
     /// jobs have no schedule to monitor and send none.
-    pub fn started(run: &JobRun, cron_expression: Option<&str>, timezone: &str) {
+    pub fn started(run: &JobRun, cron_expression: Option<&str>, timezone: &str, timeout: Option<Duration>) {
         if cron_expression.is_none() || !enabled() {
             return;
         }
@@ -129,12 +132,12 @@ pub mod crons {
             status: MonitorCheckInStatus::InProgress,
             environment: environment(),
             duration: None,
-            monitor_config: monitor_config(cron_expression, timezone, &run.target),
+            monitor_config: monitor_config(cron_expression, timezone, timeout),
         });
     }
 
     /// `ok` or `error` with the duration, for a run that ended.
-    pub fn finished(run: &JobRun, cron_expression: Option<&str>, timezone: &str) {
+    pub fn finished(run: &JobRun, cron_expression: Option<&str>, timezone: &str, timeout: Option<Duration>) {
         if cron_expression.is_none() || !enabled() {
             return;
         }
@@ -148,7 +151,7 @@ pub mod crons {
             status,
             environment: environment(),
             duration: run.duration_ms.map(|ms| ms as f64 / 1000.0),
-            monitor_config: monitor_config(cron_expression, timezone, &run.target),
+            monitor_config: monitor_config(cron_expression, timezone, timeout),
         });
     }
 

@@ -2,6 +2,8 @@
 //! that checks it: every rule a definition must meet, reporting every problem at once with
 //! the field it concerns. The API and `cronjobs apply` both validate through [`Draft::validate`].
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -12,6 +14,8 @@ use super::{JobKey, ManagedBy, Schedule, ScheduleType};
 
 /// The longest description accepted, in characters.
 pub const MAX_DESCRIPTION: usize = 500;
+/// The range of a job's own `timeout`.
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(86_400);
 /// Bounds of a pause or cancel reason, in characters after trimming.
 pub const REASON_LENGTH: std::ops::RangeInclusive<usize> = 5..=300;
 
@@ -56,6 +60,8 @@ pub struct NewDefinition {
     pub managed_by: ManagedBy,
     /// The jobs file's source, for `ManagedBy::File`.
     pub source: Option<String>,
+    /// The job's own timeout; `None`: its target's.
+    pub timeout: Option<Duration>,
 }
 
 /// A definition as submitted, before validation. `run_at` is text (RFC 3339) as received.
@@ -69,6 +75,8 @@ pub struct Draft {
     pub timezone: Option<String>,
     pub payload: Option<Value>,
     pub description: Option<String>,
+    /// A duration such as `90s` or `15m` (humantime), as received.
+    pub timeout: Option<String>,
 }
 
 impl Draft {
@@ -167,6 +175,10 @@ impl Draft {
                 );
             }
         }
+        let timeout = self.timeout.as_deref().and_then(|raw| match parse_timeout(raw) {
+            Ok(timeout) => Some(timeout),
+            Err(message) => fail_none(&mut fail, "timeout", message),
+        });
         match (job_key, target, schedule, timezone) {
             (Some(job_key), Some(target), Some(schedule), Some(timezone)) if errors.is_empty() => Ok(NewDefinition {
                 job_key,
@@ -178,6 +190,7 @@ impl Draft {
                 created_by: actor,
                 managed_by: ManagedBy::Api,
                 source: None,
+                timeout,
             }),
             _ => Err(errors),
         }
@@ -187,6 +200,20 @@ impl Draft {
 fn fail_none<T>(fail: &mut impl FnMut(&str, String), field: &str, message: String) -> Option<T> {
     fail(field, message);
     None
+}
+
+/// Parses a job's `timeout` (`90s`, `15m`, `2h`), within [`TIMEOUT_RANGE`].
+pub fn parse_timeout(raw: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(raw.trim())
+        .map_err(|e| format!("{raw:?} is not a duration ({e}); write e.g. 90s, 15m or 2h"))?;
+    if TIMEOUT_RANGE.contains(&timeout) {
+        Ok(timeout)
+    } else {
+        Err(format!(
+            "must be between 1s and 24h (got {}); leave it out to use the target's timeout",
+            humantime::format_duration(timeout)
+        ))
+    }
 }
 
 /// Why a one-time `run_at` is refused.

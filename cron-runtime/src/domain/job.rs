@@ -152,6 +152,31 @@ pub struct JobDefinition {
     pub managed_by: ManagedBy,
     /// The jobs file that owns it (its `source`, or its path); `None` for jobs of the API.
     pub source: Option<String>,
+    /// The job's own timeout (e.g. `"15m"`), overriding its target's; null: the target's.
+    #[serde(rename = "timeout", serialize_with = "timeout_text")]
+    #[schema(value_type = Option<String>)]
+    pub timeout_ms: Option<i64>,
+}
+
+impl JobDefinition {
+    /// The job's own timeout, if it sets one (its target's applies otherwise).
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        millis_to_duration(self.timeout_ms)
+    }
+}
+
+/// A stored `timeout_ms` as a duration (the database checks its range).
+pub fn millis_to_duration(millis: Option<i64>) -> Option<std::time::Duration> {
+    millis
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis)
+}
+
+fn timeout_text<S: serde::Serializer>(millis: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match millis_to_duration(*millis) {
+        Some(timeout) => serializer.serialize_str(&humantime::format_duration(timeout).to_string()),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl std::fmt::Display for JobStatus {

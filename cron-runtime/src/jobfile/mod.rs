@@ -7,6 +7,7 @@
 //! timezone = "Europe/Berlin"           # default UTC
 //! payload = { team = "core" }
 //! description = "Weekday digest for the core team"
+//! timeout = "15m"                      # default: the target's
 //! ```
 //!
 //! - [`parse`]: the file, with every problem placed at its line; each entry validated by the
@@ -205,6 +206,12 @@ fn export_one(job: &JobDefinition) -> String {
     }
     if let Some(description) = &job.description {
         out.push_str(&format!("description = {}\n", quote(description)));
+    }
+    if let Some(timeout) = job.timeout() {
+        out.push_str(&format!(
+            "timeout = {}\n",
+            quote(&humantime::format_duration(timeout).to_string())
+        ));
     }
     out
 }

@@ -94,6 +94,8 @@ struct Entry {
     timezone: Option<Spanned<String>>,
     payload: Option<Spanned<toml::Table>>,
     description: Option<Spanned<String>>,
+    /// The job's own timeout, e.g. "15m".
+    timeout: Option<Spanned<String>>,
 }
 
 /// Parses and validates every job of `text` (the contents of `file`), reporting every problem
@@ -207,6 +209,7 @@ fn validate(
     let cron = take("cron", entry.cron);
     let timezone = take("timezone", entry.timezone);
     let description = take("description", entry.description);
+    let timeout = take("timeout", entry.timeout);
     let run_at = entry.run_at.map(|v| {
         line_of("run_at", v.span());
         match v.into_inner() {
@@ -236,6 +239,7 @@ fn validate(
         timezone,
         payload,
         description,
+        timeout,
     };
     match draft.validate(&Registered, actor.to_owned(), None) {
         Ok(definition) if problems.is_empty() => Ok((

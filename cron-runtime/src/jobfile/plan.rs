@@ -231,6 +231,12 @@ fn changed_fields(current: &JobDefinition, new: &NewDefinition) -> Vec<FieldChan
     );
     compare("payload", current.payload.to_string(), new.payload.to_string());
     compare("description", show(&current.description), show(&new.description));
+    let duration = |t: Option<std::time::Duration>| {
+        t.map_or("(the target's)".to_owned(), |t| {
+            humantime::format_duration(t).to_string()
+        })
+    };
+    compare("timeout", duration(current.timeout()), duration(new.timeout));
     fields
 }
 

@@ -30,6 +30,7 @@ use super::retry::retry_until;
 use crate::alerts::sentry::crons;
 use crate::context::JobContext;
 use crate::domain::incident::{Policy, Recorded};
+use crate::domain::job::millis_to_duration;
 use crate::domain::{JobRun, RunReason};
 use crate::store;
 use crate::store::runs::{self, ClaimedRun, RunOutcome};
@@ -327,8 +328,11 @@ impl Executor {
             target_payload,
             cron_expression,
             timezone,
+            job_timeout_ms,
         } in claimed
         {
+            // The job's own timeout, else its target's (an unknown target fails at once).
+            let timeout = millis_to_duration(job_timeout_ms).or_else(|| registry::get(&run.target).map(|t| t.timeout));
             let stops = Stops {
                 revoked: CancellationToken::new(),
                 cancelled: CancellationToken::new(),
@@ -359,17 +363,17 @@ impl Executor {
             }
             let permit = room.as_mut().and_then(Room::take_one);
             log_started(&run);
-            crons::started(&run, cron_expression.as_deref(), &timezone);
+            crons::started(&run, cron_expression.as_deref(), &timezone, timeout);
             metrics::runs_in_flight(1.0);
             let executor = self.clone();
             self.inner.tasks.spawn(async move {
                 let id = run.id;
                 let revoked = stops.revoked.clone();
-                let outcome = executor.execute(&run, target_payload, stops).await;
+                let outcome = executor.execute(&run, target_payload, timeout, stops).await;
                 // The handler is done: a heartbeat meanwhile has nothing left to stop.
                 revoked.cancel();
                 if let Some(finished) = executor.record(&run, outcome).await {
-                    crons::finished(&finished, cron_expression.as_deref(), &timezone);
+                    crons::finished(&finished, cron_expression.as_deref(), &timezone, timeout);
                 }
                 executor.lock_in_flight().remove(&id);
                 metrics::runs_in_flight(-1.0);
@@ -379,7 +383,13 @@ impl Executor {
         }
     }
 
-    async fn execute(&self, run: &JobRun, payload: serde_json::Value, stops: Stops) -> RunOutcome {
+    async fn execute(
+        &self,
+        run: &JobRun,
+        payload: serde_json::Value,
+        timeout: Option<Duration>,
+        stops: Stops,
+    ) -> RunOutcome {
         let Some(target) = registry::get(&run.target) else {
             return RunOutcome::Failed {
                 reason: RunReason::Error,
@@ -418,7 +428,7 @@ impl Executor {
         // Bound to a hub of its own, so Sentry's panic report carries the run's tags.
         let handler = (target.run)(ctx, payload).bind_hub(telemetry::run_hub(run));
         let span = tracing::info_span!("run", job_key = %run.job_key, run_id = %run.id);
-        supervise(handler, span, cancel, target.timeout, stopped).await
+        supervise(handler, span, cancel, timeout.unwrap_or(target.timeout), stopped).await
     }
 
     /// Cancels run `run_id` if this scheduler executes it (an admin's cancel).

@@ -267,6 +267,7 @@ mod tests {
             retired_by: None,
             managed_by: crate::domain::ManagedBy::Api,
             source: None,
+            timeout_ms: None,
         }
     }
 

@@ -186,6 +186,10 @@ mod tests {
             20261204000002,
             "19ae35ed68c3def75fded434521257650c0acf3aecd4870756eac326a3270447df313bc9322bb95c9cabe4e081592405",
         ),
+        (
+            20261204000003,
+            "46c22cc6ce1e81a639b712cb1f67d72ea779f1fb896dbbf3ead85f9e5834e57427250ee133df284cdf4614e1e433f788",
+        ),
     ];
 
     #[test]

@@ -23,6 +23,7 @@ fn recurring(key: &str) -> NewDefinition {
         created_by: "alice".into(),
         managed_by: ManagedBy::Api,
         source: None,
+        timeout: None,
     }
 }
 

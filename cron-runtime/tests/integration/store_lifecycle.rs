@@ -24,6 +24,7 @@ fn new(key: &str, cron: &str, managed_by: ManagedBy) -> NewDefinition {
         created_by: "alice".into(),
         managed_by,
         source: (managed_by == ManagedBy::File).then(|| "jobs.toml".to_owned()),
+        timeout: None,
     }
 }
 

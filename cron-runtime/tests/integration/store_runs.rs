@@ -331,6 +331,7 @@ async fn run_now_records_pending_then_skips_while_active(pool: PgPool) {
                 created_by: "x".into(),
                 managed_by: ManagedBy::Api,
                 source: None,
+                timeout: None,
             };
             n.description = Some("v2".into());
             n
@@ -381,6 +382,7 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
             created_by: "x".into(),
             managed_by: ManagedBy::Api,
             source: None,
+            timeout: None,
         },
     )
     .await

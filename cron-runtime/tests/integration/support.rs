@@ -25,6 +25,7 @@ pub async fn recurring(pool: &PgPool, key: &str, target: &str, cron: &str) -> Jo
             created_by: "test".into(),
             managed_by: ManagedBy::Api,
             source: None,
+            timeout: None,
         },
     )
     .await

@@ -40,6 +40,7 @@ async fn make_it_succeed(pool: &PgPool, job: &JobDefinition) -> JobDefinition {
         created_by: "test".into(),
         managed_by: ManagedBy::Api,
         source: None,
+        timeout: None,
     };
     definitions::new_version(pool, job.id, &new, ManagedBy::Api)
         .await

@@ -21,6 +21,7 @@ mod dev;
 mod diagnostic_targets;
 mod exactly_once;
 mod http_target;
+mod job_timeout;
 mod jobs_file;
 mod library_mode;
 mod lifecycle;

@@ -67,6 +67,7 @@ async fn new_version_switches_target_and_payload() {
         created_by: "test".into(),
         managed_by: ManagedBy::Api,
         source: None,
+        timeout: None,
     };
     let v2 = definitions::new_version(&db.pool, v1.id, &v2, ManagedBy::Api)
         .await

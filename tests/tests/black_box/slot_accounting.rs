@@ -82,6 +82,7 @@ async fn job(db: &TestDb, key: &str, target: &str, schedule: ScheduleSpec, paylo
         created_by: "test".into(),
         managed_by: ManagedBy::Api,
         source: None,
+        timeout: None,
     };
     definitions::create(&db.pool, &new).await.expect("create job")
 }

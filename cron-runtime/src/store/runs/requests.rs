@@ -151,6 +151,8 @@ pub struct ClaimedRun {
     /// check-in carries them as its monitor's config.
     pub cron_expression: Option<String>,
     pub timezone: String,
+    /// The definition's own timeout (`None`: the target's).
+    pub job_timeout_ms: Option<i64>,
 }
 
 /// `pending` → `running` for up to `limit` pending runs of the given targets, oldest first:
@@ -178,7 +180,7 @@ pub async fn claim_pending(
              LIMIT $2
              FOR UPDATE SKIP LOCKED
          )
-         RETURNING r.*, COALESCE(r.payload, d.payload) AS target_payload, d.cron_expression, d.timezone",
+         RETURNING r.*, COALESCE(r.payload, d.payload) AS target_payload, d.cron_expression, d.timezone, d.timeout_ms AS job_timeout_ms",
     )
     .bind(targets)
     .bind(limit)
@@ -196,7 +198,7 @@ pub async fn claimed_not_executing(
     executing: &[Uuid],
 ) -> Result<Vec<ClaimedRun>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT r.*, COALESCE(r.payload, d.payload) AS target_payload, d.cron_expression, d.timezone FROM cron_job_runs r JOIN cron_job_definitions d ON d.id = r.job_definition_id
+        "SELECT r.*, COALESCE(r.payload, d.payload) AS target_payload, d.cron_expression, d.timezone, d.timeout_ms AS job_timeout_ms FROM cron_job_runs r JOIN cron_job_definitions d ON d.id = r.job_definition_id
          WHERE r.status = 'running' AND r.trigger_type = 'manual' AND r.scheduler_instance = $1
            AND r.id <> ALL($2::uuid[])",
     )

@@ -196,7 +196,7 @@ async fn insert_running(
              ON CONFLICT DO NOTHING
              RETURNING *
          )
-         SELECT inserted.*, d.payload AS target_payload, d.cron_expression, d.timezone FROM inserted JOIN cron_job_definitions d ON d.id = inserted.job_definition_id"
+         SELECT inserted.*, d.payload AS target_payload, d.cron_expression, d.timezone, d.timeout_ms AS job_timeout_ms FROM inserted JOIN cron_job_definitions d ON d.id = inserted.job_definition_id"
     );
     Ok(slots.bind(sqlx::query_as(&sql)).bind(instance).fetch_all(conn).await?)
 }
@@ -285,7 +285,7 @@ async fn owned_running(
     }
     let ids: Vec<Uuid> = slots.iter().map(|s| s.run_id).collect();
     Ok(sqlx::query_as(
-        "SELECT r.*, d.payload AS target_payload, d.cron_expression, d.timezone
+        "SELECT r.*, d.payload AS target_payload, d.cron_expression, d.timezone, d.timeout_ms AS job_timeout_ms
          FROM cron_job_runs r
          JOIN cron_job_definitions d ON d.id = r.job_definition_id
          WHERE r.id = ANY($1) AND r.status = 'running' AND r.scheduler_instance = $2",

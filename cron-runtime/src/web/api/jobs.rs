@@ -95,6 +95,9 @@ pub struct CreateJob {
     /// At most 500 characters.
     #[schema(max_length = 500)]
     pub description: Option<String>,
+    /// The job's own timeout, e.g. `"15m"` (1s to 24h); omitted: the target's.
+    #[schema(example = "15m")]
+    pub timeout: Option<String>,
 }
 
 /// The body of `POST /jobs/{jobId}/new-version`: every field optional; an omitted (or null)
@@ -116,6 +119,10 @@ pub struct NewVersion {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
+    /// The job's own timeout, e.g. `"15m"`; `null` goes back to the target's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub timeout: Option<Option<String>>,
 }
 
 /// Distinguishes `null` (`Some(None)`) from an absent field (`None`, via `#[serde(default)]`).
@@ -179,6 +186,7 @@ pub async fn create_job(
         timezone: body.timezone,
         payload: body.payload,
         description: body.description,
+        timeout: body.timeout,
     };
     let new = draft
         .validate(&Registered, actor, Some(now))
@@ -416,5 +424,8 @@ fn merge(current: &JobDefinition, body: NewVersion) -> Draft {
         timezone: Some(body.timezone.unwrap_or_else(|| current.timezone.clone())),
         payload: Some(body.payload.unwrap_or_else(|| current.payload.clone())),
         description: body.description.unwrap_or_else(|| current.description.clone()),
+        timeout: body
+            .timeout
+            .unwrap_or_else(|| current.timeout().map(|t| humantime::format_duration(t).to_string())),
     }
 }

@@ -176,6 +176,7 @@ pub(super) async fn new_version(
         timezone: get("timezone").filter(|t| !t.is_empty()),
         payload,
         description: get("description").filter(|d| !d.is_empty()),
+        timeout: get("timeout").filter(|t| !t.trim().is_empty()),
     };
     let new = match draft.validate(&Registered, session.name.clone(), Some(Utc::now())) {
         Ok(new) => new,

@@ -15,6 +15,7 @@ use super::layout::*;
 use super::session::Session;
 use crate::domain::describe::{describe, preview};
 use crate::domain::{JobDefinition, JobRun, JobStatus, ManagedBy, Schedule, ScheduleType};
+use crate::registry;
 use crate::store::definitions::{self, JobFilter};
 use crate::store::incidents::{self, IncidentFilter};
 use crate::store::instances;
@@ -202,6 +203,7 @@ pub(super) fn changes(before: &JobDefinition, after: &JobDefinition) -> Vec<Stri
         before.description.clone().unwrap_or_else(|| "—".into()),
         after.description.clone().unwrap_or_else(|| "—".into()),
     );
+    diff("timeout", timeout_words(before), timeout_words(after));
     out
 }
 
@@ -279,6 +281,7 @@ pub(super) async fn job_page(
                     a href="/admin/targets" { (d.target) }
                     @if !job.target_available && live_job { " " span.warn { "No live scheduler has this target" } }
                 }
+                dt { "Timeout" } dd { (timeout_words(d)) }
                 dt { "Managed by" } dd {
                     @if api_managed { "the API" }
                     @else if let Some(source) = &d.source { "the jobs file " code { (source) } " (cronjobs apply)" }
@@ -337,6 +340,9 @@ pub(super) async fn job_page(
                             (field("new-version", "target", "Target", text_input("new-version", "target", submitted.value("new-version", "target", &d.target), err.is_some(), false, true), err, None))
                             @let err = submitted.error("new-version", "payload");
                             (field("new-version", "payload", "Payload (JSON)", textarea("new-version", "payload", submitted.value("new-version", "payload", &payload_text), err.is_some(), false), err, None))
+                            @let err = submitted.error("new-version", "timeout");
+                            @let own_timeout = d.timeout().map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+                            (field("new-version", "timeout", "Timeout", text_input("new-version", "timeout", submitted.value("new-version", "timeout", &own_timeout), err.is_some(), true, false), err, Some("e.g. 90s or 15m; empty: the target's.")))
                             @let err = submitted.error("new-version", "description");
                             (field("new-version", "description", "Description", text_input("new-version", "description", submitted.value("new-version", "description", d.description.as_deref().unwrap_or("")), err.is_some(), false, false), err, None))
                             button type="submit" { "Save as new version" }
@@ -398,4 +404,13 @@ pub(super) async fn job_page(
         }
     };
     Ok(html_response(status, layout(&d.job_key, Some(session), "jobs", body)))
+}
+
+/// The job's timeout in words: its own, or its target's.
+fn timeout_words(d: &JobDefinition) -> String {
+    match (d.timeout(), registry::get(&d.target)) {
+        (Some(own), _) => humantime::format_duration(own).to_string(),
+        (None, Some(target)) => format!("{} (the target's)", humantime::format_duration(target.timeout)),
+        (None, None) => "the target's".to_owned(),
+    }
 }
