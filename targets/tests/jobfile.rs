@@ -96,8 +96,15 @@ fn the_shipped_jobs_file_is_valid() {
 fn a_jobs_timeout_is_read_and_a_bad_one_is_placed_at_its_line() {
     let text = "[jobs.nightly]\ntarget = \"system.heartbeat\"\ncron = \"0 2 * * *\"\ntimeout = \"15m\"\n";
     let read = jobfile::validate("jobs.toml", text).expect("valid");
-    assert_eq!(read.jobs[0].definition.timeout, Some(std::time::Duration::from_secs(900)));
+    assert_eq!(
+        read.jobs[0].definition.timeout,
+        Some(std::time::Duration::from_secs(900))
+    );
     let errors = jobfile::validate("jobs.toml", &text.replace("15m", "2days")).expect_err("too long");
-    assert_eq!((errors[0].field.as_deref(), errors[0].line), (Some("timeout"), 4), "{errors:?}");
+    assert_eq!(
+        (errors[0].field.as_deref(), errors[0].line),
+        (Some("timeout"), 4),
+        "{errors:?}"
+    );
     assert!(errors[0].message.contains("between 1s and 24h"), "{errors:?}");
 }

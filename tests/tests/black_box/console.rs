@@ -375,6 +375,32 @@ async fn an_admin_signs_in_and_manages_jobs_without_curl() {
         "{text}"
     );
     check_page(&browser, "attention").await;
+    // Someone takes the incident on, then resolves it by hand, each with a note.
+    let open = console.rest_get("/incidents?status=open&job_key=billing.sync").await;
+    let incident = open["items"][0]["id"].as_str().expect("an open incident").to_owned();
+    let action = format!("/admin/incidents/{incident}/acknowledge");
+    browser
+        .fill(&format!("note-{incident}"), "Asked billing about the 503s")
+        .await;
+    browser.submit(&action, "Acknowledge").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("acknowledged by ops: Asked billing about the 503s"),
+        "{text}"
+    );
+    browser
+        .fill(&format!("note-{incident}"), "Provider fixed it; next sync is fine")
+        .await;
+    browser.submit(&action, "Resolve").await;
+    let resolved = console.rest_get("/incidents?job_key=billing.sync").await;
+    assert_eq!(
+        (
+            resolved["items"][0]["status"].as_str(),
+            resolved["items"][0]["resolver"].as_str()
+        ),
+        (Some("resolved"), Some("ops")),
+        "{resolved}"
+    );
     browser.open(&console.url("/admin/jobs")).await;
     check_page(&browser, "jobs").await;
     browser.open(&console.url(&format!("/admin/jobs/{current}"))).await;

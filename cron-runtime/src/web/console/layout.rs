@@ -329,7 +329,7 @@ pub(super) fn incidents_table(items: &[Incident], session: &Session, back: &str)
                                         input type="hidden" name="back" value=(back);
                                         label for={"note-" (i.id)} { "Note" }
                                         input type="text" id={"note-" (i.id)} name="note" required minlength="5" maxlength="300"
-                                            placeholder="What you are doing about it, or why it is resolved";
+                                            placeholder="What is being done, or why it is over";
                                         @if i.acknowledged_by.is_none() { button type="submit" { "Acknowledge" } }
                                         button type="submit" formaction={"/admin/incidents/" (i.id) "/resolve"} { "Resolve" }
                                     }
