@@ -466,7 +466,8 @@ fn duplicate_admins(tokens: &[AdminToken]) -> Vec<String> {
     problems
 }
 
-const DATABASE_URL_HINT: &str = "set it to a PostgreSQL URL, e.g. postgres://user:password@host:5432/cronjobs";
+const DATABASE_URL_HINT: &str = "set it to a PostgreSQL URL, e.g. postgres://user:password@host:5432/cronjobs \
+     (the database `cronjobs dev` uses is postgres://postgres@127.0.0.1:5432/cronjobs_dev)";
 
 impl CommonConfig {
     /// Reads `APP_ENV`, `LOG_FORMAT` and `SENTRY_DSN`.

@@ -142,9 +142,9 @@ impl Invocation {
                 grace: CANCEL_GRACE,
             }
         };
-        let span = tracing::info_span!("run", job_key = %self.job_key, %run_id);
         let timeout = self.timeout.unwrap_or(target.timeout);
-        Ok(supervise((target.run)(ctx, self.payload), span, cancel, timeout, stopped).await)
+        let handler = (target.run)(ctx, self.payload);
+        Ok(supervise(handler, (&self.job_key, run_id), cancel, timeout, stopped).await)
     }
 }
 

@@ -266,7 +266,7 @@ fn is_undefined_table(error: &sqlx::Error) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct PruneArgs {
     /// Delete terminal runs created longer ago than this: a duration such as `180d`, `12w` or
-    /// `720h`, from `1d` to 100 years (default `180d`, the retention of SPEC §2.8).
+    /// `720h`, from `1d` to 100 years (default `180d`, the documented retention).
     #[serde(default)]
     pub older_than: Retention,
 }

@@ -2,9 +2,12 @@
 //!
 //! The payload is checked when the job is defined (method, URL, header names, `${NAME}`
 //! references, statuses, timeout, `CRON_HTTP_ALLOWED_HOSTS`), so a typo is a 400 and not a
-//! failed run at 03:00. Header values may name environment variables of the scheduler
-//! (`"Bearer ${API_TOKEN}"`): they are read when the request is sent, so a secret is never
-//! stored in the job, the run history or an error message.
+//! failed run at 03:00. Header values may name environment variables of the scheduler whose
+//! names start with `CRON_SECRET_` (`"Bearer ${CRON_SECRET_API_TOKEN}"`): they are read when
+//! the request is sent, so a secret is never stored in the job, the run history or an error
+//! message. Only that prefix: whoever may define jobs must not be able to send the scheduler's
+//! own settings (`DATABASE_URL`, `SENTRY_DSN`, admin tokens) to a host of their choosing.
+//! Redirects, when followed, stay on the request's origin for the same reason.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +31,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Redirects followed when a payload sets `follow_redirects`.
 pub const MAX_REDIRECTS: usize = 5;
+/// The prefix of the environment variables a header value may name.
+pub const SECRET_PREFIX: &str = "CRON_SECRET_";
 
 /// The payload of `http.request`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -38,8 +43,9 @@ pub struct HttpRequest {
     /// An absolute `http://` or `https://` URL.
     #[schemars(with = "String")]
     pub url: HttpUrl,
-    /// Request headers. A value may name an environment variable of the scheduler as
-    /// `${NAME}` (e.g. `"Bearer ${API_TOKEN}"`), read when the request is sent.
+    /// Request headers. A value may name an environment variable of the scheduler that starts
+    /// with `CRON_SECRET_` as `${NAME}` (e.g. `"Bearer ${CRON_SECRET_API_TOKEN}"`), read when
+    /// the request is sent.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
     pub headers: Headers,
@@ -55,8 +61,8 @@ pub struct HttpRequest {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub timeout: RequestTimeout,
-    /// Follow up to 5 redirects (each checked against `CRON_HTTP_ALLOWED_HOSTS`); by default
-    /// a 3xx answer is the response.
+    /// Follow up to 5 redirects on the request's own origin (scheme, host and port); by
+    /// default a 3xx answer is the response.
     #[serde(default)]
     pub follow_redirects: bool,
 }
@@ -76,8 +82,8 @@ pub struct HttpResponse {
 
 /// Sends an HTTP request and records the response's status, duration and first 4 KiB of body;
 /// a status outside `expect_status` (default: 2xx) fails the run. Payload: `method`, `url`,
-/// optional `headers` (values may name environment variables as `${NAME}`, so secrets stay
-/// out of the database), `body`, `expect_status`, `timeout` and `follow_redirects`.
+/// optional `headers` (values may name `CRON_SECRET_*` environment variables as `${NAME}`, so
+/// secrets stay out of the database), `body`, `expect_status`, `timeout` and `follow_redirects`.
 #[cron_target("http.request", timeout = "11m")]
 pub async fn request(ctx: JobContext, request: HttpRequest) -> anyhow::Result<HttpResponse> {
     let HttpRequest {
@@ -196,8 +202,13 @@ fn client(follow_redirects: bool) -> &'static Client {
         true => (
             &FOLLOWING,
             redirect::Policy::custom(|attempt| {
+                let first = attempt.previous().first().map(Url::origin);
                 if attempt.previous().len() >= MAX_REDIRECTS {
                     attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+                } else if first.is_some_and(|origin| origin != attempt.url().origin()) {
+                    // Headers may carry secrets; another origin must not get them.
+                    let elsewhere = attempt.url().origin().ascii_serialization();
+                    attempt.error(format!("a redirect to another origin ({elsewhere}) is not followed"))
                 } else if let Err(e) = check_host(attempt.url()) {
                     attempt.error(e.to_string())
                 } else {
@@ -330,6 +341,12 @@ impl Template {
             if !valid {
                 return Err(format!(
                     "${{{name}}} is not an environment variable name (letters, digits and _, not starting with a digit)"
+                ));
+            }
+            if !name.starts_with(SECRET_PREFIX) {
+                return Err(format!(
+                    "${{{name}}} is not allowed: a header may name only variables starting with {SECRET_PREFIX} \
+                     (set e.g. {SECRET_PREFIX}{name} on the scheduler)"
                 ));
             }
             pieces.push(Piece::Variable(name.to_owned()));
@@ -480,6 +497,10 @@ mod tests {
                 "environment variable name",
             ),
             (
+                json!({"method": "GET", "url": "https://a.example", "headers": {"X": "${DATABASE_URL}"}}),
+                "only variables starting with CRON_SECRET_",
+            ),
+            (
                 json!({"method": "GET", "url": "https://a.example", "expect_status": [700]}),
                 "700",
             ),
@@ -510,10 +531,10 @@ mod tests {
     fn header_values_fill_in_environment_variables_and_name_the_unset_one() {
         let request = parse(json!({
             "method": "POST", "url": "https://a.example",
-            "headers": {"Authorization": "Bearer ${API_TOKEN}", "X-Plain": "plain"}
+            "headers": {"Authorization": "Bearer ${CRON_SECRET_API_TOKEN}", "X-Plain": "plain"}
         }))
         .unwrap();
-        let lookup = |name: &str| (name == "API_TOKEN").then(|| "s3cret".to_owned());
+        let lookup = |name: &str| (name == "CRON_SECRET_API_TOKEN").then(|| "s3cret".to_owned());
         let map = request.headers.resolve(&lookup).unwrap();
         assert_eq!(map["authorization"], "Bearer s3cret");
         assert!(map["authorization"].is_sensitive());
@@ -521,7 +542,7 @@ mod tests {
         let error = request.headers.resolve(&|_| None).unwrap_err().to_string();
         assert_eq!(
             error,
-            "header authorization names ${API_TOKEN}, which is not set in the scheduler's environment"
+            "header authorization names ${CRON_SECRET_API_TOKEN}, which is not set in the scheduler's environment"
         );
     }
 
@@ -536,5 +557,113 @@ mod tests {
         assert!(!allowed.permits("api.example.com.evil"));
         assert!(AllowedHosts::parse(" , ").is_err());
         assert!(AllowedHosts::parse("https://api.example.com").is_err());
+    }
+}
+
+#[cfg(test)]
+mod against_a_local_server {
+    use std::time::Duration;
+
+    use axum::response::Redirect;
+    use axum::routing::get;
+    use serde_json::json;
+
+    use crate::domain::RunReason;
+    use crate::testing::{Invocation, RunOutcome};
+
+    /// A server with a page, a redirect to it, and a redirect to another origin.
+    async fn server() -> String {
+        let app = axum::Router::new()
+            .route("/page", get(|| async { "the page" }))
+            .route("/here", get(|| async { Redirect::temporary("/page") }))
+            .route(
+                "/away",
+                get(|| async { Redirect::temporary("http://localhost:9/page") }),
+            )
+            .route(
+                "/hang",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "late"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    async fn run(payload: serde_json::Value, cancel_after: Option<Duration>) -> RunOutcome {
+        // The target never touches the database: a pool that never connects will do.
+        let db = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let invocation = Invocation::of("http.request").payload(payload);
+        let invocation = match cancel_after {
+            Some(delay) => invocation.cancel_after(delay),
+            None => invocation,
+        };
+        invocation.run(&db).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_on_the_same_origin_only() {
+        let base = server().await;
+        let here = run(
+            json!({"method": "GET", "url": format!("{base}/here"), "follow_redirects": true}),
+            None,
+        )
+        .await;
+        assert!(
+            matches!(&here, RunOutcome::Succeeded { output } if output["body"] == "the page"),
+            "{here:?}"
+        );
+        let away = run(
+            json!({"method": "GET", "url": format!("{base}/away"), "follow_redirects": true}),
+            None,
+        )
+        .await;
+        let RunOutcome::Failed { error, .. } = &away else {
+            panic!("{away:?}")
+        };
+        assert!(error.contains("another origin (http://localhost:9)"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_stops_the_wait_for_a_hanging_server() {
+        let base = server().await;
+        let started = std::time::Instant::now();
+        let hung = run(
+            json!({"method": "GET", "url": format!("{base}/hang")}),
+            Some(Duration::from_millis(300)),
+        )
+        .await;
+        assert!(
+            matches!(
+                &hung,
+                RunOutcome::Failed {
+                    reason: RunReason::Cancelled,
+                    ..
+                }
+            ),
+            "{hung:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the handler returned at the cancel"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_server_fails_the_run_with_the_request_timeout() {
+        let base = server().await;
+        let slow = run(
+            json!({"method": "GET", "url": format!("{base}/hang"), "timeout": "300ms"}),
+            None,
+        )
+        .await;
+        let RunOutcome::Failed { reason, error } = &slow else {
+            panic!("{slow:?}")
+        };
+        assert_eq!(*reason, RunReason::Error);
+        assert!(error.contains("timed out"), "{error}");
     }
 }

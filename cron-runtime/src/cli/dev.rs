@@ -15,7 +15,7 @@ use crate::{scheduler, store, telemetry, web};
 use anyhow::Context;
 
 use super::dev_postgres::PrivatePostgres;
-use super::process::{both, open_registry, shutdown_on_signal};
+use super::process::{both, open_database, open_registry, shutdown_on_signal};
 
 /// The database `cronjobs dev` uses when `DATABASE_URL` is unset.
 const DEV_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -44,6 +44,8 @@ pub async fn run() -> anyhow::Result<()> {
     let mut defaults = vec![
         ("HOST", "127.0.0.1".to_owned()),
         ("CRON_ADMIN_TOKENS", format!("dev:{generated_token}")),
+        // Ctrl-C should not wait half a minute for a run in flight.
+        ("CRON_SHUTDOWN_GRACE", "5s".to_owned()),
     ];
     // Kept until the end of `run`: dropping it stops the private server.
     let mut private_server = None;
@@ -70,9 +72,7 @@ pub async fn run() -> anyhow::Result<()> {
     scheduler_config.port = None;
 
     // One pool serves the API and the targets here: the scheduler's size (DATABASE_POOL_SIZE).
-    let pool = store::connect_with(&api_config.database_url, scheduler_config.pool_size)
-        .await
-        .context("cannot connect to the database")?;
+    let pool = open_database(&api_config.database_url, scheduler_config.pool_size).await?;
     store::schema::migrate(&pool).await.context("cannot apply migrations")?;
     let listener = tokio::net::TcpListener::bind((api_config.host, api_config.port))
         .await
@@ -87,6 +87,7 @@ pub async fn run() -> anyhow::Result<()> {
     // once, for 10 minutes), never the token itself.
     let login_code = first_admin.map(|token| state.console.one_time_code(&token));
     print_banner(
+        &api_config.database_url,
         address.ip(),
         address.port(),
         ProcessEnv
@@ -140,9 +141,17 @@ async fn create_dev_database(server: &str) -> anyhow::Result<String> {
     Ok(format!("{server}/{DEV_DATABASE}"))
 }
 
-fn print_banner(host: IpAddr, port: u16, generated_token: Option<&String>, login_code: Option<&str>) {
+fn print_banner(
+    database: &Secret,
+    host: IpAddr,
+    port: u16,
+    generated_token: Option<&String>,
+    login_code: Option<&str>,
+) {
     let base = format!("http://{host}:{port}");
     println!("\ncronjobs dev: API and scheduler in one process");
+    println!("  database {}", without_password(database.expose()));
+    println!("           (the other commands use it with: export DATABASE_URL=<this URL>)");
     println!("  console  {base}/admin");
     if let Some(code) = login_code {
         println!("  sign in  {base}/admin/login/code?code={code}   (one-time link, valid 10 minutes)");
@@ -154,5 +163,34 @@ fn print_banner(host: IpAddr, port: u16, generated_token: Option<&String>, login
             println!("\nTry it:\n  curl -s {base}/api/v2/admin/cron/targets -H 'Authorization: Bearer {token}'\n");
         }
         None => println!("  token    one of CRON_ADMIN_TOKENS\n"),
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, to print.
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(a URL that does not parse)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn the_printed_database_url_hides_its_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cret@db.internal:5432/cron"),
+            "postgres://app:***@db.internal:5432/cron"
+        );
+        assert_eq!(
+            without_password("postgres://postgres@127.0.0.1:5432/cronjobs_dev"),
+            "postgres://postgres@127.0.0.1:5432/cronjobs_dev"
+        );
     }
 }

@@ -29,7 +29,7 @@ use crate::config::{self, ApiConfig, CommonConfig, ProcessEnv, SchedulerConfig, 
 use crate::domain::incident::Policy;
 use crate::{jobfile, registry, scheduler, store, telemetry};
 
-use process::{both, open_registry, shutdown_on_signal};
+use process::{both, open_database, open_registry, shutdown_on_signal};
 use tokio_util::sync::CancellationToken;
 
 /// A durable cron service on PostgreSQL.
@@ -65,8 +65,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Let the file retire all, or more than half, of its source's jobs (asked on a
-        /// terminal; refused otherwise).
-        #[arg(long)]
+        /// terminal; refused otherwise). `--allow-empty`, its name before sources, still works.
+        #[arg(long, alias = "allow-empty")]
         allow_retire: bool,
     },
     /// Check a jobs file against this build's targets (needs no database; for CI).
@@ -133,19 +133,43 @@ pub async fn run() -> ExitCode {
 /// `.env` baked into an image or left on a host can never override or add to them. Variables
 /// already set win over the file. Only the working directory is searched (not its parents),
 /// so a checkout's `.env` does not leak into processes started elsewhere, such as the tests'.
+/// Says which variables it took from the file (names only), so a setting that came from `.env`
+/// is never a surprise.
 fn load_dotenv() -> anyhow::Result<()> {
     match std::env::var("APP_ENV").as_deref() {
         Err(_) | Ok("development") => {}
         Ok(_) => return Ok(()),
     }
-    match dotenvy::from_path(".env") {
-        Ok(()) => Ok(()),
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+    let entries = match dotenvy::from_path_iter(".env") {
+        Ok(entries) => entries,
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(dotenv_error(e)),
+    };
+    let mut taken = Vec::new();
+    for entry in entries {
+        let (name, value) = entry.map_err(dotenv_error)?;
+        if std::env::var_os(&name).is_none() {
+            std::env::set_var(&name, value);
+            taken.push(name);
+        }
+    }
+    if !taken.is_empty() {
+        eprintln!(
+            "cronjobs: using {} from .env (variables set in the environment win)",
+            taken.join(", ")
+        );
+    }
+    process::remember_dotenv(taken);
+    Ok(())
+}
+
+fn dotenv_error(error: dotenvy::Error) -> anyhow::Error {
+    match error {
         // dotenvy's own message quotes the line, which may hold a secret.
-        Err(dotenvy::Error::LineParse(_, at)) => Err(anyhow::anyhow!(
-            "cannot parse .env: a line is malformed at character {at} (expected KEY=value)"
-        )),
-        Err(e) => Err(anyhow::anyhow!("cannot read .env: {e}")),
+        dotenvy::Error::LineParse(_, at) => {
+            anyhow::anyhow!("cannot parse .env: a line is malformed at character {at} (expected KEY=value)")
+        }
+        e => anyhow::anyhow!("cannot read .env: {e}"),
     }
 }
 
@@ -163,7 +187,7 @@ async fn api() -> anyhow::Result<()> {
 
 async fn migrate() -> anyhow::Result<()> {
     let url = config::database_url(&ProcessEnv)?;
-    let pool = store::connect(&url).await?;
+    let pool = open_database(&url, 2).await?;
     store::schema::migrate(&pool).await?;
     println!("migrations applied: {}", store::schema::MIGRATOR.iter().count());
     Ok(())
@@ -199,7 +223,7 @@ async fn apply(file: &Path, mut options: jobfile::ApplyOptions) -> anyhow::Resul
     let url = config::database_url(&ProcessEnv)?;
     // Retiring a failing job resolves its incident: told to the webhooks like the services tell it.
     let policy = Policy::from(&config::AlertConfig::from_env(&ProcessEnv)?);
-    let pool = store::connect(&url).await?;
+    let pool = open_database(&url, 2).await?;
     store::schema::ensure_current(&pool).await?;
     let mut applied = jobfile::apply(&pool, &name, &text, options, &policy).await;
     if let Err(jobfile::ApplyError::WouldRetireMost { plan, .. }) = &applied {
@@ -262,7 +286,7 @@ fn invalid_file(name: &str, errors: &[jobfile::FileError]) -> anyhow::Error {
 
 async fn export() -> anyhow::Result<()> {
     let url = config::database_url(&ProcessEnv)?;
-    let pool = store::connect(&url).await?;
+    let pool = open_database(&url, 2).await?;
     store::schema::ensure_current(&pool).await?;
     print!("{}", jobfile::export(&pool).await?);
     Ok(())
@@ -270,7 +294,7 @@ async fn export() -> anyhow::Result<()> {
 
 async fn prune(older_than: Duration, dry_run: bool, batch_size: i64) -> anyhow::Result<()> {
     let url = config::database_url(&ProcessEnv)?;
-    let pool = store::connect(&url).await?;
+    let pool = open_database(&url, 2).await?;
     store::schema::ensure_current(&pool).await?;
     let age = chrono::Duration::from_std(older_than)?;
     let cutoff = chrono::Utc::now() - age;

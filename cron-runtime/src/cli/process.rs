@@ -46,3 +46,32 @@ pub fn check_registry() -> anyhow::Result<()> {
         anyhow::anyhow!("the target registry is invalid:\n{}", lines.join("\n"))
     })
 }
+
+/// The variables `.env` supplied (set once, at startup).
+static FROM_DOTENV: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Records which variables came from `.env`, so errors can say so.
+pub fn remember_dotenv(names: Vec<String>) {
+    let _ = FROM_DOTENV.set(names);
+}
+
+/// Where a setting came from, for an error message: ` (from .env)` or nothing.
+pub fn origin_of(name: &str) -> &'static str {
+    match FROM_DOTENV.get().is_some_and(|names| names.iter().any(|n| n == name)) {
+        true => " (from .env)",
+        false => "",
+    }
+}
+
+/// Connects a one-shot command (`migrate`, `apply`, `export`, `prune`, `dev`) to `url`, with
+/// one readable error naming DATABASE_URL and where it came from.
+pub async fn open_database(url: &crate::config::Secret, size: u32) -> anyhow::Result<sqlx::PgPool> {
+    crate::store::connect_with(url, size).await.map_err(|e| {
+        // sqlx's text repeats the server's message through its source: say it once.
+        let why = match &e {
+            sqlx::Error::Database(db) => db.message().to_owned(),
+            other => other.to_string(),
+        };
+        anyhow::anyhow!("cannot connect to DATABASE_URL{}: {why}", origin_of("DATABASE_URL"))
+    })
+}

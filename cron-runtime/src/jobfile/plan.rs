@@ -124,7 +124,7 @@ pub fn plan(
                 "key",
                 format!(
                     "is managed by the jobs file with source {other:?}: keep each job in one file (remove it here or \
-                     there), or give both files the same `source`"
+                     there); if this is that file, moved or renamed, write `source = {other:?}` in it"
                 ),
             );
             continue;

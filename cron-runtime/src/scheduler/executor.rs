@@ -427,8 +427,14 @@ impl Executor {
         };
         // Bound to a hub of its own, so Sentry's panic report carries the run's tags.
         let handler = (target.run)(ctx, payload).bind_hub(telemetry::run_hub(run));
-        let span = tracing::info_span!("run", job_key = %run.job_key, run_id = %run.id);
-        supervise(handler, span, cancel, timeout.unwrap_or(target.timeout), stopped).await
+        supervise(
+            handler,
+            (&run.job_key, run.id),
+            cancel,
+            timeout.unwrap_or(target.timeout),
+            stopped,
+        )
+        .await
     }
 
     /// Cancels run `run_id` if this scheduler executes it (an admin's cancel).
@@ -599,7 +605,7 @@ pub(crate) struct Stop {
 /// executor and the target test kit (`crate::testing`) both run handlers through it.
 pub(crate) async fn supervise<H>(
     handler: H,
-    span: tracing::Span,
+    (job_key, run_id): (&str, Uuid),
     cancel: CancellationToken,
     timeout: Duration,
     stopped: impl std::future::Future<Output = Stop>,
@@ -609,7 +615,8 @@ where
 {
     // Its own task, so a panic is caught as a JoinError instead of unwinding through us; in
     // the run's span, so the target's own log lines carry the job key and run id.
-    let mut handle = tokio::spawn(handler.instrument(span.clone()));
+    let span = tracing::info_span!("run", %job_key, %run_id);
+    let mut handle = tokio::spawn(handler.instrument(span));
     let stop = tokio::select! {
         joined = &mut handle => return match joined {
             Ok(Ok(output)) => RunOutcome::Succeeded { output },
@@ -631,12 +638,10 @@ where
         Ok(_) => RunOutcome::Failed { reason, error },
         Err(_) => {
             handle.abort();
-            span.in_scope(|| {
-                tracing::warn!(
-                    grace_ms = grace.as_millis() as u64,
-                    "the handler ignored its cancellation; aborted"
-                )
-            });
+            tracing::warn!(
+                %job_key, %run_id, grace_ms = grace.as_millis() as u64,
+                "the handler ignored its cancellation; aborted"
+            );
             RunOutcome::Failed { reason, error }
         }
     }

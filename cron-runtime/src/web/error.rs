@@ -165,7 +165,7 @@ impl ApiError {
             ApiError::Unauthorized => (
                 "unauthorized",
                 "Unauthorized",
-                "send an admin token from CRON_ADMIN_TOKENS as `Authorization: Bearer <token>`".into(),
+                "send an admin token as `Authorization: Bearer <token>`: one of CRON_ADMIN_TOKENS, or under `cronjobs dev` the one it printed".into(),
             ),
             ApiError::Forbidden => (
                 "forbidden",

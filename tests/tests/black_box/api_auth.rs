@@ -31,8 +31,9 @@ async fn every_admin_route_rejects_a_missing_or_wrong_token() {
     let admin_routes: Vec<_> = api::routes().into_iter().filter(|r| r.admin).collect();
     assert_eq!(
         admin_routes.len(),
-        17,
-        "the §7 table has 11 admin endpoints, §13 adds 5 (retire, by-key, cancel, schedulers, incidents), plus GET /metrics"
+        19,
+        "the §7 table has 11 admin endpoints, §13 adds 5 (retire, by-key, cancel, schedulers, incidents), \
+         §21 adds 2 (acknowledge, resolve an incident), plus GET /metrics"
     );
     for route in admin_routes {
         let url = format!("{}{}", api.base, concrete(route.path));

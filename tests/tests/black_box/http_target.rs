@@ -55,6 +55,11 @@ async fn endpoint() -> (String, Heard) {
         )
         .route("/big", get(|| async { "x".repeat(10_000) }))
         .route("/moved", get(|| async { Redirect::temporary("/ok").into_response() }))
+        // The same server under another name: another origin.
+        .route(
+            "/away",
+            get(|| async { Redirect::temporary("http://localhost:9/ok").into_response() }),
+        )
         .with_state(heard.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
@@ -94,14 +99,14 @@ async fn http_request_records_the_answer_and_keeps_secrets_out_of_the_database()
     let db = TestDb::create().await;
     let (base_url, heard) = endpoint().await;
     let (_api, base) = api_process(&db, TOKEN, &[]).await;
-    let _scheduler = scheduler(&db, &[("HOOK_TOKEN", SECRET)]);
+    let _scheduler = scheduler(&db, &[("CRON_SECRET_HOOK_TOKEN", SECRET)]);
     let client = reqwest::Client::new();
     let jobs = format!("{base}/api/v2/admin/cron/jobs");
     let cases = [
         (
             "http.ok",
             json!({"method": "POST", "url": format!("{base_url}/ok"), "body": {"hello": "world"},
-                   "headers": {"Authorization": "Bearer ${HOOK_TOKEN}"}}),
+                   "headers": {"Authorization": "Bearer ${CRON_SECRET_HOOK_TOKEN}"}}),
         ),
         (
             "http.unavailable",
@@ -125,8 +130,12 @@ async fn http_request_records_the_answer_and_keeps_secrets_out_of_the_database()
             json!({"method": "GET", "url": format!("{base_url}/moved"), "follow_redirects": true}),
         ),
         (
+            "http.leaves",
+            json!({"method": "GET", "url": format!("{base_url}/away"), "follow_redirects": true}),
+        ),
+        (
             "http.unset-variable",
-            json!({"method": "GET", "url": format!("{base_url}/ok"), "headers": {"X-Key": "${NOT_SET_ANYWHERE}"}}),
+            json!({"method": "GET", "url": format!("{base_url}/ok"), "headers": {"X-Key": "${CRON_SECRET_NOT_SET}"}}),
         ),
     ];
     for (key, payload) in &cases {
@@ -180,13 +189,23 @@ async fn http_request_records_the_answer_and_keeps_secrets_out_of_the_database()
     let follows = finished_run(&client, &base, "http.follows").await;
     assert_eq!(follows["output"]["body"], "pong: ", "{follows}");
 
+    let elsewhere = finished_run(&client, &base, "http.leaves").await;
+    assert_eq!(elsewhere["status"], "failed", "{elsewhere}");
+    assert!(
+        elsewhere["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("another origin"),
+        "{elsewhere}"
+    );
+
     let unset = finished_run(&client, &base, "http.unset-variable").await;
     assert_eq!(unset["status"], "failed", "{unset}");
     assert!(
         unset["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("${NOT_SET_ANYWHERE}"),
+            .contains("${CRON_SECRET_NOT_SET}"),
         "{unset}"
     );
 
@@ -253,6 +272,11 @@ async fn a_bad_http_request_payload_is_a_400_naming_the_field() {
         ),
         (
             json!({"method": "GET", "url": "https://api.example.com", "headers": {"Authorization": "Bearer ${TOKEN"}}),
+            "payload.headers",
+        ),
+        (
+            // The scheduler's own settings are not for sending.
+            json!({"method": "GET", "url": "https://api.example.com", "headers": {"X-Leak": "${DATABASE_URL}"}}),
             "payload.headers",
         ),
         (

@@ -26,6 +26,7 @@ mod jobs_file;
 mod library_mode;
 mod lifecycle;
 mod metrics;
+mod readme;
 mod retention;
 mod scheduler_changes;
 mod scheduler_draining;

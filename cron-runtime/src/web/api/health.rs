@@ -42,7 +42,7 @@ pub struct Health {
     pub status: String,
 }
 
-/// The process is up (no dependencies checked), with its version and commit (SPEC §15).
+/// The process is up (no dependencies checked), with its version and commit.
 #[utoipa::path(get, path = "/healthz", tag = "health", security(()),
     responses((status = 200, description = "The process is up.", body = Liveness)))]
 pub async fn healthz() -> Json<Liveness> {

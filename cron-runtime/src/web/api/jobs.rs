@@ -363,7 +363,7 @@ pub async fn run_now(
     }
 }
 
-/// Retires a job: it stops firing, and its key is free for a new job (SPEC §13). Runs in
+/// Retires a job: it stops firing, and its key is free for a new job. Runs in
 /// flight finish. A job managed by a jobs file is retired by removing it from the file.
 #[utoipa::path(delete, path = "/api/v2/admin/cron/jobs/{jobId}", tag = "jobs",
     params(("jobId" = Uuid, Path, description = "The job version's id.")),
