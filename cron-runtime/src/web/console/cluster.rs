@@ -28,7 +28,7 @@ pub(super) async fn targets(State(state): State<AppState>, session: Session) -> 
             @let users: Vec<&JobDefinition> = live_jobs.iter().filter(|j| j.target == t.key).collect();
             section.card aria-labelledby={"t-" (t.key)} {
                 h2 id={"t-" (t.key)} { code { (t.key) } }
-                p { (t.description) }
+                p { (inline_code(&t.description)) }
                 dl.props {
                     dt { "Timeout" } dd { (t.timeout_secs) " s" }
                     dt { "Payload" } dd {

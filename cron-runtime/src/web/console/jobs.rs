@@ -366,7 +366,7 @@ pub(super) async fn job_page(
                     thead { tr { th scope="col" { "In " (d.timezone) } th scope="col" { "UTC" } th scope="col" { "Note" } } }
                     tbody {
                         @for t in &fire_times {
-                            tr { td data-label="Local" { (t.local) } td data-label="UTC" { (utc_text(t.at)) } td data-label="Note" { (t.note.as_deref().unwrap_or("")) } }
+                            tr { td data-label="Local" { (t.local) } td data-label="UTC" { (t.at.format("%Y-%m-%d %H:%M:%S")) } td data-label="Note" { (t.note.as_deref().unwrap_or("")) } }
                         }
                     }
                 }

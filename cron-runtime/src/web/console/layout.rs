@@ -148,6 +148,20 @@ pub(super) fn utc_text(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// `text` with its `backtick` spans as `<code>` (target descriptions are doc comments, which
+/// use Markdown's inline code); text with unpaired backticks is shown as it is.
+pub(super) fn inline_code(text: &str) -> Markup {
+    let parts: Vec<&str> = text.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return html! { (text) };
+    }
+    html! {
+        @for (i, part) in parts.iter().enumerate() {
+            @if i % 2 == 1 { code { (part) } } @else { (part) }
+        }
+    }
+}
+
 pub(super) fn utc_text_or_dash(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "—".to_owned(), utc_text)
 }
@@ -378,5 +392,19 @@ pub(super) fn submitted_form(
         values,
         errors,
         banner: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inline_code;
+
+    #[test]
+    fn backtick_spans_become_code_and_unpaired_ones_stay_text() {
+        assert_eq!(
+            inline_code("Runs `system.prune` with <older_than>").into_string(),
+            "Runs <code>system.prune</code> with &lt;older_than&gt;"
+        );
+        assert_eq!(inline_code("a ` alone").into_string(), "a ` alone");
     }
 }
