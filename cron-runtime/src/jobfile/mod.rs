@@ -104,7 +104,7 @@ pub async fn apply(
     if dry_run || plan.is_empty() {
         return Ok(plan);
     }
-    let (mut resolved, mut activated, mut retired, mut adopted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut resolved, mut activated, mut retired) = (Vec::new(), Vec::new(), Vec::new());
     for step in &plan.steps {
         match step {
             Step::Create(new) => {
@@ -123,17 +123,21 @@ pub async fn apply(
                 retired.push(gone.value.id);
                 resolved.extend(gone.transitions);
             }
-            Step::Adopt(current) => adopted.push(current.job_key.clone()),
-            Step::Unchanged { .. } => {}
+            Step::Adopt(_) | Step::Unchanged { .. } => {}
         }
     }
-    // Versions a file created before sources existed, retired or changed now, become ours too.
-    adopted.extend(plan.steps.iter().filter_map(|step| match step {
-        Step::Change { current, .. } | Step::Retire(current) if current.source.is_none() => {
-            Some(current.job_key.clone())
-        }
-        _ => None,
-    }));
+    // Every key the plan touches whose live version a file applied before sources existed
+    // (adopted, changed or retired now) becomes this source's, all its versions.
+    let adopted: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Adopt(current) | Step::Change { current, .. } | Step::Retire(current) => Some(current),
+            Step::Create(_) | Step::Unchanged { .. } => None,
+        })
+        .filter(|current| current.source.is_none())
+        .map(|current| current.job_key.clone())
+        .collect();
     definitions::adopt_in(&mut tx, &adopted, &plan.source).await?;
     definitions::stamp_changes_in(&mut tx, &activated, &retired).await?;
     tx.commit().await?;

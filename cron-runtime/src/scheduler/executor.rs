@@ -331,8 +331,10 @@ impl Executor {
             job_timeout_ms,
         } in claimed
         {
-            // The job's own timeout, else its target's (an unknown target fails at once).
-            let timeout = millis_to_duration(job_timeout_ms).or_else(|| registry::get(&run.target).map(|t| t.timeout));
+            // Looked up once: the run's timeout (the job's own, else its target's) is also its
+            // Sentry monitor's max runtime. An unknown target fails the run at once.
+            let target = registry::get(&run.target);
+            let timeout = millis_to_duration(job_timeout_ms).or(target.map(|t| t.timeout));
             let stops = Stops {
                 revoked: CancellationToken::new(),
                 cancelled: CancellationToken::new(),
@@ -369,7 +371,7 @@ impl Executor {
             self.inner.tasks.spawn(async move {
                 let id = run.id;
                 let revoked = stops.revoked.clone();
-                let outcome = executor.execute(&run, target_payload, timeout, stops).await;
+                let outcome = executor.execute(&run, target, target_payload, timeout, stops).await;
                 // The handler is done: a heartbeat meanwhile has nothing left to stop.
                 revoked.cancel();
                 if let Some(finished) = executor.record(&run, outcome).await {
@@ -386,11 +388,12 @@ impl Executor {
     async fn execute(
         &self,
         run: &JobRun,
+        target: Option<&'static registry::Target>,
         payload: serde_json::Value,
         timeout: Option<Duration>,
         stops: Stops,
     ) -> RunOutcome {
-        let Some(target) = registry::get(&run.target) else {
+        let Some(target) = target else {
             return RunOutcome::Failed {
                 reason: RunReason::Error,
                 error: format!("target {:?} is not registered in this build of cronjobs", run.target),

@@ -153,6 +153,9 @@ pub async fn stamp_changes_in(conn: &mut PgConnection, activated: &[Uuid], retir
 /// before sources existed (`cronjobs apply` adopting them). Ownership is not part of a
 /// version, so this versions nothing and the scheduler sees no change.
 pub async fn adopt_in(conn: &mut PgConnection, job_keys: &[String], source: &str) -> Result<(), StoreError> {
+    if job_keys.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE cron_job_definitions SET source = $2
          WHERE job_key = ANY($1) AND managed_by = 'file' AND source IS NULL",
