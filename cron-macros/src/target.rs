@@ -334,7 +334,14 @@ fn generate(input: &ItemFn, config: &Config, handler: &Handler) -> TokenStream {
     // the signature rather than on the attribute; each is declared and used with the same span.
     let ctx = Ident::new("__cron_ctx", handler.ctx_span);
     let result = Ident::new("__cron_result", handler.output_span);
-    let encode = quote_spanned!(handler.output_span=> #p::encode_output(#result));
+    let encode = quote_spanned! {handler.output_span=>
+        let __cron_permanent = {
+            #[allow(unused_imports)]
+            use #p::{NeverPermanent as _, PermanentViaAnyhow as _, PermanentViaStdError as _};
+            (&&&#p::ErrorProbe(#result.as_ref().err())).is_permanent()
+        };
+        #p::encode_output(#result).map_err(|message| #p::Failure { message, permanent: __cron_permanent })
+    };
 
     let (params, decode, args, schema_fn, payload_spec) = match &handler.payload {
         Some(ty) => {
@@ -344,9 +351,9 @@ fn generate(input: &ItemFn, config: &Config, handler: &Handler) -> TokenStream {
                 let #args = match #p::decode_payload::<#ty>(#payload) {
                     ::core::result::Result::Ok(#args) => #args,
                     ::core::result::Result::Err(__cron_error) => {
-                        return ::core::result::Result::Err(
+                        return ::core::result::Result::Err(#p::Failure::new(
                             ::std::format!("invalid payload: {}", __cron_error),
-                        );
+                        ));
                     }
                 };
             };

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use cron_runtime::domain::TriggerType;
+use cron_runtime::failure::Failure;
 use cron_runtime::registry::{self, PayloadError};
-use cron_runtime::{cron_target, JobContext};
+use cron_runtime::{cron_target, JobContext, Permanent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -35,6 +36,18 @@ struct Waited {
 #[cron_target("test.whoami")]
 pub(crate) async fn whoami(ctx: JobContext) -> Result<String, String> {
     Ok(ctx.job_key.clone())
+}
+
+/// Fails with an error no retry can fix, under context.
+#[cron_target("test.refuse")]
+async fn refuse(_ctx: JobContext) -> anyhow::Result<()> {
+    Err(anyhow::Error::new(Permanent::new("customer 42 does not exist")).context("sending the invoice"))
+}
+
+/// Fails with [`Permanent`] as its error type.
+#[cron_target("test.refuse-typed")]
+async fn refuse_typed(_ctx: JobContext) -> Result<(), Permanent> {
+    Err(Permanent::new("the report was deleted"))
 }
 
 mod plain {
@@ -70,7 +83,17 @@ fn context(job_key: &str) -> JobContext {
 fn registrations_are_listed_sorted_with_their_metadata() {
     let keys: Vec<_> = registry::all().iter().map(|t| t.key).collect();
     // The runtime's built-in target is registered beside this crate's own.
-    assert_eq!(keys, ["http.request", "test.no-schema", "test.wait", "test.whoami"]);
+    assert_eq!(
+        keys,
+        [
+            "http.request",
+            "test.no-schema",
+            "test.refuse",
+            "test.refuse-typed",
+            "test.wait",
+            "test.whoami"
+        ]
+    );
     assert!(registry::check().is_ok());
 
     let wait = registry::get("test.wait").expect("registered");
@@ -126,11 +149,25 @@ async fn run_decodes_calls_and_encodes() {
     assert_eq!(output, Ok(json!({"waited": 2.5})));
 
     let failed = (wait.run)(context("a.job"), json!({"seconds": -1.0})).await;
-    assert_eq!(failed, Err("seconds must not be negative".to_owned()));
+    assert_eq!(failed, Err(Failure::new("seconds must not be negative")));
 
     let invalid = (wait.run)(context("a.job"), json!({"seconds": "x"})).await;
-    let message = invalid.expect_err("a bad payload fails the run");
+    let message = invalid.expect_err("a bad payload fails the run").message;
     assert!(message.starts_with("invalid payload: at seconds: "), "{message}");
+
+    let refuse = registry::get("test.refuse").expect("registered");
+    let failure = (refuse.run)(context("a.job"), json!({})).await.expect_err("it fails");
+    assert_eq!(
+        failure,
+        Failure {
+            message: "sending the invoice: customer 42 does not exist".into(),
+            permanent: true
+        }
+    );
+    let typed = registry::get("test.refuse-typed").expect("registered");
+    let failure = (typed.run)(context("a.job"), json!({})).await.expect_err("it fails");
+    assert!(failure.permanent, "{failure:?}");
+    assert_eq!(failure.message, "the report was deleted");
 
     let whoami = registry::get("test.whoami").expect("registered");
     let output = (whoami.run)(context("the.key"), json!({})).await;

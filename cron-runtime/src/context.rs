@@ -23,6 +23,8 @@ pub struct JobContext {
     pub trigger_type: TriggerType,
     /// The slot this run belongs to (for run-now: when it was requested).
     pub scheduled_at: DateTime<Utc>,
+    /// 1 for a slot's first run, 2 for its first retry, and so on.
+    pub attempt: i32,
     db: PgPool,
     cancel: CancellationToken,
 }
@@ -44,9 +46,34 @@ impl JobContext {
             job_version,
             trigger_type,
             scheduled_at,
+            attempt: 1,
             db,
             cancel,
         }
+    }
+
+    /// The same context for attempt `attempt` of its slot (see [`JobContext::attempt`]).
+    pub fn with_attempt(mut self, attempt: i32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Which attempt of its slot this run is: 1 for the first, 2 for the first retry of a
+    /// failed run (its job's `retry` policy), and so on.
+    pub fn attempt(&self) -> i32 {
+        self.attempt
+    }
+
+    /// What started this run: its schedule, an admin's run-now, a retry, or a backfill.
+    pub fn trigger(&self) -> TriggerType {
+        self.trigger_type
+    }
+
+    /// The slot this run is for. A backfill run gets the past slot it runs for, and a retry
+    /// its failed run's slot, so a daily job computes the day it was meant for; a run-now
+    /// gets the time it was requested.
+    pub fn scheduled_at(&self) -> DateTime<Utc> {
+        self.scheduled_at
     }
 
     /// The application's database pool.

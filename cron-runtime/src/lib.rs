@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod domain;
+pub mod failure;
 pub mod health;
 pub mod jobfile;
 pub mod maintenance;
@@ -39,6 +40,7 @@ pub mod testing;
 pub mod web;
 
 pub use context::JobContext;
+pub use failure::Permanent;
 
 /// What this process was built from, as reported by `/healthz` and the scheduler instance row.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use crate::context::JobContext;
+pub use crate::failure::Failure;
 pub use crate::registry::{PayloadError, PayloadSpec, RunFuture, Target};
 pub use inventory;
 /// Generated entry points take and return JSON.
@@ -30,6 +31,45 @@ pub fn validate_payload<T: DeserializeOwned>(payload: &Value) -> Result<(), Payl
 pub fn encode_output<T: Serialize, E: Display>(result: Result<T, E>) -> Result<Value, String> {
     let output = result.map_err(|e| format!("{e:#}"))?;
     serde_json::to_value(output).map_err(|e| format!("the target's output could not be serialized: {e}"))
+}
+
+/// Autoref specialization: `(&&&ErrorProbe(result.as_ref().err())).is_permanent()` says
+/// whether a handler's error is [`crate::Permanent`] (or has it in its chain), for a
+/// `std::error::Error`, an `anyhow::Error`, and (never) any other error type.
+pub struct ErrorProbe<'a, E>(pub Option<&'a E>);
+
+/// Picked when the error type implements `std::error::Error`.
+pub trait PermanentViaStdError {
+    fn is_permanent(&self) -> bool;
+}
+
+impl<E: std::error::Error + 'static> PermanentViaStdError for &&ErrorProbe<'_, E> {
+    fn is_permanent(&self) -> bool {
+        self.0.is_some_and(|e| crate::failure::chain_is_permanent(e))
+    }
+}
+
+/// Picked for `anyhow::Error` (which does not implement `std::error::Error`).
+pub trait PermanentViaAnyhow {
+    fn is_permanent(&self) -> bool;
+}
+
+impl PermanentViaAnyhow for &ErrorProbe<'_, anyhow::Error> {
+    fn is_permanent(&self) -> bool {
+        self.0
+            .is_some_and(|e| e.chain().any(|cause| cause.is::<crate::Permanent>()))
+    }
+}
+
+/// The fallback: an error type that cannot carry [`crate::Permanent`].
+pub trait NeverPermanent {
+    fn is_permanent(&self) -> bool;
+}
+
+impl<E> NeverPermanent for ErrorProbe<'_, E> {
+    fn is_permanent(&self) -> bool {
+        false
+    }
 }
 
 /// Autoref specialization: `(&&SchemaProbe::<T>::new()).schema()` is the type's JSON Schema

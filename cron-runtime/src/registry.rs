@@ -24,8 +24,8 @@ pub use crate::domain::target::PayloadError;
 use crate::domain::target::TargetCatalog;
 use crate::domain::JobKey;
 
-/// The future a target's type-erased entry point returns: its output as JSON, or its error message.
-pub type RunFuture = Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'static>>;
+/// The future a target's type-erased entry point returns: its output as JSON, or its failure.
+pub type RunFuture = Pin<Box<dyn Future<Output = Result<Value, crate::failure::Failure>> + Send + 'static>>;
 
 /// One registered target, as emitted by `#[cron_target]`.
 pub struct Target {

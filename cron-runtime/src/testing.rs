@@ -40,6 +40,7 @@ pub struct Invocation {
     job_key: String,
     job_version: i32,
     trigger: TriggerType,
+    attempt: i32,
     scheduled_at: DateTime<Utc>,
     timeout: Option<Duration>,
     cancel_after: Option<Duration>,
@@ -66,6 +67,7 @@ impl Invocation {
             job_key: format!("test.{target}"),
             job_version: 1,
             trigger: TriggerType::Scheduled,
+            attempt: 1,
             scheduled_at: Utc::now(),
             timeout: None,
             cancel_after: None,
@@ -87,6 +89,13 @@ impl Invocation {
     /// What started the run (default: the schedule).
     pub fn trigger(mut self, trigger: TriggerType) -> Self {
         self.trigger = trigger;
+        self
+    }
+
+    /// Which attempt of its slot the run is (default 1; a retry is 2 or later, with
+    /// [`TriggerType::Retry`]).
+    pub fn attempt(mut self, attempt: i32) -> Self {
+        self.attempt = attempt;
         self
     }
 
@@ -112,7 +121,8 @@ impl Invocation {
     /// Validates the payload like the API, runs the target like the scheduler (its own task,
     /// timeout, cancel, panics caught) with `db` as `ctx.db()`, and returns the outcome the
     /// scheduler would record. A run cancelled by [`Invocation::cancel_after`] is
-    /// `Failed { reason: Cancelled }` unless the handler returned successfully in its grace.
+    /// `Failed { reason: Cancelled }` unless the handler returned successfully in its grace;
+    /// an error marked [`crate::Permanent`] is `FailedPermanently` (no retry would follow).
     pub async fn run(self, db: &PgPool) -> Result<RunOutcome, InvocationError> {
         let target = registry::get(&self.target).ok_or_else(|| InvocationError::UnknownTarget(self.target.clone()))?;
         registry::validate_payload(target.key, &self.payload).map_err(|error| InvocationError::InvalidPayload {
@@ -129,7 +139,8 @@ impl Invocation {
             self.scheduled_at,
             db.clone(),
             cancel.clone(),
-        );
+        )
+        .with_attempt(self.attempt);
         let cancel_after = self.cancel_after;
         let stopped = async move {
             match cancel_after {

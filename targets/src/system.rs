@@ -122,6 +122,14 @@ pub struct RecordArgs {
     /// have): on return, on cancellation, and when the handler is aborted.
     #[serde(default)]
     pub record_end: bool,
+    /// Fail the first `fail_attempts` attempts of each slot, then succeed (`ctx.attempt()`):
+    /// something for a retry policy to retry.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 20))]
+    pub fail_attempts: i32,
+    /// Fail with an error marked [`cron_runtime::Permanent`]: no retry follows.
+    #[serde(default)]
+    pub permanent: bool,
 }
 
 /// The longest `system.record` works.
@@ -166,6 +174,16 @@ pub async fn record(ctx: JobContext, args: RecordArgs) -> anyhow::Result<()> {
         end.record().await;
     }
     worked?;
+    if args.permanent {
+        return Err(cron_runtime::Permanent::new("failing for good on purpose (system.record with permanent)").into());
+    }
+    if ctx.attempt() <= args.fail_attempts {
+        return Err(anyhow!(
+            "failing attempt {} of {} on purpose (system.record with fail_attempts)",
+            ctx.attempt(),
+            args.fail_attempts
+        ));
+    }
     match args.fail {
         true => Err(anyhow!("failing on purpose (system.record with fail)")),
         false => Ok(()),

@@ -33,6 +33,7 @@ async fn history(pool: &PgPool, ages_in_days: &[i64]) {
             managed_by: cron_runtime::domain::ManagedBy::Api,
             source: None,
             timeout: None,
+            retry: Default::default(),
         },
     )
     .await

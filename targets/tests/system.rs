@@ -31,7 +31,9 @@ async fn run(key: &str, payload: Value, cancel: CancellationToken) -> Result<Val
     // As `CRON_DIAGNOSTIC_TARGETS=1` does in the binary.
     registry::enable_diagnostic_targets();
     let target = registry::get(key).unwrap_or_else(|| panic!("{key} is not registered"));
-    (target.run)(context(cancel), payload).await
+    (target.run)(context(cancel), payload)
+        .await
+        .map_err(|failure| failure.message)
 }
 
 #[tokio::test]
@@ -84,4 +86,50 @@ async fn panic_panics_with_its_message() {
     let joined = tokio::spawn(run("system.panic", json!({}), CancellationToken::new())).await;
     let panic = joined.expect_err("the target panics").into_panic();
     assert_eq!(panic.downcast_ref::<&str>(), Some(&"system.panic was asked to panic"));
+}
+
+/// `system.record`'s `fail_attempts` and `permanent`, through the target test kit: what a
+/// retry policy sees of a target that fails its first attempts, or fails for good.
+mod attempts {
+    use cron_runtime::domain::{RunReason, TriggerType};
+    use cron_runtime::testing::{Invocation, RunOutcome};
+    use serde_json::json;
+
+    fn record(payload: serde_json::Value) -> Invocation {
+        cron_runtime::registry::enable_diagnostic_targets();
+        Invocation::of("system.record").payload(payload)
+    }
+
+    #[sqlx::test]
+    async fn fail_attempts_fails_the_first_attempts_then_succeeds(db: sqlx::PgPool) {
+        let payload = json!({"fail_attempts": 2});
+        for attempt in 1..=2 {
+            let outcome = record(payload.clone())
+                .trigger(if attempt == 1 {
+                    TriggerType::Scheduled
+                } else {
+                    TriggerType::Retry
+                })
+                .attempt(attempt)
+                .run(&db)
+                .await
+                .expect("a valid invocation");
+            assert!(
+                matches!(&outcome, RunOutcome::Failed { reason: RunReason::Error, error }
+                    if error.contains(&format!("failing attempt {attempt} of 2"))),
+                "attempt {attempt}: {outcome:?}"
+            );
+        }
+        let third = record(payload).trigger(TriggerType::Retry).attempt(3).run(&db).await;
+        assert!(matches!(third, Ok(RunOutcome::Succeeded { .. })), "{third:?}");
+    }
+
+    #[sqlx::test]
+    async fn permanent_fails_so_that_no_retry_follows(db: sqlx::PgPool) {
+        let outcome = record(json!({"permanent": true})).run(&db).await;
+        assert!(
+            matches!(&outcome, Ok(RunOutcome::FailedPermanently { error }) if error.contains("for good")),
+            "{outcome:?}"
+        );
+    }
 }

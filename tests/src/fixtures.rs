@@ -56,6 +56,7 @@ async fn create(pool: &PgPool, key: &str, target: &str, schedule: ScheduleSpec, 
         managed_by: ManagedBy::Api,
         source: None,
         timeout: None,
+        retry: Default::default(),
     };
     definitions::create(pool, &new).await.expect("create job")
 }

@@ -62,6 +62,8 @@ pub struct NewDefinition {
     pub source: Option<String>,
     /// The job's own timeout; `None`: its target's.
     pub timeout: Option<Duration>,
+    /// How its failed runs are retried.
+    pub retry: super::RetryPolicy,
 }
 
 /// A definition as submitted, before validation. `run_at` is text (RFC 3339) as received.
@@ -77,6 +79,8 @@ pub struct Draft {
     pub description: Option<String>,
     /// A duration such as `90s` or `15m` (humantime), as received.
     pub timeout: Option<String>,
+    /// The retry policy as written; `None`: no retries.
+    pub retry: Option<super::RetryDraft>,
 }
 
 impl Draft {
@@ -179,6 +183,16 @@ impl Draft {
             Ok(timeout) => Some(timeout),
             Err(message) => fail_none(&mut fail, "timeout", message),
         });
+        let retry = match self.retry.as_ref().map(super::RetryDraft::validate) {
+            None => super::RetryPolicy::default(),
+            Some(Ok(policy)) => policy,
+            Some(Err(problems)) => {
+                for problem in problems {
+                    fail(&problem.field, problem.message);
+                }
+                super::RetryPolicy::default()
+            }
+        };
         match (job_key, target, schedule, timezone) {
             (Some(job_key), Some(target), Some(schedule), Some(timezone)) if errors.is_empty() => Ok(NewDefinition {
                 job_key,
@@ -191,6 +205,7 @@ impl Draft {
                 managed_by: ManagedBy::Api,
                 source: None,
                 timeout,
+                retry,
             }),
             _ => Err(errors),
         }

@@ -172,6 +172,8 @@ pub fn payload(event_id: Uuid, transition: &Transition) -> Value {
             "id": run.id,
             "status": run.status,
             "reason": run.reason,
+            "trigger_type": run.trigger_type,
+            "attempt": run.attempt,
             "scheduled_at": run.scheduled_at,
             "finished_at": run.finished_at,
             "error": run.error,

@@ -156,6 +156,10 @@ pub struct JobDefinition {
     #[serde(rename = "timeout", serialize_with = "timeout_text")]
     #[schema(value_type = Option<String>)]
     pub timeout_ms: Option<i64>,
+    /// How a failed run is retried (`max_attempts: 1`: it is not).
+    #[sqlx(flatten)]
+    #[schema(value_type = super::RetryDraft)]
+    pub retry: super::RetryPolicy,
 }
 
 impl JobDefinition {

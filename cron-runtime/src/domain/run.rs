@@ -9,7 +9,9 @@
 //! | (new)   | skipped   | either, when an active run of the key exists (`overlap`)       |
 //! | (new)   | missed    | the scheduler, for a slot it could not start by T + `CRON_MISSED_AFTER` (`overloaded`, `database_unreachable`) |
 //! | (new)   | missed    | the watchdog, for a slot nobody recorded (`no_scheduler`, `target_unavailable`, `not_started`) |
-//! | pending | running   | the scheduler that claims it (`FOR UPDATE SKIP LOCKED`)        |
+//! | (new)   | pending   | the store, in the transaction that fails a run its policy retries (`retry`) |
+//! | (new)   | pending   | the backfill driver, for a backfill's next slot (`backfill`)   |
+//! | pending | running   | the scheduler that claims it (`FOR UPDATE SKIP LOCKED`), a retry not before its `not_before` |
 //! | pending | missed    | the watchdog, when no live scheduler has the target (`no_scheduler`, `target_unavailable`) |
 //! | running | succeeded | the executing scheduler                                        |
 //! | running | failed    | the executing scheduler (`error`, `panic`, `timeout`, `shutdown`) |
@@ -137,13 +139,17 @@ impl std::fmt::Display for RunReason {
     }
 }
 
-/// What caused a run: its schedule, or an admin's run-now.
+/// What caused a run: its schedule, an admin's run-now, a retry of a failed run, or a backfill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerType {
     Scheduled,
     Manual,
+    /// A later attempt of a failed run (SPEC 17).
+    Retry,
+    /// A past slot run on purpose by a backfill (SPEC 18).
+    Backfill,
 }
 
 impl TriggerType {
@@ -152,6 +158,8 @@ impl TriggerType {
         match self {
             TriggerType::Scheduled => "scheduled",
             TriggerType::Manual => "manual",
+            TriggerType::Retry => "retry",
+            TriggerType::Backfill => "backfill",
         }
     }
 }
@@ -190,6 +198,16 @@ pub struct JobRun {
     pub cancelled_by: Option<String>,
     pub scheduler_instance: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// 1 for a slot's first run, 2 for its first retry, and so on.
+    pub attempt: i32,
+    /// The failed run this retry follows.
+    pub retry_of: Option<Uuid>,
+    /// On a failed run: when its retry is due; null when no retry follows.
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// A pending retry is not started before this.
+    pub not_before: Option<DateTime<Utc>>,
+    /// The backfill this run belongs to.
+    pub backfill_id: Option<Uuid>,
 }
 
 impl std::fmt::Display for RunStatus {

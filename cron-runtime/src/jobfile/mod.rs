@@ -8,6 +8,7 @@
 //! payload = { team = "core" }
 //! description = "Weekday digest for the core team"
 //! timeout = "15m"                      # default: the target's
+//! retry = { max_attempts = 4, initial_delay = "30s", max_delay = "10m", multiplier = 2.0 }
 //! ```
 //!
 //! - [`parse`]: the file, with every problem placed at its line; each entry validated by the
@@ -217,5 +218,20 @@ fn export_one(job: &JobDefinition) -> String {
             quote(&humantime::format_duration(timeout).to_string())
         ));
     }
+    if job.retry.retries() {
+        out.push_str(&format!("retry = {}\n", retry_table(&job.retry)));
+    }
     out
+}
+
+/// A retry policy as the inline table a jobs file writes.
+pub(crate) fn retry_table(policy: &crate::domain::RetryPolicy) -> String {
+    let draft = crate::domain::RetryDraft::from(*policy);
+    format!(
+        "{{ max_attempts = {}, initial_delay = {}, max_delay = {}, multiplier = {:?} }}",
+        policy.max_attempts,
+        toml_string(draft.initial_delay.as_deref().unwrap_or_default()),
+        toml_string(draft.max_delay.as_deref().unwrap_or_default()),
+        policy.multiplier
+    )
 }

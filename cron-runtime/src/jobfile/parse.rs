@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::domain::{Draft, FieldError, ManagedBy, NewDefinition};
+use crate::domain::{Draft, FieldError, ManagedBy, NewDefinition, RetryDraft};
 use crate::registry::Registered;
 
 /// A jobs file, read and valid: the source that owns its jobs, and the jobs.
@@ -96,6 +96,8 @@ struct Entry {
     description: Option<Spanned<String>>,
     /// The job's own timeout, e.g. "15m".
     timeout: Option<Spanned<String>>,
+    /// `retry = { max_attempts = 4, initial_delay = "30s" }`.
+    retry: Option<Spanned<RetryDraft>>,
 }
 
 /// Parses and validates every job of `text` (the contents of `file`), reporting every problem
@@ -210,6 +212,10 @@ fn validate(
     let timezone = take("timezone", entry.timezone);
     let description = take("description", entry.description);
     let timeout = take("timeout", entry.timeout);
+    let retry = entry.retry.map(|v| {
+        line_of("retry", v.span());
+        v.into_inner()
+    });
     let run_at = entry.run_at.map(|v| {
         line_of("run_at", v.span());
         match v.into_inner() {
@@ -240,6 +246,7 @@ fn validate(
         payload,
         description,
         timeout,
+        retry,
     };
     match draft.validate(&Registered, actor.to_owned(), None) {
         Ok(definition) if problems.is_empty() => Ok((

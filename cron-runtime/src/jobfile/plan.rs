@@ -237,6 +237,11 @@ fn changed_fields(current: &JobDefinition, new: &NewDefinition) -> Vec<FieldChan
         })
     };
     compare("timeout", duration(current.timeout()), duration(new.timeout));
+    let retry = |p: &crate::domain::RetryPolicy| match p.retries() {
+        true => super::retry_table(p),
+        false => "(none)".to_owned(),
+    };
+    compare("retry", retry(&current.retry), retry(&new.retry));
     fields
 }
 

@@ -25,6 +25,8 @@ use crate::store::runs;
 const CLAIM_BATCH: i64 = 500;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// The longest the claimer sleeps without looking for pending runs that became due.
+const WAITING_CHECK: Duration = Duration::from_secs(30);
 
 /// Asks the claimer to claim pending runs.
 #[derive(Clone, Default)]
@@ -62,14 +64,30 @@ struct Claimer {
 
 impl Claimer {
     async fn run(mut self, requests: ClaimRequests) {
+        let mut next_due: Option<Duration> = None;
         loop {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return,
                 () = requests.0.notified() => {}
+                () = tokio::time::sleep(next_due.unwrap_or(WAITING_CHECK).min(WAITING_CHECK)) => {}
             }
             if !self.claim_until_drained().await {
                 return;
+            }
+            next_due = self.next_waiting_due().await;
+        }
+    }
+
+    /// When the earliest retry waiting for its time is due (a notification announces each new
+    /// one; [`WAITING_CHECK`] bounds the wait should one be missed).
+    async fn next_waiting_due(&self) -> Option<Duration> {
+        match runs::next_pending_due_in(&self.pool, &self.targets).await {
+            // Claimed at its time, not a moment before it (`not_before <= clock_timestamp()`).
+            Ok(due) => due.map(|d| d + Duration::from_millis(5)),
+            Err(e) => {
+                self.failed("find when the next retry is due", &e);
+                Some(FIRST_RETRY)
             }
         }
     }

@@ -32,6 +32,7 @@ use crate::context::JobContext;
 use crate::domain::incident::{Policy, Recorded};
 use crate::domain::job::millis_to_duration;
 use crate::domain::{JobRun, RunReason};
+use crate::failure::Failure;
 use crate::store;
 use crate::store::runs::{self, ClaimedRun, RunOutcome};
 use crate::telemetry::{log_finished, log_started};
@@ -414,7 +415,8 @@ impl Executor {
             run.scheduled_at,
             self.inner.targets_pool.clone(),
             cancel.clone(),
-        );
+        )
+        .with_attempt(run.attempt);
         let stopped = async {
             let (reason, error, grace) = tokio::select! {
                 () = self.inner.interrupt.cancelled() => (RunReason::Shutdown, "interrupted by shutdown", CANCEL_GRACE),
@@ -614,7 +616,7 @@ pub(crate) async fn supervise<H>(
     stopped: impl std::future::Future<Output = Stop>,
 ) -> RunOutcome
 where
-    H: std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'static,
+    H: std::future::Future<Output = Result<serde_json::Value, crate::failure::Failure>> + Send + 'static,
 {
     // Its own task, so a panic is caught as a JoinError instead of unwinding through us; in
     // the run's span, so the target's own log lines carry the job key and run id.
@@ -623,7 +625,8 @@ where
     let stop = tokio::select! {
         joined = &mut handle => return match joined {
             Ok(Ok(output)) => RunOutcome::Succeeded { output },
-            Ok(Err(error)) => RunOutcome::Failed { reason: RunReason::Error, error },
+            Ok(Err(Failure { message, permanent: true })) => RunOutcome::FailedPermanently { error: message },
+            Ok(Err(Failure { message, .. })) => RunOutcome::Failed { reason: RunReason::Error, error: message },
             Err(e) => describe_join_error(e),
         },
         () = tokio::time::sleep(timeout) => Stop {

@@ -268,6 +268,7 @@ mod tests {
             managed_by: crate::domain::ManagedBy::Api,
             source: None,
             timeout_ms: None,
+            retry: Default::default(),
         }
     }
 

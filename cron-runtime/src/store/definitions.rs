@@ -226,10 +226,11 @@ async fn insert_next_version(
         "INSERT INTO cron_job_definitions
              (id, job_key, version, target, schedule_type, cron_expression, timezone, run_at,
               payload, description, status, created_by, managed_by, pause_reason, paused_at, paused_by,
-              active_since, source, timeout_ms)
+              active_since, source, timeout_ms,
+              retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms, retry_multiplier)
          SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9,
                 CASE WHEN $12::text IS NULL THEN 'active' ELSE 'paused' END, $10, $11, $12, $13, $14,
-                clock_timestamp(), $15, $16
+                clock_timestamp(), $15, $16, $17, $18, $19, $20
          FROM cron_job_definitions WHERE job_key = $2
          RETURNING *",
     )
@@ -249,6 +250,10 @@ async fn insert_next_version(
     .bind(pause.and_then(|p| p.2))
     .bind(&new.source)
     .bind(new.timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)))
+    .bind(new.retry.max_attempts)
+    .bind(new.retry.initial_delay_ms)
+    .bind(new.retry.max_delay_ms)
+    .bind(new.retry.multiplier)
     .fetch_one(conn)
     .await?;
     Ok(created)

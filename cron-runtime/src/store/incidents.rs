@@ -205,6 +205,8 @@ async fn consecutive_failures(conn: &mut PgConnection, job_key: &str) -> Result<
         "SELECT count(*), (array_agg(id ORDER BY scheduled_at, id))[1]
          FROM cron_job_runs
          WHERE job_key = $1 AND status IN ('failed', 'missed') AND reason IS DISTINCT FROM 'shutdown'
+           -- A slot counts once: an attempt a retry followed is not its last.
+           AND next_retry_at IS NULL
            AND scheduled_at > COALESCE(
                (SELECT max(scheduled_at) FROM cron_job_runs WHERE job_key = $1 AND status = 'succeeded'),
                '-infinity')

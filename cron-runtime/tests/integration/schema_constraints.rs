@@ -211,7 +211,7 @@ async fn slot_guard_rejects_a_second_row_for_a_slot(pool: PgPool) {
     insert_run(&pool, def, "k", at, "scheduled", "succeeded").await.unwrap();
     assert_eq!(
         violated(insert_run(&pool, def, "k", at, "scheduled", "skipped").await),
-        "cron_job_runs_slot_guard"
+        "cron_job_runs_slot_attempt_guard"
     );
     // A manual run at the same instant is a different slot.
     assert!(insert_run(&pool, def, "k", at, "manual", "succeeded").await.is_ok());

@@ -24,6 +24,7 @@ fn recurring(key: &str) -> NewDefinition {
         managed_by: ManagedBy::Api,
         source: None,
         timeout: None,
+        retry: Default::default(),
     }
 }
 

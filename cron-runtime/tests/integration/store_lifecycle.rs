@@ -25,6 +25,7 @@ fn new(key: &str, cron: &str, managed_by: ManagedBy) -> NewDefinition {
         managed_by,
         source: (managed_by == ManagedBy::File).then(|| "jobs.toml".to_owned()),
         timeout: None,
+        retry: Default::default(),
     }
 }
 

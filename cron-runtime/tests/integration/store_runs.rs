@@ -332,6 +332,7 @@ async fn run_now_records_pending_then_skips_while_active(pool: PgPool) {
                 managed_by: ManagedBy::Api,
                 source: None,
                 timeout: None,
+                retry: Default::default(),
             };
             n.description = Some("v2".into());
             n
@@ -383,6 +384,7 @@ async fn one_time_definition_retires_after_its_terminal_run(pool: PgPool) {
             managed_by: ManagedBy::Api,
             source: None,
             timeout: None,
+            retry: Default::default(),
         },
     )
     .await

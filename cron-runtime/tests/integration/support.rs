@@ -26,6 +26,7 @@ pub async fn recurring(pool: &PgPool, key: &str, target: &str, cron: &str) -> Jo
             managed_by: ManagedBy::Api,
             source: None,
             timeout: None,
+            retry: Default::default(),
         },
     )
     .await

@@ -41,6 +41,7 @@ async fn make_it_succeed(pool: &PgPool, job: &JobDefinition) -> JobDefinition {
         managed_by: ManagedBy::Api,
         source: None,
         timeout: None,
+        retry: Default::default(),
     };
     definitions::new_version(pool, job.id, &new, ManagedBy::Api)
         .await

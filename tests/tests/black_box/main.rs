@@ -28,6 +28,7 @@ mod lifecycle;
 mod metrics;
 mod readme;
 mod retention;
+mod retries;
 mod scheduler_changes;
 mod scheduler_draining;
 mod scheduler_faults;

@@ -68,6 +68,7 @@ async fn new_version_switches_target_and_payload() {
         managed_by: ManagedBy::Api,
         source: None,
         timeout: None,
+        retry: Default::default(),
     };
     let v2 = definitions::new_version(&db.pool, v1.id, &v2, ManagedBy::Api)
         .await

@@ -83,6 +83,7 @@ async fn job(db: &TestDb, key: &str, target: &str, schedule: ScheduleSpec, paylo
         managed_by: ManagedBy::Api,
         source: None,
         timeout: None,
+        retry: Default::default(),
     };
     definitions::create(&db.pool, &new).await.expect("create job")
 }

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{retire_finished_one_time, RunOutcome};
+use super::{after_ended, RunOutcome};
 use crate::domain::incident::{Policy, Recorded};
 use crate::domain::{JobRun, RunReason, RunStatus};
-use crate::store::{incidents, instances, StoreError};
+use crate::store::{instances, StoreError};
 
 /// A run still `running` at a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
@@ -68,6 +68,7 @@ pub async fn finish_many(
     let mut outputs = Vec::with_capacity(outcomes.len());
     let mut reasons = Vec::with_capacity(outcomes.len());
     let mut errors = Vec::with_capacity(outcomes.len());
+    let mut permanent = HashSet::new();
     for (id, outcome) in outcomes {
         ids.push(*id);
         match outcome {
@@ -81,6 +82,13 @@ pub async fn finish_many(
                 statuses.push(RunStatus::Failed.as_str());
                 outputs.push(None);
                 reasons.push(Some(reason.as_str()));
+                errors.push(Some(error.as_str()));
+            }
+            RunOutcome::FailedPermanently { error } => {
+                permanent.insert(*id);
+                statuses.push(RunStatus::Failed.as_str());
+                outputs.push(None);
+                reasons.push(Some(RunReason::Error.as_str()));
                 errors.push(Some(error.as_str()));
             }
         }
@@ -110,9 +118,8 @@ pub async fn finish_many(
     .bind(errors)
     .fetch_all(&mut *tx)
     .await?;
-    retire_finished_one_time(&mut tx, &finished).await?;
-    // Only the runs this call ended: an earlier attempt's (below) were counted by it.
-    let transitions = incidents::record_outcomes(&mut tx, &finished, policy).await?;
+    // Only the runs this call ended: an earlier attempt's (below) were followed up by it.
+    let transitions = after_ended(&mut tx, &mut finished, &permanent, policy).await?;
     if finished.len() < ids.len() {
         // A retry after a lost reply: the runs its first attempt ended are reported as ended
         // here too (same status and reason), so they are logged and counted once.
@@ -148,7 +155,7 @@ pub async fn fail_stale(
     policy: &Policy,
 ) -> Result<Recorded<Vec<JobRun>>, StoreError> {
     let mut tx = pool.begin().await?;
-    let failed: Vec<JobRun> = sqlx::query_as(
+    let mut failed: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs
          SET status = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
              reason = CASE WHEN cancel_requested_at IS NULL THEN 'stale' ELSE 'cancelled' END,
@@ -172,8 +179,7 @@ pub async fn fail_stale(
     .bind(reconnected_at)
     .fetch_all(&mut *tx)
     .await?;
-    retire_finished_one_time(&mut tx, &failed).await?;
-    let transitions = incidents::record_outcomes(&mut tx, &failed, policy).await?;
+    let transitions = after_ended(&mut tx, &mut failed, &HashSet::new(), policy).await?;
     tx.commit().await?;
     Ok(Recorded {
         value: failed,
@@ -216,9 +222,8 @@ pub async fn fail_lost(
          RETURNING r.*",
         alive = instances::ALIVE
     );
-    let failed: Vec<JobRun> = sqlx::query_as(&sql).bind(reconnected_at).fetch_all(&mut *tx).await?;
-    retire_finished_one_time(&mut tx, &failed).await?;
-    let transitions = incidents::record_outcomes(&mut tx, &failed, policy).await?;
+    let mut failed: Vec<JobRun> = sqlx::query_as(&sql).bind(reconnected_at).fetch_all(&mut *tx).await?;
+    let transitions = after_ended(&mut tx, &mut failed, &HashSet::new(), policy).await?;
     tx.commit().await?;
     Ok(Recorded {
         value: failed,
@@ -230,7 +235,7 @@ pub async fn fail_lost(
 /// its drain: outcomes it could not record, or a claim whose reply was lost.
 pub async fn fail_owned(pool: &PgPool, instance: &str, policy: &Policy) -> Result<Recorded<Vec<JobRun>>, StoreError> {
     let mut tx = pool.begin().await?;
-    let failed: Vec<JobRun> = sqlx::query_as(
+    let mut failed: Vec<JobRun> = sqlx::query_as(
         "UPDATE cron_job_runs
          SET status = 'failed', reason = 'shutdown', finished_at = clock_timestamp(),
              duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM clock_timestamp() - started_at) * 1000)::bigint),
@@ -241,8 +246,7 @@ pub async fn fail_owned(pool: &PgPool, instance: &str, policy: &Policy) -> Resul
     .bind(instance)
     .fetch_all(&mut *tx)
     .await?;
-    retire_finished_one_time(&mut tx, &failed).await?;
-    let transitions = incidents::record_outcomes(&mut tx, &failed, policy).await?;
+    let transitions = after_ended(&mut tx, &mut failed, &HashSet::new(), policy).await?;
     tx.commit().await?;
     Ok(Recorded {
         value: failed,

@@ -4,11 +4,12 @@
 mod finish;
 mod requests;
 mod retention;
+mod retries;
 mod slots;
 
 pub(crate) use finish::miss_unstartable_pending;
 pub use finish::{fail_lost, fail_owned, fail_stale, finish, finish_many, heartbeat, Beat};
-pub use requests::{cancel, claim_pending, claimed_not_executing, request_run, ClaimedRun};
+pub use requests::{cancel, claim_pending, claimed_not_executing, next_pending_due_in, request_run, ClaimedRun};
 pub use retention::{count_prunable, prune, Pruned, DEFAULT_PRUNE_BATCH, DEFAULT_RETENTION};
 pub use slots::insert_scheduled;
 pub(crate) use slots::{insert_missed, MissedBy};
@@ -18,8 +19,11 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use std::collections::HashSet;
+
 use super::page::push_keyset_tail;
-use super::{notify, Change, Cursor, Page, StoreError};
+use super::{incidents, notify, Change, Cursor, Page, StoreError};
+use crate::domain::incident::{Policy, Transition};
 use crate::domain::{JobDefinition, JobRun, RunReason, RunStatus, ScheduleType, TriggerType};
 
 /// A slot of a definition that is due: what the scheduler inserts.
@@ -106,8 +110,17 @@ pub enum RunNowOutcome {
 /// How an executed run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
-    Succeeded { output: Value },
-    Failed { reason: RunReason, error: String },
+    Succeeded {
+        output: Value,
+    },
+    Failed {
+        reason: RunReason,
+        error: String,
+    },
+    /// The target's error was [`crate::Permanent`]: failed (`error`), and never retried.
+    FailedPermanently {
+        error: String,
+    },
 }
 
 /// Filters of the run list; `None` matches everything. `from`/`to` bound `scheduled_at`
@@ -124,25 +137,50 @@ pub struct RunFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// active → retired for one-time definitions whose scheduled run reached a terminal status.
+/// What ending the runs of `ended` (just recorded in the caller's transaction) sets off, in
+/// that transaction: the retries its jobs' policies ask for (none for `permanent` failures),
+/// then, for the runs that are their slot's last attempt, one-time jobs retired and incidents.
+async fn after_ended(
+    conn: &mut PgConnection,
+    ended: &mut [JobRun],
+    permanent: &HashSet<Uuid>,
+    policy: &Policy,
+) -> Result<Vec<Transition>, StoreError> {
+    let followed = retries::schedule(conn, ended, permanent).await?;
+    if followed.is_empty() {
+        retire_finished_one_time(conn, ended.iter()).await?;
+        return incidents::record_outcomes(conn, ended, policy).await;
+    }
+    let last: Vec<JobRun> = ended.iter().filter(|r| !followed.contains(&r.id)).cloned().collect();
+    retire_finished_one_time(conn, &last).await?;
+    incidents::record_outcomes(conn, &last, policy).await
+}
+
+/// active → retired for one-time definitions whose slot ended: its scheduled run, or a retry
+/// of it, reached a terminal status with no retry to follow.
 async fn retire_finished_one_time<'r>(
     conn: &mut PgConnection,
     runs: impl IntoIterator<Item = &'r JobRun>,
 ) -> Result<(), StoreError> {
-    let ids: Vec<Uuid> = runs
+    let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = runs
         .into_iter()
-        .filter(|r| r.trigger_type == TriggerType::Scheduled && r.status.is_terminal())
-        .map(|r| r.job_definition_id)
-        .collect();
+        .filter(|r| matches!(r.trigger_type, TriggerType::Scheduled | TriggerType::Retry) && r.status.is_terminal())
+        .map(|r| (r.job_definition_id, r.scheduled_at))
+        .unzip();
     if ids.is_empty() {
         return Ok(());
     }
+    // A retry's slot is the job's run_at (a retry of a run-now on a one-time job is not).
     let retired: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE cron_job_definitions SET status = 'retired', retired_at = now(), retired_by = 'scheduler', updated_at = now()
-         WHERE id = ANY($1) AND schedule_type = 'one_time' AND status <> 'retired'
-         RETURNING id",
+        "UPDATE cron_job_definitions d
+         SET status = 'retired', retired_at = now(), retired_by = 'scheduler', updated_at = now()
+         FROM UNNEST($1::uuid[], $2::timestamptz[]) AS s(id, scheduled_at)
+         WHERE d.id = s.id AND d.schedule_type = 'one_time' AND d.status <> 'retired'
+           AND d.run_at = s.scheduled_at
+         RETURNING d.id",
     )
     .bind(ids)
+    .bind(times)
     .fetch_all(&mut *conn)
     .await?;
     for id in retired {

@@ -156,7 +156,8 @@ pub struct ClaimedRun {
 }
 
 /// `pending` → `running` for up to `limit` pending runs of the given targets, oldest first:
-/// run-now requests (and runs left `pending` by an older version of the scheduler). Only
+/// run-now requests, retries that are due, backfill runs (and runs left `pending` by an older
+/// version of the scheduler). Only
 /// targets this binary has are claimed, so during a deploy an old replica leaves a new target's
 /// runs to the new one.
 ///
@@ -176,6 +177,7 @@ pub async fn claim_pending(
          WHERE d.id = r.job_definition_id AND r.id IN (
              SELECT id FROM cron_job_runs
              WHERE status = 'pending' AND target = ANY($1::text[])
+               AND (not_before IS NULL OR not_before <= clock_timestamp())
              ORDER BY scheduled_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED
@@ -189,7 +191,20 @@ pub async fn claim_pending(
     .await?)
 }
 
-/// ManualRun runs `running` under `instance` other than `executing`: what a claim whose reply was
+/// How long until the earliest pending run of `targets` that waits for its time (a retry's
+/// `not_before`) is due; `None` when none waits.
+pub async fn next_pending_due_in(pool: &PgPool, targets: &[&str]) -> Result<Option<std::time::Duration>, StoreError> {
+    let seconds: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM min(not_before) - clock_timestamp())::float8 FROM cron_job_runs
+         WHERE status = 'pending' AND target = ANY($1::text[]) AND not_before IS NOT NULL",
+    )
+    .bind(targets)
+    .fetch_one(pool)
+    .await?;
+    Ok(seconds.map(|s| std::time::Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// Claimed runs (run-now, retry, backfill) `running` under `instance` other than `executing`: what a claim whose reply was
 /// lost took. Only sound while no other claim of `instance` is in flight (the scheduler claims
 /// one batch at a time) and `executing` lists every run it started.
 pub async fn claimed_not_executing(
@@ -199,7 +214,7 @@ pub async fn claimed_not_executing(
 ) -> Result<Vec<ClaimedRun>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT r.*, COALESCE(r.payload, d.payload) AS target_payload, d.cron_expression, d.timezone, d.timeout_ms AS job_timeout_ms FROM cron_job_runs r JOIN cron_job_definitions d ON d.id = r.job_definition_id
-         WHERE r.status = 'running' AND r.trigger_type = 'manual' AND r.scheduler_instance = $1
+         WHERE r.status = 'running' AND r.trigger_type <> 'scheduled' AND r.scheduler_instance = $1
            AND r.id <> ALL($2::uuid[])",
     )
     .bind(instance)

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{ApiJson, JobId, JobKeyParam, OptionalJson, QueryParams};
 use super::{parse_cursor, parse_enum, parse_limit};
 use crate::domain::draft::{validate_reason, Draft};
-use crate::domain::{JobDefinition, JobRun, JobStatus, ManagedBy, Schedule, ScheduleType};
+use crate::domain::{JobDefinition, JobRun, JobStatus, ManagedBy, RetryDraft, Schedule, ScheduleType};
 use crate::registry::Registered;
 use crate::store::definitions::{self, JobFilter};
 use crate::store::instances::{self, LiveTargets};
@@ -98,6 +98,8 @@ pub struct CreateJob {
     /// The job's own timeout, e.g. `"15m"` (1s to 24h); omitted: the target's.
     #[schema(example = "15m")]
     pub timeout: Option<String>,
+    /// How a failed run is retried; omitted: it is not.
+    pub retry: Option<RetryDraft>,
 }
 
 /// The body of `POST /jobs/{jobId}/new-version`: every field optional; an omitted (or null)
@@ -123,6 +125,10 @@ pub struct NewVersion {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub timeout: Option<Option<String>>,
+    /// The retry policy, replacing the current one whole; `null`: no retries.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RetryDraft>)]
+    pub retry: Option<Option<RetryDraft>>,
 }
 
 /// Distinguishes `null` (`Some(None)`) from an absent field (`None`, via `#[serde(default)]`).
@@ -187,6 +193,7 @@ pub async fn create_job(
         payload: body.payload,
         description: body.description,
         timeout: body.timeout,
+        retry: body.retry,
     };
     let new = draft
         .validate(&Registered, actor, Some(now))
@@ -427,5 +434,6 @@ fn merge(current: &JobDefinition, body: NewVersion) -> Draft {
         timeout: body
             .timeout
             .unwrap_or_else(|| current.timeout().map(|t| humantime::format_duration(t).to_string())),
+        retry: body.retry.unwrap_or_else(|| Some(current.retry.into())),
     }
 }

@@ -16,7 +16,7 @@ use super::layout::*;
 use super::session::Session;
 use crate::domain::draft::validate_reason;
 use crate::domain::incident::Recorded;
-use crate::domain::{Draft, FieldError, ManagedBy, ScheduleType};
+use crate::domain::{Draft, FieldError, ManagedBy, RetryDraft, ScheduleType};
 use crate::registry::Registered;
 use crate::store::definitions;
 use crate::store::runs::RunNowOutcome;
@@ -166,6 +166,19 @@ pub(super) async fn new_version(
             .await
         }
     };
+    let retry = match retry_from_form(&get) {
+        Ok(retry) => retry,
+        Err(e) => {
+            return job_page(
+                &state,
+                &session,
+                id,
+                submitted_form("new-version", form, vec![e]),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+    };
     let recurring = current.schedule_type == ScheduleType::Recurring;
     let draft = Draft {
         job_key: Some(current.job_key.clone()),
@@ -177,6 +190,7 @@ pub(super) async fn new_version(
         payload,
         description: get("description").filter(|d| !d.is_empty()),
         timeout: get("timeout").filter(|t| !t.trim().is_empty()),
+        retry,
     };
     let new = match draft.validate(&Registered, session.name.clone(), Some(Utc::now())) {
         Ok(new) => new,
@@ -195,6 +209,34 @@ pub(super) async fn new_version(
         Ok(created) => Ok(see_other(&format!("/admin/jobs/{}", created.id))),
         Err(e) => job_conflict(&state, &session, id, e).await,
     }
+}
+
+/// The form's `retry.*` fields as a policy draft (`None` when all are empty: no retries).
+fn retry_from_form(get: &impl Fn(&str) -> Option<String>) -> Result<Option<RetryDraft>, FieldError> {
+    let text = |name: &str| get(name).filter(|v| !v.is_empty());
+    let max_attempts = match text("retry.max_attempts") {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+            FieldError::new(
+                "retry.max_attempts",
+                format!("{raw:?} is not a whole number; write 1 to 20"),
+            )
+        })?),
+    };
+    let multiplier = match text("retry.multiplier") {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<f64>()
+                .map_err(|_| FieldError::new("retry.multiplier", format!("{raw:?} is not a number; write e.g. 2.0")))?,
+        ),
+    };
+    let draft = RetryDraft {
+        max_attempts,
+        initial_delay: text("retry.initial_delay"),
+        max_delay: text("retry.max_delay"),
+        multiplier,
+    };
+    Ok((draft != RetryDraft::default()).then_some(draft))
 }
 
 pub(super) async fn retire(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> PageResult {

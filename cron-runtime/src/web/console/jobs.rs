@@ -204,6 +204,7 @@ pub(super) fn changes(before: &JobDefinition, after: &JobDefinition) -> Vec<Stri
         after.description.clone().unwrap_or_else(|| "—".into()),
     );
     diff("timeout", timeout_words(before), timeout_words(after));
+    diff("retry", retry_words(&before.retry), retry_words(&after.retry));
     out
 }
 
@@ -282,6 +283,7 @@ pub(super) async fn job_page(
                     @if !job.target_available && live_job { " " span.warn { "No live scheduler has this target" } }
                 }
                 dt { "Timeout" } dd { (timeout_words(d)) }
+                dt { "Retries" } dd { (retry_words(&d.retry)) }
                 dt { "Managed by" } dd {
                     @if api_managed { "the API" }
                     @else if let Some(source) = &d.source { "the jobs file " code { (source) } " (cronjobs apply)" }
@@ -343,6 +345,16 @@ pub(super) async fn job_page(
                             @let err = submitted.error("new-version", "timeout");
                             @let own_timeout = d.timeout().map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
                             (field("new-version", "timeout", "Timeout", text_input("new-version", "timeout", submitted.value("new-version", "timeout", &own_timeout), err.is_some(), true, false), err, Some("e.g. 90s or 15m; empty: the target's.")))
+                            @let retry = crate::domain::RetryDraft::from(d.retry);
+                            @for (name, label, current, hint) in [
+                                ("retry.max_attempts", "Attempts (retries + 1)", retry.max_attempts.map(|n| n.to_string()).unwrap_or_default(), "1 to 20; 1: no retries."),
+                                ("retry.initial_delay", "First retry after", retry.initial_delay.unwrap_or_default(), "e.g. 30s; at least 1s."),
+                                ("retry.max_delay", "Longest delay", retry.max_delay.unwrap_or_default(), "e.g. 10m; up to 24h."),
+                                ("retry.multiplier", "Delay multiplier", retry.multiplier.map(|m| m.to_string()).unwrap_or_default(), "1.0 (constant) to 10.0."),
+                            ] {
+                                @let err = submitted.error("new-version", name);
+                                (field("new-version", name, label, text_input("new-version", name, submitted.value("new-version", name, &current), err.is_some(), true, false), err, Some(hint)))
+                            }
                             @let err = submitted.error("new-version", "description");
                             (field("new-version", "description", "Description", text_input("new-version", "description", submitted.value("new-version", "description", d.description.as_deref().unwrap_or("")), err.is_some(), false, false), err, None))
                             button type="submit" { "Save as new version" }
@@ -404,6 +416,21 @@ pub(super) async fn job_page(
         }
     };
     Ok(html_response(status, layout(&d.job_key, Some(session), "jobs", body)))
+}
+
+/// A retry policy in words.
+pub(super) fn retry_words(policy: &crate::domain::RetryPolicy) -> String {
+    if !policy.retries() {
+        return "none (a failed run stays failed)".to_owned();
+    }
+    let shown = crate::domain::RetryDraft::from(*policy);
+    format!(
+        "up to {} attempts; first retry after {}, each delay ×{}, at most {}",
+        policy.max_attempts,
+        shown.initial_delay.unwrap_or_default(),
+        policy.multiplier,
+        shown.max_delay.unwrap_or_default()
+    )
 }
 
 /// The job's timeout in words: its own, or its target's.
