@@ -64,14 +64,13 @@ impl JobContext {
         self.attempt
     }
 
-    /// What started this run: its schedule, an admin's run-now, a retry, or a backfill.
+    /// What started this run: its schedule, an admin's run-now, or a retry.
     pub fn trigger(&self) -> TriggerType {
         self.trigger_type
     }
 
-    /// The slot this run is for. A backfill run gets the past slot it runs for, and a retry
-    /// its failed run's slot, so a daily job computes the day it was meant for; a run-now
-    /// gets the time it was requested.
+    /// The slot this run is for. A retry gets its failed run's slot, so a daily job computes
+    /// the day it was meant for; a run-now gets the time it was requested.
     pub fn scheduled_at(&self) -> DateTime<Utc> {
         self.scheduled_at
     }

@@ -20,6 +20,10 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 /// `failed`, `skipped`, `missed`, `cancelled`), counted by the process that recorded the
 /// transition (a missed slot by the scheduler or watchdog that recorded it).
 pub const RUNS_TOTAL: &str = "cronjobs_runs_total";
+/// Counter, labels `target`, `attempt` (`2`, `3`, … `10+`), `status`: retries (attempt 2 and
+/// later) that reached a terminal status, also counted in [`RUNS_TOTAL`]. How often a job needs
+/// its retries, and whether they help.
+pub const RETRY_RUNS_TOTAL: &str = "cronjobs_retry_runs_total";
 /// Counter, label `target`: runs the stale sweep failed (no heartbeat for `CRON_STALE_AFTER`);
 /// they are also counted in [`RUNS_TOTAL`] as `failed`.
 pub const RUNS_STALE_TOTAL: &str = "cronjobs_runs_stale_total";
@@ -90,6 +94,10 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     describe_counter!(RUNS_TOTAL, "Runs that reached a terminal status, by target and status.");
     describe_counter!(
+        RETRY_RUNS_TOTAL,
+        "Retries (attempt 2 and later) that reached a terminal status, by target, attempt and status."
+    );
+    describe_counter!(
         RUNS_STALE_TOTAL,
         "Runs failed by the stale sweep (their scheduler stopped heartbeating)."
     );
@@ -134,6 +142,14 @@ pub fn alert_delivery(result: &'static str) {
 /// A run reached a terminal status (succeeded, failed or skipped).
 pub fn run_finished(run: &JobRun) {
     counter!(RUNS_TOTAL, "target" => run.target.clone(), "status" => run.status.to_string()).increment(1);
+    if run.attempt > 1 {
+        let attempt = match run.attempt {
+            n @ 2..=9 => n.to_string(),
+            _ => "10+".to_owned(),
+        };
+        counter!(RETRY_RUNS_TOTAL, "target" => run.target.clone(), "attempt" => attempt, "status" => run.status.to_string())
+            .increment(1);
+    }
 }
 
 /// The stale sweep failed `run`.

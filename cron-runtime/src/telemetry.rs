@@ -122,13 +122,14 @@ fn set_run_tags(scope: &mut sentry::Scope, run: &JobRun) {
     scope.set_tag("run_id", run.id);
     scope.set_tag("target", &run.target);
     scope.set_tag("trigger", run.trigger_type);
+    scope.set_tag("attempt", run.attempt);
 }
 
 /// One structured line per transition: pending → running.
 pub fn log_started(run: &JobRun) {
     tracing::info!(
         job_key = %run.job_key, version = run.job_version, run_id = %run.id, target = %run.target,
-        slot = %run.scheduled_at.to_rfc3339(), trigger = %run.trigger_type, status = "running",
+        slot = %run.scheduled_at.to_rfc3339(), trigger = %run.trigger_type, attempt = run.attempt, status = "running",
         "run started"
     );
     metrics::run_started(run);

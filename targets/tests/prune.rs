@@ -97,7 +97,7 @@ async fn prune(pool: &PgPool, payload: Value) -> Result<Value, String> {
         pool.clone(),
         CancellationToken::new(),
     );
-    (target.run)(ctx, payload).await
+    (target.run)(ctx, payload).await.map_err(|failure| failure.message)
 }
 
 async fn statuses(pool: &PgPool) -> Vec<String> {

@@ -10,7 +10,6 @@
 //! | (new)   | missed    | the scheduler, for a slot it could not start by T + `CRON_MISSED_AFTER` (`overloaded`, `database_unreachable`) |
 //! | (new)   | missed    | the watchdog, for a slot nobody recorded (`no_scheduler`, `target_unavailable`, `not_started`) |
 //! | (new)   | pending   | the store, in the transaction that fails a run its policy retries (`retry`) |
-//! | (new)   | pending   | the backfill driver, for a backfill's next slot (`backfill`)   |
 //! | pending | running   | the scheduler that claims it (`FOR UPDATE SKIP LOCKED`), a retry not before its `not_before` |
 //! | pending | missed    | the watchdog, when no live scheduler has the target (`no_scheduler`, `target_unavailable`) |
 //! | running | succeeded | the executing scheduler                                        |
@@ -139,7 +138,7 @@ impl std::fmt::Display for RunReason {
     }
 }
 
-/// What caused a run: its schedule, an admin's run-now, a retry of a failed run, or a backfill.
+/// What caused a run: its schedule, an admin's run-now, or a retry of a failed run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -148,8 +147,6 @@ pub enum TriggerType {
     Manual,
     /// A later attempt of a failed run (SPEC 17).
     Retry,
-    /// A past slot run on purpose by a backfill (SPEC 18).
-    Backfill,
 }
 
 impl TriggerType {
@@ -159,7 +156,6 @@ impl TriggerType {
             TriggerType::Scheduled => "scheduled",
             TriggerType::Manual => "manual",
             TriggerType::Retry => "retry",
-            TriggerType::Backfill => "backfill",
         }
     }
 }
@@ -206,8 +202,6 @@ pub struct JobRun {
     pub next_retry_at: Option<DateTime<Utc>>,
     /// A pending retry is not started before this.
     pub not_before: Option<DateTime<Utc>>,
-    /// The backfill this run belongs to.
-    pub backfill_id: Option<Uuid>,
 }
 
 impl std::fmt::Display for RunStatus {

@@ -200,15 +200,17 @@ async fn lock_live(
 }
 
 async fn mark_retired(conn: &mut PgConnection, id: Uuid, actor: &str) -> Result<JobDefinition, StoreError> {
-    Ok(sqlx::query_as(
+    let retired = sqlx::query_as(
         "UPDATE cron_job_definitions
          SET status = 'retired', retired_at = clock_timestamp(), retired_by = $2, updated_at = now()
          WHERE id = $1 RETURNING *",
     )
     .bind(id)
     .bind(actor)
-    .fetch_one(conn)
-    .await?)
+    .fetch_one(&mut *conn)
+    .await?;
+    super::runs::cancel_waiting_retries(conn, id, actor).await?;
+    Ok(retired)
 }
 
 /// Inserts `new` as the next version of its key: active, or paused like `paused_as`.

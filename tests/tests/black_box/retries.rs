@@ -281,3 +281,34 @@ async fn a_new_version_keeps_or_replaces_the_policy_and_null_removes_it() {
     assert_eq!(removed.status, 201, "{}", removed.text);
     assert_eq!(removed.body["retry"]["max_attempts"], 1);
 }
+
+#[tokio::test]
+async fn a_new_version_cancels_the_old_versions_waiting_retry_and_frees_the_key() {
+    let api = TestApi::spawn().await;
+    let _scheduler = scheduler(&api.db, &[]);
+    let retry = json!({"max_attempts": 3, "initial_delay": "1m"});
+    let job = api.create_job(&job("replaced", json!({"fail": true}), retry)).await;
+    run_now(&api, &job).await;
+    let waiting = wait_for(Duration::from_secs(20), "a retry to wait", || async {
+        runs(&api, "replaced")
+            .await
+            .into_iter()
+            .find(|r| r["trigger_type"] == "retry" && r["status"] == "pending")
+    })
+    .await;
+    let id = job["id"].as_str().unwrap_or_default();
+    let v2 = api
+        .post(&format!("/jobs/{id}/new-version"), &json!({"payload": {}}))
+        .await;
+    assert_eq!(v2.status, 201, "{}", v2.text);
+    let retry = api
+        .get(&format!("/runs/{}", waiting["id"].as_str().unwrap_or_default()))
+        .await
+        .body;
+    assert_eq!(retry["status"], "cancelled", "{retry}");
+    assert_eq!(retry["cancelled_by"], "alice", "{retry}");
+    let v2_id = v2.body["id"].as_str().unwrap_or_default();
+    let again = api.post_empty(&format!("/jobs/{v2_id}/run-now")).await;
+    assert_eq!(again.status, 202, "the key is free again: {}", again.text);
+    assert_eq!(again.body["status"], "pending", "{}", again.text);
+}

@@ -7,14 +7,15 @@
 //! writes each execution's run id, key, slot, start and end past the proxies.
 //!
 //! Operations (through the REST API, and `cronjobs apply` of a generated jobs file): create
-//! recurring and one-time jobs, pause, resume, new version, retire, run-now with and without a
+//! recurring and one-time jobs (the one-time ones with a retry policy), pause, resume, new version, retire, run-now with and without a
 //! payload, cancel a running run, apply. Faults: kill -9 and restart, LISTEN backends
 //! terminated, connections cut, commit replies lost, one scheduler's connections refused for
 //! 10–20 s, every scheduler's refused at once (a database outage), a full executor.
 //!
 //! Checked afterwards: every slot of every recurring job has exactly one row, and no row is
 //! for a slot that was not; every one-time job has one row, never `missed`, and ran at most
-//! once; no run id executed twice; no two executions of one key overlap in time; nothing is
+//! once per attempt; every announced retry exists once, as the next attempt of its slot; no
+//! run id executed twice; no two executions of one key overlap in time; nothing is
 //! left pending or running; every missed, skipped and failed row has a reason that matches
 //! what the test did. The seed, the counts and every anomaly are printed. To replay or soak:
 //!
@@ -87,6 +88,9 @@ impl Work {
         }
     }
 }
+
+/// Attempts of a one-time job's slot (its retry policy).
+const ONE_TIME_ATTEMPTS: i32 = 3;
 
 /// One definition the test knows of, with every window in which it was active.
 #[derive(Debug, Clone)]
@@ -331,8 +335,11 @@ impl Torture<'_> {
         let payload = work.payload(&mut self.rng);
         let run_at = Utc::now() + chrono::Duration::milliseconds(self.rng.between(0, 4_000) as i64);
         let run_at = chrono::SubsecRound::trunc_subsecs(run_at, 3);
+        // Retried: a failing one-time job's chain (attempts 2 and 3, claimed at their time by
+        // any scheduler) runs through the same faults as everything else.
         let body = json!({"job_key": key, "target": "system.record", "schedule_type": "one_time",
-                          "run_at": run_at.to_rfc3339(), "payload": payload});
+                          "run_at": run_at.to_rfc3339(), "payload": payload,
+                          "retry": {"max_attempts": ONE_TIME_ATTEMPTS, "initial_delay": "1s"}});
         match self.cluster.call(Method::POST, "/jobs", Some(body)).await {
             Some((201, job)) => {
                 self.definitions.push(Definition {
@@ -812,6 +819,10 @@ struct Row {
     status: String,
     reason: Option<String>,
     scheduler_instance: Option<String>,
+    attempt: i32,
+    retry_of: Option<Uuid>,
+    next_retry_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Display for Row {
@@ -1014,8 +1025,9 @@ where
 async fn check(torture: &Torture<'_>, end: DateTime<Utc>, anomalies: &mut Vec<String>) {
     let db = torture.db;
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, job_definition_id, job_key, trigger_type, scheduled_at, status, reason, scheduler_instance
-         FROM cron_job_runs ORDER BY job_key, scheduled_at",
+        "SELECT id, job_definition_id, job_key, trigger_type, scheduled_at, status, reason, scheduler_instance,
+                attempt, retry_of, next_retry_at, started_at
+         FROM cron_job_runs ORDER BY job_key, scheduled_at, attempt",
     )
     .fetch_all(&db.pool)
     .await
@@ -1097,7 +1109,10 @@ async fn check(torture: &Torture<'_>, end: DateTime<Utc>, anomalies: &mut Vec<St
             ("skipped", Some("overlap")) => true,
             ("cancelled", Some("cancelled")) => torture.cancelled.contains(&row.id),
             ("failed", Some("error")) => d.fails,
-            ("failed", Some("fenced" | "scheduler_lost" | "stale")) => near_fault(row.scheduled_at),
+            // A retry runs seconds after its slot: the fault is near when it started.
+            ("failed", Some("fenced" | "scheduler_lost" | "stale")) => {
+                near_fault(row.scheduled_at) || row.started_at.is_some_and(near_fault)
+            }
             ("failed", Some("shutdown")) => true,
             ("missed", Some("overloaded")) => row.scheduler_instance.as_deref().is_some_and(|instance| {
                 torture
@@ -1127,6 +1142,38 @@ async fn check(torture: &Torture<'_>, end: DateTime<Utc>, anomalies: &mut Vec<St
             anomalies.push(format!("one-time job {} has {n} scheduled rows", d.key));
         }
     }
+
+    // Every retry announced (`next_retry_at`) exists, follows its failed run once, as the next
+    // attempt, within the policy.
+    let mut retries_of: HashMap<Uuid, Vec<&Row>> = HashMap::new();
+    for row in rows.iter().filter(|r| r.trigger_type == "retry") {
+        match row.retry_of {
+            Some(of) => retries_of.entry(of).or_default().push(row),
+            None => anomalies.push(format!("{}: a retry without retry_of: {row}", row.job_key)),
+        }
+        if row.attempt > ONE_TIME_ATTEMPTS {
+            anomalies.push(format!(
+                "{}: attempt {} beyond the policy: {row}",
+                row.job_key, row.attempt
+            ));
+        }
+    }
+    let mut retries = 0usize;
+    for row in &rows {
+        let followers = retries_of.get(&row.id).map_or(&[][..], Vec::as_slice);
+        retries += followers.len();
+        match (row.next_retry_at.is_some(), followers) {
+            (false, []) => {}
+            (true, [retry]) if retry.attempt == row.attempt + 1 && retry.scheduled_at == row.scheduled_at => {}
+            (announced, followers) => anomalies.push(format!(
+                "{}: run {row} (next_retry_at set: {announced}) has {} retries: {}",
+                row.job_key,
+                followers.len(),
+                followers.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            )),
+        }
+    }
+    eprintln!("torture: {retries} retries checked");
 
     // No run executed twice; no execution without its row; succeeded runs executed once.
     let rows_by_id: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.id, r)).collect();

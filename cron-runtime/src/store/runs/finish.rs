@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{after_ended, RunOutcome};
+use super::{after_ended, retire_finished_one_time, RunOutcome};
 use crate::domain::incident::{Policy, Recorded};
 use crate::domain::{JobRun, RunReason, RunStatus};
 use crate::store::{instances, StoreError};
@@ -268,15 +268,20 @@ pub(crate) async fn miss_unstartable_pending(
              reason = CASE WHEN EXISTS (SELECT 1 FROM live) THEN 'target_unavailable' ELSE 'no_scheduler' END,
              error = CASE WHEN EXISTS (SELECT 1 FROM live)
                           THEN $2 ELSE $3 END
-         WHERE r.status = 'pending' AND r.created_at < clock_timestamp() - make_interval(secs => $1)
+         -- A retry is late from its time on, not from when it was written.
+         WHERE r.status = 'pending'
+           AND COALESCE(r.not_before, r.created_at) < clock_timestamp() - make_interval(secs => $1)
            AND NOT EXISTS (SELECT 1 FROM live WHERE r.target = ANY(live.targets))
          RETURNING r.*",
         accepting = instances::ACCEPTING
     );
-    Ok(sqlx::query_as(&sql)
+    let missed: Vec<JobRun> = sqlx::query_as(&sql)
         .bind(missed_after.as_secs_f64())
         .bind(RunReason::TargetUnavailable.missed_message())
         .bind(RunReason::NoScheduler.missed_message())
-        .fetch_all(conn)
-        .await?)
+        .fetch_all(&mut *conn)
+        .await?;
+    // A one-time job whose retry is missed has no attempt left: its slot is done.
+    retire_finished_one_time(conn, &missed).await?;
+    Ok(missed)
 }

@@ -5,6 +5,7 @@ mod finish;
 mod requests;
 mod retention;
 mod retries;
+pub(crate) use retries::cancel_waiting as cancel_waiting_retries;
 mod slots;
 
 pub(crate) use finish::miss_unstartable_pending;

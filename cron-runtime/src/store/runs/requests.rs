@@ -135,6 +135,9 @@ pub async fn cancel(pool: &PgPool, run_id: Uuid, reason: &str, actor: &str) -> R
         .await?;
     if run.status == RunStatus::Running {
         notify(&mut tx, Change::CancelRequested(run_id)).await?;
+    } else {
+        // A cancelled pending retry ends its one-time job's slot.
+        super::retire_finished_one_time(&mut tx, [&run]).await?;
     }
     tx.commit().await?;
     Ok(run)

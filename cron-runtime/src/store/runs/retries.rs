@@ -35,8 +35,11 @@ pub(super) async fn schedule(
         return Ok(HashSet::new());
     }
     let definition_ids: Vec<Uuid> = candidates.iter().map(|r| r.job_definition_id).collect();
+    // FOR SHARE: a retire or new version committing meanwhile either waits for this
+    // transaction (and then cancels the retry it wrote) or is seen here (and no retry is written).
     let definitions: Vec<JobDefinition> = sqlx::query_as(
-        "SELECT * FROM cron_job_definitions WHERE id = ANY($1) AND status = 'active' AND retry_max_attempts > 1",
+        "SELECT * FROM cron_job_definitions WHERE id = ANY($1) AND status = 'active' AND retry_max_attempts > 1
+         FOR SHARE",
     )
     .bind(&definition_ids)
     .fetch_all(&mut *conn)
@@ -72,14 +75,11 @@ pub(super) async fn schedule(
         "WITH retry AS (
              INSERT INTO cron_job_runs
                  (id, job_definition_id, job_key, job_version, target, trigger_type, scheduled_at,
-                  status, attempt, retry_of, not_before, payload, triggered_by, backfill_id)
+                  status, attempt, retry_of, not_before, payload, triggered_by)
              SELECT r.id, f.job_definition_id, f.job_key, f.job_version, f.target, 'retry', f.scheduled_at,
-                    'pending', f.attempt + 1, f.id, r.not_before, f.payload, f.triggered_by, f.backfill_id
+                    'pending', f.attempt + 1, f.id, r.not_before, f.payload, f.triggered_by
              FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[]) AS r(failed_id, id, not_before)
              JOIN cron_job_runs f ON f.id = r.failed_id
-             -- A cancelled backfill's runs are not retried.
-             WHERE f.backfill_id IS NULL
-                OR EXISTS (SELECT 1 FROM cron_backfills b WHERE b.id = f.backfill_id AND b.status = 'running')
              ON CONFLICT DO NOTHING
              RETURNING retry_of, not_before
          )
@@ -104,12 +104,34 @@ pub(super) async fn schedule(
     Ok(followed.into_iter().map(|(id, _)| id).collect())
 }
 
-/// The job's next fire time after `now` (none for a one-time job).
+/// The job's next fire time after `now`: a one-time job's `run_at` while it is ahead (a
+/// retry of a run-now must not push the job's own run late).
 fn next_slot(definition: &JobDefinition, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match (definition.schedule_type, &definition.cron_expression) {
         (ScheduleType::Recurring, Some(expression)) => Schedule::parse(expression, &definition.timezone)
             .ok()
             .and_then(|schedule| schedule.next_after(now)),
-        _ => None,
+        _ => definition.run_at.filter(|at| *at > now),
     }
+}
+
+/// `pending` → `cancelled` for the retries of `definition_id` still waiting, in the transaction
+/// that retires it (retire, new version): a retry of a version that no longer exists must not
+/// hold the key, nor run the old target and payload.
+pub(crate) async fn cancel_waiting(
+    conn: &mut PgConnection,
+    definition_id: Uuid,
+    actor: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE cron_job_runs
+         SET status = 'cancelled', reason = 'cancelled', finished_at = clock_timestamp(), cancelled_by = $2,
+             error = 'cancelled: its job version was retired before the retry was due'
+         WHERE job_definition_id = $1 AND status = 'pending' AND trigger_type = 'retry'",
+    )
+    .bind(definition_id)
+    .bind(actor)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
